@@ -1,0 +1,91 @@
+//! Authentication of management requests: a management key in `Authorization: Bearer`, or a
+//! signed-in dashboard session. Authorization (scopes, roles) happens in the services.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::check::{Denial, Requirements};
+use crate::service::{Caller, Via};
+use crate::verify::Scope;
+
+/// The peer address of the connection.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| crate::domain::model::normalize_ip(c.0.ip()))
+}
+
+pub fn user_agent(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(parts: &Parts) -> Result<Option<&str>, Denial> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Denial::Malformed("the Authorization header is not ASCII"))?
+        .trim();
+    if value.is_empty() {
+        return Err(Denial::MissingCredentials);
+    }
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Denial::Malformed("expected 'Authorization: Bearer <key>'"));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Denial::MissingCredentials);
+    }
+    Ok(Some(token))
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let ip = client_ip(parts);
+        let user_agent = user_agent(parts);
+        let token = match bearer(parts) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(ApiError::Denied(Denial::MissingCredentials)),
+            Err(d) => return Err(ApiError::Denied(d)),
+        };
+        let req = Requirements {
+            client_ip: ip,
+            skip_plan: true,
+            ..Default::default()
+        };
+        let scope = Scope {
+            management: true,
+            ..Default::default()
+        };
+        match state.ctx.verifier.verify(token, scope, &req, 1).await? {
+            Ok(v) => Ok(Caller {
+                org_id: v.key.org_id.clone(),
+                user: v.owner.clone(),
+                via: Via::Key {
+                    id: v.key.id.clone(),
+                    prefix: v.key.display_prefix(),
+                    scopes: v.key.scopes.clone(),
+                },
+                ip,
+                user_agent,
+            }),
+            Err(rejected) => Err(ApiError::Denied(rejected.denial)),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The HTTP layer's one error type. Every error leaves as RFC 9457 `application/problem+json` with
+//! the contract's `code` and the request id. A 500 is logged with its cause; the client gets a
+//! generic body that reveals nothing.
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::check::{Denial, RateDecision};
+use crate::domain::validate::FieldError;
+use crate::service::ServiceError;
+use crate::store::StoreError;
+use crate::verify::VerifyError;
+
+tokio::task_local! {
+    /// The id of the request being handled, for error bodies and logs.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or an empty string outside a request.
+pub fn request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// RFC 9457 problem details, as every error is answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    pub status: u16,
+    /// A stable machine code (contract section 4).
+    pub code: String,
+    pub detail: String,
+    pub request_id: String,
+    /// Present on 422 `validation_failed`: each invalid field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("key in URL")]
+    KeyInUrl,
+    #[error("denied: {}", .0.code())]
+    Denied(Denial),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::KeyInUrl => StatusCode::BAD_REQUEST,
+            ApiError::Denied(d) => StatusCode::from_u16(d.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) | ApiError::PayloadTooLarge | ApiError::MethodNotAllowed => "bad_request",
+            ApiError::KeyInUrl => "key_in_url",
+            ApiError::Denied(d) => d.code(),
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::BadRequest(d) | ApiError::Forbidden(d) | ApiError::Conflict(d) => d.clone(),
+            ApiError::KeyInUrl => "An API key was sent in the URL. Keys are accepted only in the Authorization \
+                                   header; this key has been flagged as exposed: rotate it."
+                .into(),
+            ApiError::Denied(d) => d.detail(),
+            ApiError::NotFound(what) => format!("No such {what}."),
+            ApiError::Validation(errors) => format!(
+                "{} field{} invalid: {}",
+                errors.len(),
+                if errors.len() == 1 { " is" } else { "s are" },
+                errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            ApiError::PayloadTooLarge => format!("The request body exceeds {} bytes.", super::BODY_LIMIT),
+            ApiError::MethodNotAllowed => "This method is not allowed on this path.".into(),
+            ApiError::Internal(_) => "Something went wrong on our side. Quote the request id if you report it.".into(),
+        }
+    }
+
+    /// The problem body of this error.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            code: self.code().to_owned(),
+            detail: self.detail(),
+            request_id: request_id(),
+            errors: match self {
+                ApiError::Validation(e) => Some(e.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Adds the `RateLimit-*` headers of a decision (and `Retry-After` when refused).
+pub fn rate_limit_headers(headers: &mut HeaderMap, d: &RateDecision) {
+    let num = |n: i64| HeaderValue::from_str(&n.to_string()).expect("digits are a valid header value");
+    headers.insert("ratelimit-limit", num(i64::from(d.limit)));
+    headers.insert("ratelimit-remaining", num(i64::from(d.remaining)));
+    headers.insert("ratelimit-reset", num(d.reset_in_s()));
+    if !d.allowed {
+        headers.insert(header::RETRY_AFTER, num(d.retry_after_s().max(1)));
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(request_id = %request_id(), %cause, "internal error");
+        }
+        let status = self.status();
+        let mut res = (status, Json(self.problem())).into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keyward\""));
+        }
+        if let ApiError::Denied(Denial::RateLimited(d)) = &self {
+            rate_limit_headers(headers, d);
+        }
+        res
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(what) => ApiError::NotFound(what.into()),
+            ServiceError::Forbidden(d) => ApiError::Forbidden(d),
+            ServiceError::Conflict(d) => ApiError::Conflict(d),
+            ServiceError::Validation(errors) => ApiError::Validation(errors),
+            ServiceError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_maps_to_its_contract_status_and_code() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::BadRequest("x".into()), 400, "bad_request"),
+            (ApiError::KeyInUrl, 400, "key_in_url"),
+            (ApiError::Denied(Denial::MissingCredentials), 401, "missing_credentials"),
+            (ApiError::Denied(Denial::Malformed("bad checksum")), 401, "malformed_credentials"),
+            (ApiError::Denied(Denial::UnknownKey), 401, "unknown_key"),
+            (ApiError::Denied(Denial::Revoked { disabled: false }), 401, "key_revoked"),
+            (ApiError::Denied(Denial::Expired), 401, "key_expired"),
+            (ApiError::Denied(Denial::OwnerDisabled), 401, "owner_disabled"),
+            (ApiError::Denied(Denial::InsufficientScope { scope: "a".into() }), 403, "insufficient_scope"),
+            (ApiError::Denied(Denial::IpNotAllowed), 403, "ip_not_allowed"),
+            (ApiError::Denied(Denial::PlanInactive), 403, "plan_inactive"),
+            (ApiError::Denied(Denial::QuotaExceeded), 429, "quota_exceeded"),
+            (ApiError::Forbidden("x".into()), 403, "forbidden"),
+            (ApiError::NotFound("key".into()), 404, "not_found"),
+            (ApiError::Conflict("x".into()), 409, "conflict"),
+            (ApiError::Validation(vec![]), 422, "validation_failed"),
+            (ApiError::Internal("db down".into()), 500, "internal_error"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!((err.status().as_u16(), err.code()), (status, code), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let p = ApiError::Internal("password=hunter2 at db".into()).problem();
+        assert!(!p.detail.contains("hunter2"));
+    }
+
+    #[test]
+    fn unauthorized_answers_carry_www_authenticate_and_problem_json() {
+        let res = ApiError::Denied(Denial::UnknownKey).into_response();
+        assert_eq!(res.status(), 401);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP surface: management API, health, OpenAPI and docs. Routers of each resource are merged
+//! here, with the middleware every response passes through: a request id, the key-in-URL guard,
+//! a body size limit, and problem+json for unknown routes.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+
+use crate::domain::key;
+use crate::service::Ctx;
+use error::{ApiError, REQUEST_ID};
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub ctx: Ctx,
+}
+
+/// The whole HTTP application.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .merge(api::keys::router())
+        .merge(api::verify::router())
+        .merge(api::apis::router())
+        .merge(api::audit::router())
+        .merge(api::health::router())
+        .merge(api::docs::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), reject_keys_in_url))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Gives every request an id, available to error bodies and returned as `x-request-id`.
+async fn request_id(req: Request, next: Next) -> Response {
+    let mut bytes = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let id = format!("req_{}", hex::encode(bytes));
+    let header_value = HeaderValue::from_str(&id).expect("hex is a valid header value");
+    let mut res = REQUEST_ID.scope(id, next.run(req)).await;
+    res.headers_mut().insert("x-request-id", header_value);
+    res
+}
+
+/// Refuses any request whose URL carries a well-formed key, and flags that key as exposed.
+async fn reject_keys_in_url(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let found = req
+        .uri()
+        .path_and_query()
+        .and_then(|pq| key::find_in(pq.as_str()))
+        .map(|k| k.whole.to_owned());
+    let Some(token) = found else {
+        return next.run(req).await;
+    };
+    let (parts, _) = req.into_parts();
+    let ip = auth::client_ip(&parts).map(|ip| ip.to_string());
+    let ua = auth::user_agent(&parts);
+    if let Err(e) = crate::service::keys::mark_exposed(&state.ctx, &token, ip, ua).await {
+        tracing::error!(error = %e, "could not flag an exposed key");
+    }
+    let mut res = ApiError::KeyInUrl.into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

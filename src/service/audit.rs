@@ -1,0 +1,67 @@
+//! Recording and reading the append-only audit log.
+
+use serde_json::Value;
+
+use super::{Caller, Ctx, Result};
+use crate::domain::model::{Actor, AuditEvent};
+use crate::domain::new_id;
+use crate::store::AuditFilter;
+
+/// The thing an event is about.
+pub struct Target<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+    /// A name, email or masked key prefix: never a secret.
+    pub label: &'a str,
+}
+
+/// Appends one event done by `caller`.
+pub async fn record(ctx: &Ctx, caller: &Caller, action: &str, target: Target<'_>, details: Value) -> Result<()> {
+    record_as(
+        ctx,
+        &caller.org_id,
+        caller.actor(),
+        caller.ip.map(|ip| ip.to_string()),
+        caller.user_agent.clone(),
+        action,
+        target,
+        details,
+    )
+    .await
+}
+
+/// Appends one event with an explicit actor (the system, a sign-in attempt).
+#[expect(clippy::too_many_arguments, reason = "one column each")]
+pub async fn record_as(
+    ctx: &Ctx,
+    org_id: &str,
+    actor: Actor,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    action: &str,
+    target: Target<'_>,
+    details: Value,
+) -> Result<()> {
+    let event = AuditEvent {
+        id: new_id("evt"),
+        org_id: org_id.to_owned(),
+        actor,
+        action: action.to_owned(),
+        target_type: target.kind.to_owned(),
+        target_id: Some(target.id.to_owned()),
+        target_label: Some(target.label.to_owned()),
+        ip,
+        user_agent: user_agent.map(|ua| ua.chars().take(300).collect()),
+        details,
+        created_at: ctx.now(),
+    };
+    ctx.store.append_audit(&event).await?;
+    tracing::info!(action, target = target.id, org = org_id, "audit");
+    Ok(())
+}
+
+/// Events of the caller's organization, newest first.
+pub async fn list(ctx: &Ctx, caller: &Caller, filter: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>> {
+    caller.require("audit:read")?;
+    Ok(ctx.store.list_audit(&caller.org_id, filter).await?)
+}

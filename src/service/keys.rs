@@ -1,0 +1,600 @@
+//! The key lifecycle: create, list, read, edit, rotate, revoke, delete.
+
+use std::sync::Arc;
+
+use rand::rngs::OsRng;
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::audit::{self, Target};
+use super::{Caller, Ctx, Result, ServiceError, double_option};
+use crate::domain::key::{self, SecretKey};
+use crate::domain::model::{
+    Api, Environment, Key, KeyStatus, Millis, Quota, RateLimit, Refill, User, UserStatus,
+};
+use crate::domain::validate::{self, Errors};
+use crate::store::{KeyFilter, StoreError};
+
+/// Body of `POST /v1/keys`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// Default: the organization's default API.
+    pub api_id: Option<String>,
+    pub description: Option<String>,
+    /// One of the API's token types; default `standard`.
+    #[serde(rename = "type")]
+    pub token_type: Option<String>,
+    /// From the API's scope catalogue.
+    pub scopes: Option<Vec<String>>,
+    /// IPv4/IPv6 addresses or CIDR blocks; empty allows every address.
+    pub ip_allowlist: Option<Vec<String>>,
+    /// `1y`, `2y`, `5y` or `never`.
+    pub expires: Option<String>,
+    /// An RFC 3339 instant in the future, instead of `expires`.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+    /// `live` (default) or `test`.
+    pub environment: Option<Environment>,
+    pub rate_limit: Option<RateLimit>,
+    pub quota: Option<QuotaInput>,
+    /// A JSON object of at most 4 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Default: the caller.
+    pub owner_id: Option<String>,
+    /// Keep the secret encrypted so that it can be revealed later (policy permitting).
+    pub recoverable: Option<bool>,
+}
+
+/// A quota of remaining uses.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaInput {
+    pub remaining: i64,
+    pub refill: Option<Refill>,
+}
+
+/// Body of `PATCH /v1/keys/{id}`: each field present is changed; `null` clears a nullable one.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub ip_allowlist: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub enabled: Option<bool>,
+    /// Only where the organization's policy lets scopes be edited after creation.
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<RateLimit>)]
+    pub rate_limit: Option<Option<RateLimit>>,
+}
+
+/// Body of `POST /v1/keys/{id}/rotate`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// Seconds the old key keeps working, 0 to 1209600 (14 days). Default 0.
+    pub grace_period_s: Option<i64>,
+}
+
+/// Body of `POST /v1/keys/{id}/revoke`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKey {
+    pub reason: Option<String>,
+}
+
+/// A new key, with its secret to show once.
+pub struct Created {
+    pub key: Key,
+    pub secret: SecretKey,
+    /// Keys revoked by the one-active-key policy.
+    pub revoked: Vec<String>,
+}
+
+pub const GRACE_MAX_S: i64 = 1_209_600;
+
+/// Resolves the API a request names, or the organization's default protected API.
+pub async fn resolve_api(ctx: &Ctx, caller: &Caller, api_id: Option<&str>, errors: &mut Errors) -> Result<Option<Api>> {
+    match api_id {
+        Some(id) => {
+            let api = ctx.store.get_api(id).await?.filter(|a| a.org_id == caller.org_id);
+            if api.is_none() {
+                errors.add("api_id", "no such API in this organization");
+            }
+            Ok(api)
+        }
+        None => {
+            let apis = ctx.store.list_apis(&caller.org_id).await?;
+            let default = apis
+                .iter()
+                .find(|a| a.slug == "default")
+                .or_else(|| apis.iter().find(|a| !a.is_management()))
+                .cloned();
+            if default.is_none() {
+                errors.add("api_id", "the organization has no protected API yet; create one first");
+            }
+            Ok(default)
+        }
+    }
+}
+
+fn check_scopes(errors: &mut Errors, field: &str, api: &Api, scopes: &[String]) -> Vec<String> {
+    if scopes.len() > validate::SCOPES_MAX {
+        errors.add(field, format!("must have at most {} entries", validate::SCOPES_MAX));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+    for (i, s) in scopes.iter().enumerate() {
+        if !api.has_scope(s) {
+            errors.add(format!("{field}[{i}]"), format!("'{s}' is not in the scope catalogue of API '{}'", api.slug));
+        } else if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+/// May the caller change (edit, rotate) this key? Admins always; others only their own.
+fn may_manage(caller: &Caller, key: &Key) -> bool {
+    caller.user.role.manages_all_keys() || key.owner_id == caller.user.id
+}
+
+fn ensure_manageable(caller: &Caller, key: &Key) -> Result<()> {
+    if may_manage(caller, key) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(
+            "Your role may only change keys you own.".into(),
+        ))
+    }
+}
+
+/// A key of the caller's organization, or 404.
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Key> {
+    caller.require("keys:read")?;
+    find(ctx, caller, id).await
+}
+
+async fn find(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Key> {
+    let mut key = ctx
+        .store
+        .get_key_in_org(&caller.org_id, id)
+        .await?
+        .ok_or(ServiceError::NotFound("key"))?;
+    overlay_usage(ctx, &mut key);
+    Ok(key)
+}
+
+/// Adds `last_used` observations not yet written behind.
+pub fn overlay_usage(ctx: &Ctx, key: &mut Key) {
+    if let Some((at, ip)) = ctx.verifier.pending_touch(&key.id) {
+        if key.last_used_at.is_none_or(|t| t < at) {
+            key.last_used_at = Some(at);
+            key.last_used_ip = ip;
+        }
+    }
+}
+
+pub async fn list(ctx: &Ctx, caller: &Caller, filter: &KeyFilter) -> Result<Vec<Key>> {
+    caller.require("keys:read")?;
+    let mut keys = ctx.store.list_keys(&caller.org_id, filter, ctx.now()).await?;
+    for k in &mut keys {
+        overlay_usage(ctx, k);
+    }
+    Ok(keys)
+}
+
+pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Created> {
+    caller.require("keys:write")?;
+    let now = ctx.now();
+    let org = ctx
+        .verifier
+        .org(&caller.org_id, now)
+        .await?
+        .ok_or(ServiceError::NotFound("organization"))?;
+    let mut e = Errors::default();
+    let name = validate::text(&mut e, "name", &input.name, validate::NAME_MAX);
+    let description = input
+        .description
+        .as_deref()
+        .map(|d| validate::text(&mut e, "description", d, validate::DESCRIPTION_MAX));
+    let api = resolve_api(ctx, caller, input.api_id.as_deref(), &mut e).await?;
+    let owner = resolve_owner(ctx, caller, input.owner_id.as_deref(), &mut e).await?;
+    let token_type = input.token_type.unwrap_or_else(|| "standard".into());
+    let scopes = input.scopes.unwrap_or_default();
+    let scopes = match &api {
+        Some(api) => {
+            if !api.token_types.contains(&token_type) {
+                e.add("type", format!("must be one of {}", api.token_types.join(", ")));
+            }
+            check_scopes(&mut e, "scopes", api, &scopes)
+        }
+        None => scopes,
+    };
+    let ip_allowlist = validate::ip_allowlist(&mut e, "ip_allowlist", &input.ip_allowlist.unwrap_or_default());
+    let expires_at = validate::expiry(
+        &mut e,
+        input.expires.as_deref(),
+        input.expires_at.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Millis),
+        &org.policies,
+        now,
+    );
+    if let Some(rl) = &input.rate_limit {
+        validate::rate_limit(&mut e, "rate_limit", rl);
+    }
+    if let Some(q) = &input.quota {
+        validate::quota(&mut e, q.remaining, q.refill.as_ref());
+    }
+    let metadata = input.metadata.unwrap_or_default();
+    validate::metadata(&mut e, &metadata);
+    let recoverable = input.recoverable.unwrap_or(false);
+    if recoverable && !org.policies.recoverable_keys {
+        e.add("recoverable", "the organization's policy does not allow recoverable keys");
+    }
+    let (Some(api), Some(owner)) = (api, owner) else {
+        return Err(ServiceError::Validation(e.0));
+    };
+    let scopes = e.finish(scopes)?;
+    if api.is_management() {
+        if let Some(s) = scopes.iter().find(|s| !caller.can(s)) {
+            return Err(ServiceError::Forbidden(format!(
+                "You cannot grant the scope '{s}', which you do not hold yourself."
+            )));
+        }
+    }
+    let live = ctx.store.count_live_keys(&caller.org_id, now).await?;
+    if live >= i64::from(org.policies.key_limit) {
+        return Err(ServiceError::Conflict(format!(
+            "The organization has reached its limit of {} keys. Revoke or delete a key first.",
+            org.policies.key_limit
+        )));
+    }
+    let revoke = if org.policies.single_active_key {
+        ctx.store.active_key_ids(&caller.org_id, &api.id, &owner.id, now).await?
+    } else {
+        Vec::new()
+    };
+    let environment = input.environment.unwrap_or(Environment::Live);
+    let template = Key {
+        id: String::new(),
+        org_id: caller.org_id.clone(),
+        api_id: api.id.clone(),
+        name,
+        description,
+        key_prefix: api.prefix_for(environment).to_owned(),
+        token_type,
+        environment,
+        scopes,
+        ip_allowlist,
+        expires_at,
+        enabled: true,
+        hash: key::KeyHash([0; 32]),
+        pepper_version: 0,
+        owner_id: owner.id.clone(),
+        created_by: caller.user.id.clone(),
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+        last_used_ip: None,
+        rate_limit: input.rate_limit,
+        quota: input.quota.map(|q| Quota {
+            remaining: q.remaining,
+            refill: q.refill,
+            refilled_at: now,
+        }),
+        metadata,
+        replaces: None,
+        replaced_by: None,
+        revoked_at: None,
+        revoke_reason: None,
+        deleted_at: None,
+        exposed_at: None,
+        recoverable,
+        encrypted_secret: None,
+    };
+    let (key, secret) = insert_fresh(ctx, template, &revoke, now).await?;
+    for id in &revoke {
+        ctx.verifier.invalidate_key(id);
+        audit::record(
+            ctx,
+            caller,
+            "key.revoked",
+            Target { kind: "key", id, label: id },
+            json!({"reason": "replaced under the one-active-key policy", "replaced_by": key.id}),
+        )
+        .await?;
+    }
+    let prefix = key.display_prefix();
+    audit::record(
+        ctx,
+        caller,
+        "key.created",
+        Target { kind: "key", id: &key.id, label: &prefix },
+        json!({"name": key.name, "api_id": key.api_id, "type": key.token_type, "scopes": key.scopes,
+               "owner_id": key.owner_id, "expires_at": key.expires_at}),
+    )
+    .await?;
+    Ok(Created { key, secret, revoked: revoke })
+}
+
+async fn resolve_owner(ctx: &Ctx, caller: &Caller, owner_id: Option<&str>, e: &mut Errors) -> Result<Option<Arc<User>>> {
+    let Some(id) = owner_id.filter(|id| *id != caller.user.id) else {
+        return Ok(Some(caller.user.clone()));
+    };
+    if !caller.user.role.manages_all_keys() {
+        return Err(ServiceError::Forbidden("Your role may only create keys for yourself.".into()));
+    }
+    match ctx.store.get_user_in_org(&caller.org_id, id).await? {
+        Some(u) if u.status == UserStatus::Active => Ok(Some(Arc::new(u))),
+        Some(_) => {
+            e.add("owner_id", "the member is not active");
+            Ok(None)
+        }
+        None => {
+            e.add("owner_id", "no such member in this organization");
+            Ok(None)
+        }
+    }
+}
+
+/// Generates a secret for `template` and stores it, retrying on the (unlikely) id collision.
+async fn insert_fresh(ctx: &Ctx, mut template: Key, revoke: &[String], now: Millis) -> Result<(Key, SecretKey)> {
+    let pepper = ctx.verifier.peppers().current().clone();
+    for _ in 0..5 {
+        let secret = key::generate(&template.key_prefix, &mut OsRng);
+        let parsed = key::parse(secret.expose()).expect("generated keys are well-formed");
+        template.id = format!("key_{}", parsed.id);
+        template.hash = pepper.hash(secret.expose());
+        template.pepper_version = pepper.version();
+        let res = if revoke.is_empty() {
+            ctx.store.create_key(&template).await
+        } else {
+            ctx.store.create_key_revoking(&template, revoke, now).await
+        };
+        match res {
+            Ok(()) => {
+                ctx.verifier.invalidate_key(&template.id);
+                return Ok((template, secret));
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ServiceError::Conflict("Could not allocate a unique key id; try again.".into()))
+}
+
+pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> Result<Key> {
+    caller.require("keys:write")?;
+    let mut key = find(ctx, caller, id).await?;
+    ensure_manageable(caller, &key)?;
+    let now = ctx.now();
+    if matches!(key.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
+        return Err(ServiceError::Conflict("A revoked or deleted key cannot be edited.".into()));
+    }
+    let org = ctx.verifier.org(&caller.org_id, now).await?.ok_or(ServiceError::NotFound("organization"))?;
+    let mut e = Errors::default();
+    let mut changed = Vec::new();
+    if let Some(name) = &patch.name {
+        key.name = validate::text(&mut e, "name", name, validate::NAME_MAX);
+        changed.push("name");
+    }
+    if let Some(d) = &patch.description {
+        key.description = d.as_deref().map(|d| validate::text(&mut e, "description", d, validate::DESCRIPTION_MAX));
+        changed.push("description");
+    }
+    if let Some(list) = &patch.ip_allowlist {
+        key.ip_allowlist = validate::ip_allowlist(&mut e, "ip_allowlist", list);
+        changed.push("ip_allowlist");
+    }
+    if let Some(m) = patch.metadata {
+        validate::metadata(&mut e, &m);
+        key.metadata = m;
+        changed.push("metadata");
+    }
+    if let Some(enabled) = patch.enabled {
+        key.enabled = enabled;
+        changed.push("enabled");
+    }
+    if let Some(rl) = patch.rate_limit {
+        if let Some(rl) = &rl {
+            validate::rate_limit(&mut e, "rate_limit", rl);
+        }
+        key.rate_limit = rl;
+        changed.push("rate_limit");
+    }
+    if let Some(scopes) = &patch.scopes {
+        if !org.policies.scopes_editable {
+            e.add("scopes", "the organization's policy does not allow editing scopes after creation");
+        } else {
+            let api = ctx.store.get_api(&key.api_id).await?.ok_or(ServiceError::NotFound("API"))?;
+            key.scopes = check_scopes(&mut e, "scopes", &api, scopes);
+            if api.is_management() {
+                if let Some(s) = key.scopes.iter().find(|s| !caller.can(s)) {
+                    return Err(ServiceError::Forbidden(format!(
+                        "You cannot grant the scope '{s}', which you do not hold yourself."
+                    )));
+                }
+            }
+            changed.push("scopes");
+        }
+    }
+    e.finish(())?;
+    key.updated_at = now;
+    ctx.store.update_key(&key).await?;
+    ctx.verifier.invalidate_key(&key.id);
+    if changed.contains(&"rate_limit") {
+        ctx.verifier.reset_rate_limit(&key.id);
+    }
+    let prefix = key.display_prefix();
+    audit::record(
+        ctx,
+        caller,
+        "key.updated",
+        Target { kind: "key", id: &key.id, label: &prefix },
+        json!({ "fields": changed }),
+    )
+    .await?;
+    Ok(key)
+}
+
+pub async fn rotate(ctx: &Ctx, caller: &Caller, id: &str, input: RotateKey) -> Result<(Key, SecretKey)> {
+    caller.require("keys:write")?;
+    let grace = input.grace_period_s.unwrap_or(0);
+    if !(0..=GRACE_MAX_S).contains(&grace) {
+        return Err(ServiceError::Validation(vec![validate::FieldError {
+            field: "grace_period_s".into(),
+            message: format!("must be between 0 and {GRACE_MAX_S} seconds"),
+        }]));
+    }
+    let mut old = find(ctx, caller, id).await?;
+    ensure_manageable(caller, &old)?;
+    let now = ctx.now();
+    if matches!(old.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
+        return Err(ServiceError::Conflict("A revoked or deleted key cannot be rotated.".into()));
+    }
+    if let Some(next) = &old.replaced_by {
+        return Err(ServiceError::Conflict(format!(
+            "This key was already rotated; rotate its replacement {next} instead."
+        )));
+    }
+    let mut template = old.clone();
+    template.created_at = now;
+    template.updated_at = now;
+    template.created_by = caller.user.id.clone();
+    template.last_used_at = None;
+    template.last_used_ip = None;
+    template.replaces = Some(old.id.clone());
+    template.replaced_by = None;
+    template.revoked_at = None;
+    template.revoke_reason = None;
+    template.exposed_at = None;
+    template.encrypted_secret = None;
+    if let Some(q) = &mut template.quota {
+        q.refilled_at = now;
+    }
+    let pepper = ctx.verifier.peppers().current().clone();
+    old.revoked_at = Some(now + grace * 1000);
+    old.revoke_reason = Some("rotated".into());
+    old.updated_at = now;
+    let mut attempt = 0;
+    let (new, secret) = loop {
+        attempt += 1;
+        let secret = key::generate(&template.key_prefix, &mut OsRng);
+        let parsed = key::parse(secret.expose()).expect("generated keys are well-formed");
+        template.id = format!("key_{}", parsed.id);
+        template.hash = pepper.hash(secret.expose());
+        template.pepper_version = pepper.version();
+        old.replaced_by = Some(template.id.clone());
+        match ctx.store.rotate_key(&old, &template).await {
+            Ok(()) => break (template, secret),
+            Err(StoreError::Conflict(_)) if attempt < 5 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    ctx.verifier.invalidate_key(&old.id);
+    ctx.verifier.invalidate_key(&new.id);
+    let prefix = old.display_prefix();
+    audit::record(
+        ctx,
+        caller,
+        "key.rotated",
+        Target { kind: "key", id: &old.id, label: &prefix },
+        json!({"replaced_by": new.id, "new_prefix": new.display_prefix(), "grace_period_s": grace,
+               "old_key_revoked_at": old.revoked_at}),
+    )
+    .await?;
+    Ok((new, secret))
+}
+
+/// May the caller delete or revoke this key? Admins always, owners, and the key's creator.
+fn ensure_deletable(caller: &Caller, key: &Key) -> Result<()> {
+    if may_manage(caller, key) || key.created_by == caller.user.id {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden("Your role may only revoke or delete keys you own or created.".into()))
+    }
+}
+
+pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> Result<Key> {
+    caller.require("keys:delete")?;
+    let mut key = find(ctx, caller, id).await?;
+    ensure_deletable(caller, &key)?;
+    let now = ctx.now();
+    if key.revoked_at.is_some_and(|t| t <= now) {
+        return Ok(key);
+    }
+    let reason = input.reason.map(|r| r.trim().chars().take(500).collect::<String>());
+    key.revoked_at = Some(now);
+    key.revoke_reason = reason.clone().or(Some("revoked".into()));
+    key.updated_at = now;
+    ctx.store.update_key(&key).await?;
+    ctx.verifier.invalidate_key(&key.id);
+    let prefix = key.display_prefix();
+    audit::record(ctx, caller, "key.revoked", Target { kind: "key", id: &key.id, label: &prefix }, json!({"reason": reason}))
+        .await?;
+    Ok(key)
+}
+
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
+    caller.require("keys:delete")?;
+    let mut key = find(ctx, caller, id).await?;
+    ensure_deletable(caller, &key)?;
+    if key.deleted_at.is_some() {
+        return Ok(());
+    }
+    let now = ctx.now();
+    key.deleted_at = Some(now);
+    if key.revoked_at.is_none_or(|t| t > now) {
+        key.revoked_at = Some(now);
+        key.revoke_reason = Some("deleted".into());
+    }
+    key.updated_at = now;
+    ctx.store.update_key(&key).await?;
+    ctx.verifier.invalidate_key(&key.id);
+    let prefix = key.display_prefix();
+    audit::record(ctx, caller, "key.deleted", Target { kind: "key", id: &key.id, label: &prefix }, json!({})).await?;
+    Ok(())
+}
+
+/// Marks a key exposed (its whole secret seen in a URL), once, and records a security event.
+/// Only a token that really is the key counts, so nobody can flag keys by guessing ids.
+pub async fn mark_exposed(ctx: &Ctx, token: &str, ip: Option<String>, user_agent: Option<String>) -> Result<()> {
+    let Ok(parsed) = key::parse(token) else { return Ok(()) };
+    let Some(mut key) = ctx.store.get_key(&format!("key_{}", parsed.id)).await? else {
+        return Ok(());
+    };
+    let authentic = ctx
+        .verifier
+        .peppers()
+        .get(key.pepper_version)
+        .is_some_and(|p| p.hash(token).ct_eq(&key.hash));
+    if !authentic || key.exposed_at.is_some() {
+        return Ok(());
+    }
+    let now = ctx.now();
+    key.exposed_at = Some(now);
+    ctx.store.update_key(&key).await?;
+    ctx.verifier.invalidate_key(&key.id);
+    let prefix = key.display_prefix();
+    audit::record_as(
+        ctx,
+        &key.org_id,
+        crate::domain::model::Actor::system(),
+        ip,
+        user_agent,
+        "key.exposed",
+        Target { kind: "key", id: &key.id, label: &prefix },
+        json!({"where": "url"}),
+    )
+    .await
+}

@@ -1,0 +1,134 @@
+//! Application services: the operations of the management API and the dashboard, with their
+//! authorization, policies, audit records and cache invalidation in one place. HTTP handlers and
+//! dashboard pages are thin adapters over these functions.
+
+pub mod apis;
+pub mod audit;
+pub mod bootstrap;
+pub mod keys;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::domain::Clock;
+use crate::domain::model::{Actor, Millis, User};
+use crate::domain::validate::FieldError;
+use crate::store::{Store, StoreError};
+use crate::verify::{Verifier, VerifyError};
+
+/// Errors of the service layer; the HTTP layer maps each to a contract code.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<VerifyError> for ServiceError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Store(s) => ServiceError::Store(s),
+        }
+    }
+}
+
+impl From<Vec<FieldError>> for ServiceError {
+    fn from(errors: Vec<FieldError>) -> Self {
+        ServiceError::Validation(errors)
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// What the services need: storage, the verifier's cache, and the clock.
+#[derive(Clone)]
+pub struct Ctx {
+    pub store: Store,
+    pub verifier: Arc<Verifier>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Ctx {
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+}
+
+/// How a caller authenticated.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// A management key: acts with its own scopes, never beyond its owner's role.
+    Key {
+        id: String,
+        prefix: String,
+        scopes: Vec<String>,
+    },
+    /// A signed-in dashboard session: acts with its member's role.
+    Session,
+}
+
+/// An authenticated member of an organization, and where the request came from.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub org_id: String,
+    pub user: Arc<User>,
+    pub via: Via,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl Caller {
+    /// Whether the caller holds `scope`: the key has it (if a key) and the member's role permits it.
+    pub fn can(&self, scope: &str) -> bool {
+        let key_has = match &self.via {
+            Via::Key { scopes, .. } => scopes.iter().any(|s| s == scope),
+            Via::Session => true,
+        };
+        key_has && self.user.role.permits(scope)
+    }
+
+    pub fn require(&self, scope: &str) -> Result<()> {
+        if self.can(scope) {
+            return Ok(());
+        }
+        let who = match &self.via {
+            Via::Key { scopes, .. } if !scopes.iter().any(|s| s == scope) => "this management key",
+            _ => "your role",
+        };
+        Err(ServiceError::Forbidden(format!(
+            "This action needs the scope '{scope}', which {who} does not grant."
+        )))
+    }
+
+    /// The audit log's view of the caller: never a secret.
+    pub fn actor(&self) -> Actor {
+        match &self.via {
+            Via::Key { id, prefix, .. } => Actor {
+                kind: "key",
+                id: Some(id.clone()),
+                label: format!("{prefix}••••"),
+            },
+            Via::Session => Actor {
+                kind: "user",
+                id: Some(self.user.id.clone()),
+                label: self.user.email.clone(),
+            },
+        }
+    }
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
+pub fn double_option<'de, T, D>(de: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(de).map(Some)
+}

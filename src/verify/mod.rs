@@ -1,0 +1,353 @@
+//! The hot path: checking a presented key.
+//!
+//! Key records, their APIs, owners and organizations are cached in memory, so a known key is
+//! verified without touching the database. Every change made through this process invalidates the
+//! cache synchronously (so a revoke is seen by the very next verify); entries also expire after a
+//! short TTL, which bounds staleness when another process changed the database. `last_used` is
+//! collected in memory and written behind in batches by [`Verifier::flush`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+use crate::domain::Clock;
+use crate::domain::check::{self, Denial, RateDecision, Requirements};
+use crate::domain::key::{self, Peppers};
+use crate::domain::model::{Api, Key, Millis, Org, RateLimit, User};
+use crate::store::{Store, StoreError, UsageTouch};
+
+/// How long a cached record is trusted before it is read again.
+const POSITIVE_TTL_MS: i64 = 30_000;
+/// How long "no such key" is remembered, so garbage with a valid checksum cannot flood storage.
+const NEGATIVE_TTL_MS: i64 = 2_000;
+/// Most "no such key" entries kept at once.
+const NEGATIVE_MAX: usize = 100_000;
+
+struct Cached<T> {
+    value: Option<Arc<T>>,
+    loaded_at: Millis,
+}
+
+impl<T> Clone for Cached<T> {
+    fn clone(&self) -> Self {
+        Cached {
+            value: self.value.clone(),
+            loaded_at: self.loaded_at,
+        }
+    }
+}
+
+/// Where a key may come from: the verify endpoint scopes it to the caller's organization (and
+/// optionally one API); the management API needs a key of the built-in `keyward` API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    pub org_id: Option<&'a str>,
+    pub api_id: Option<&'a str>,
+    pub management: bool,
+}
+
+/// A key that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub key: Arc<Key>,
+    pub api: Arc<Api>,
+    pub owner: Arc<User>,
+    pub ratelimit: Option<RateDecision>,
+    pub quota_remaining: Option<i64>,
+}
+
+/// A refusal, with the key when it was identified (for the verify endpoint's `key` field).
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub denial: Denial,
+    pub key: Option<Arc<Key>>,
+    pub ratelimit: Option<RateDecision>,
+}
+
+impl From<Denial> for Rejected {
+    fn from(denial: Denial) -> Self {
+        Rejected {
+            denial,
+            key: None,
+            ratelimit: None,
+        }
+    }
+}
+
+/// Errors of the verification layer: only storage can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Verifier {
+    store: Store,
+    peppers: Peppers,
+    clock: Arc<dyn Clock>,
+    plans_without_access: Vec<String>,
+    plan_rate_limits: HashMap<String, RateLimit>,
+    keys: DashMap<String, Cached<Key>>,
+    apis: DashMap<String, Cached<Api>>,
+    users: DashMap<String, Cached<User>>,
+    orgs: DashMap<String, Cached<Org>>,
+    limits: DashMap<String, i64>,
+    touches: Mutex<HashMap<String, (Millis, Option<String>)>>,
+}
+
+impl Verifier {
+    pub fn new(
+        store: Store,
+        peppers: Peppers,
+        clock: Arc<dyn Clock>,
+        plans_without_access: Vec<String>,
+        plan_rate_limits: HashMap<String, RateLimit>,
+    ) -> Self {
+        Verifier {
+            store,
+            peppers,
+            clock,
+            plans_without_access,
+            plan_rate_limits,
+            keys: DashMap::new(),
+            apis: DashMap::new(),
+            users: DashMap::new(),
+            orgs: DashMap::new(),
+            limits: DashMap::new(),
+            touches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn peppers(&self) -> &Peppers {
+        &self.peppers
+    }
+
+    pub fn plans_without_access(&self) -> &[String] {
+        &self.plans_without_access
+    }
+
+    /// Checks `token` in contract order. `Ok(Err(_))` is a refusal; `Err(_)` a storage failure.
+    pub async fn verify(
+        &self,
+        token: &str,
+        scope: Scope<'_>,
+        req: &Requirements<'_>,
+        cost: u32,
+    ) -> Result<Result<Verified, Rejected>, VerifyError> {
+        if token.is_empty() {
+            return Ok(Err(Denial::MissingCredentials.into()));
+        }
+        let parsed = match key::parse(token) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(Denial::Malformed(malformed_reason(e)).into())),
+        };
+        let now = self.clock.now_ms();
+        let Some(key) = self.key_by_public_id(parsed.id, now).await? else {
+            return Ok(Err(Denial::UnknownKey.into()));
+        };
+        let authentic = key.key_prefix == parsed.prefix
+            && self
+                .peppers
+                .get(key.pepper_version)
+                .is_some_and(|p| p.hash(token).ct_eq(&key.hash));
+        let in_scope = scope.org_id.is_none_or(|o| o == key.org_id)
+            && scope.api_id.is_none_or(|a| a == key.api_id);
+        if !authentic || !in_scope {
+            return Ok(Err(Denial::UnknownKey.into()));
+        }
+        let Some(api) = self.api(&key.api_id, now).await? else {
+            return Ok(Err(Denial::UnknownKey.into()));
+        };
+        if scope.management && !api.is_management() {
+            return Ok(Err(Denial::UnknownKey.into()));
+        }
+        let Some(org) = self.org(&key.org_id, now).await? else {
+            return Ok(Err(Denial::UnknownKey.into()));
+        };
+        let owner = self.user(&key.owner_id, now).await?;
+        let req = Requirements {
+            skip_plan: req.skip_plan || api.is_management(),
+            ..req.clone()
+        };
+        let reject = |denial, ratelimit| Rejected {
+            denial,
+            key: Some(key.clone()),
+            ratelimit,
+        };
+        if let Err(denial) = check::check_key(
+            &key,
+            owner.as_deref(),
+            &org,
+            &self.plans_without_access,
+            &req,
+            now,
+        ) {
+            return Ok(Err(reject(denial, None)));
+        }
+        let owner = owner.expect("check_key refuses keys without an active owner");
+        let limit = key
+            .rate_limit
+            .or(api.default_rate_limit)
+            .or_else(|| self.plan_rate_limits.get(&org.plan).copied());
+        let ratelimit = limit.map(|l| self.rate_limit(&key.id, l, cost, now));
+        if let Some(d) = ratelimit.filter(|d| !d.allowed) {
+            return Ok(Err(reject(Denial::RateLimited(d), Some(d))));
+        }
+        let quota_remaining = match key.quota {
+            Some(_) => match self.store.consume_quota(&key.id, i64::from(cost), now).await? {
+                Some(left) => Some(left),
+                None => return Ok(Err(reject(Denial::QuotaExceeded, ratelimit))),
+            },
+            None => None,
+        };
+        self.touch(&key.id, now, req.client_ip);
+        Ok(Ok(Verified {
+            key,
+            api,
+            owner,
+            ratelimit,
+            quota_remaining,
+        }))
+    }
+
+    fn rate_limit(&self, key_id: &str, limit: RateLimit, cost: u32, now: Millis) -> RateDecision {
+        let mut tat = self.limits.entry(key_id.to_owned()).or_insert(0);
+        let (decision, new_tat) = check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
+        *tat = new_tat;
+        decision
+    }
+
+    fn touch(&self, key_id: &str, now: Millis, ip: Option<IpAddr>) {
+        let ip = ip.map(|ip| crate::domain::model::normalize_ip(ip).to_string());
+        let mut touches = self.touches.lock();
+        match touches.get_mut(key_id) {
+            Some(t) => *t = (now, ip),
+            None => {
+                touches.insert(key_id.to_owned(), (now, ip));
+            }
+        }
+    }
+
+    /// The newest not yet written `last_used` of a key, to overlay on what storage returns.
+    pub fn pending_touch(&self, key_id: &str) -> Option<(Millis, Option<String>)> {
+        self.touches.lock().get(key_id).cloned()
+    }
+
+    /// Writes collected `last_used` observations in one batch.
+    pub async fn flush(&self) -> Result<usize, VerifyError> {
+        let batch: Vec<UsageTouch> = {
+            let mut touches = self.touches.lock();
+            touches
+                .drain()
+                .map(|(key_id, (at, ip))| UsageTouch { key_id, at, ip })
+                .collect()
+        };
+        if let Err(e) = self.store.touch_keys(&batch).await {
+            // Put them back so that the next flush tries again, unless newer ones arrived.
+            let mut touches = self.touches.lock();
+            for t in batch {
+                touches.entry(t.key_id).or_insert((t.at, t.ip));
+            }
+            return Err(e.into());
+        }
+        Ok(batch.len())
+    }
+
+    /// Forgets a key (by `key_...` id), so the next verify reads it again.
+    pub fn invalidate_key(&self, id: &str) {
+        self.keys.remove(id.strip_prefix("key_").unwrap_or(id));
+    }
+
+    pub fn invalidate_api(&self, id: &str) {
+        self.apis.remove(id);
+    }
+
+    pub fn invalidate_user(&self, id: &str) {
+        self.users.remove(id);
+    }
+
+    pub fn invalidate_org(&self, id: &str) {
+        self.orgs.remove(id);
+    }
+
+    /// Forgets a key's rate-limit state (when its limit changes).
+    pub fn reset_rate_limit(&self, key_id: &str) {
+        self.limits.remove(key_id);
+    }
+
+    async fn key_by_public_id(&self, public_id: &str, now: Millis) -> Result<Option<Arc<Key>>, StoreError> {
+        if let Some(c) = self.keys.get(public_id) {
+            let ttl = if c.value.is_some() { POSITIVE_TTL_MS } else { NEGATIVE_TTL_MS };
+            if now - c.loaded_at < ttl && now >= c.loaded_at {
+                return Ok(c.value.clone());
+            }
+        }
+        let value = self.store.get_key(&format!("key_{public_id}")).await?.map(Arc::new);
+        if value.is_none() && self.keys.len() >= NEGATIVE_MAX {
+            self.keys.retain(|_, c| c.value.is_some());
+        }
+        self.keys.insert(
+            public_id.to_owned(),
+            Cached {
+                value: value.clone(),
+                loaded_at: now,
+            },
+        );
+        Ok(value)
+    }
+
+    /// An API, cached.
+    pub async fn api(&self, id: &str, now: Millis) -> Result<Option<Arc<Api>>, StoreError> {
+        cached(&self.apis, id, now, || self.store.get_api(id)).await
+    }
+
+    /// A user, cached.
+    pub async fn user(&self, id: &str, now: Millis) -> Result<Option<Arc<User>>, StoreError> {
+        cached(&self.users, id, now, || self.store.get_user(id)).await
+    }
+
+    /// An organization, cached.
+    pub async fn org(&self, id: &str, now: Millis) -> Result<Option<Arc<Org>>, StoreError> {
+        cached(&self.orgs, id, now, || self.store.get_org(id)).await
+    }
+}
+
+async fn cached<T, F, Fut>(
+    map: &DashMap<String, Cached<T>>,
+    id: &str,
+    now: Millis,
+    load: F,
+) -> Result<Option<Arc<T>>, StoreError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Option<T>, StoreError>>,
+{
+    if let Some(c) = map.get(id) {
+        if now - c.loaded_at < POSITIVE_TTL_MS && now >= c.loaded_at && c.value.is_some() {
+            return Ok(c.value.clone());
+        }
+    }
+    let value = load().await?.map(Arc::new);
+    if value.is_some() {
+        map.insert(
+            id.to_owned(),
+            Cached {
+                value: value.clone(),
+                loaded_at: now,
+            },
+        );
+    }
+    Ok(value)
+}
+
+fn malformed_reason(e: key::FormatError) -> &'static str {
+    match e {
+        key::FormatError::Length => "wrong length",
+        key::FormatError::Prefix => "wrong prefix",
+        key::FormatError::Characters => "unexpected characters",
+        key::FormatError::Checksum => "bad checksum",
+    }
+}
