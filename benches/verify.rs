@@ -1,1 +1,415 @@
-fn main() {}
+//! Throughput and latency of `POST /v1/keys/verify` among 100,000 keys, against a bare hyper
+//! server answering a fixed 200, measured in the same run on the same machine.
+//!
+//! `cargo bench --bench verify [-- --keys N --seconds S --connections C]`
+//!
+//! The servers run in child processes (this binary re-executed), so that their CPU time per
+//! request is measured apart from the load generator's.
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use keyward::config::{Config, ServerArgs};
+use keyward::domain::key;
+use keyward::domain::model::{Environment, Key};
+use keyward::domain::{Clock, SystemClock};
+use rand::Rng;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PEPPER: &str = "bench-pepper-0123456789abcdef0123456789abcdef";
+
+struct Opts {
+    keys: usize,
+    seconds: u64,
+    connections: usize,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        keys: 100_000,
+        seconds: 10,
+        connections: 32,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let next = || args.get(i + 1).and_then(|v| v.parse().ok());
+        match args[i].as_str() {
+            "--keys" => o.keys = next().unwrap_or(o.keys as u64) as usize,
+            "--seconds" => o.seconds = next().unwrap_or(o.seconds),
+            "--connections" => o.connections = next().unwrap_or(o.connections as u64) as usize,
+            _ => {}
+        }
+        i += 1;
+    }
+    o
+}
+
+fn main() {
+    match std::env::var("KEYWARD_BENCH_ROLE").as_deref() {
+        Ok("bare") => return run_bare(),
+        Ok("keyward") => return run_keyward(),
+        _ => {}
+    }
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("verify benchmark: run it with `cargo bench --bench verify`");
+        return;
+    }
+    let o = opts();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(bench(o));
+}
+
+/// Child role: a bare hyper server answering 200 to everything, reading the body first.
+fn run_bare() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        announce(listener.local_addr().unwrap());
+        let stop = exit_when_stdin_closes();
+        tokio::pin!(stop);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => accepted.unwrap(),
+                _ = &mut stop => return,
+            };
+            stream.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                        b"{\"valid\":true}",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+/// Child role: Keyward itself on the prepared data directory.
+fn run_keyward() {
+    let dir = std::env::var("KEYWARD_BENCH_DIR").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let app = keyward::Application::build(config(&dir)).await.unwrap();
+        announce(app.local_addr());
+        app.run_until(exit_when_stdin_closes()).await.unwrap();
+    });
+}
+
+fn announce(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready {addr}").unwrap();
+    out.flush().unwrap();
+}
+
+async fn exit_when_stdin_closes() {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut s = String::new();
+        let _ = std::io::stdin().read_line(&mut s);
+    })
+    .await;
+}
+
+fn config(dir: &str) -> Config {
+    Config::load(&ServerArgs {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(dir.into()),
+        pepper: Some(PEPPER.into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn spawn(role: &str, dir: &str) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env("KEYWARD_BENCH_ROLE", role)
+            .env("KEYWARD_BENCH_DIR", dir)
+            .env("KEYWARD_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("ready ")
+            .expect("the server announces its address")
+            .parse()
+            .unwrap();
+        Server { child, addr }
+    }
+
+    /// User plus system CPU time of the server process so far.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+struct Run {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+    cpu: Duration,
+}
+
+impl Run {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+/// Drives `connections` keep-alive connections for `seconds`, each posting a verify body for a
+/// random key (or, with `sweep`, each key once).
+async fn drive(
+    server: &Server,
+    auth: &str,
+    keys: Arc<Vec<String>>,
+    connections: usize,
+    seconds: u64,
+    sweep: bool,
+) -> Run {
+    let cpu_before = server.cpu();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let keys = keys.clone();
+        let auth = format!("Bearer {auth}");
+        let addr = server.addr;
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut lat = Vec::with_capacity(1 << 16);
+            let mut errors = 0;
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
+            loop {
+                let key = if sweep {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= keys.len() {
+                        break;
+                    }
+                    &keys[i]
+                } else {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    &keys[rng.gen_range(0..keys.len())]
+                };
+                let body = format!("{{\"key\":\"{key}\"}}");
+                let req = Request::post("/v1/keys/verify")
+                    .header("host", "bench")
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap();
+                let t = Instant::now();
+                send.ready().await.unwrap();
+                match send.send_request(req).await {
+                    Ok(res) => {
+                        let ok = res.status().is_success();
+                        let body = res
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        if !ok || !body.starts_with(b"{\"valid\":true") {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+                lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        latencies_us.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    latencies_us.sort_unstable();
+    Run {
+        requests: latencies_us.len(),
+        errors,
+        elapsed,
+        latencies_us,
+        cpu: server.cpu() - cpu_before,
+    }
+}
+
+async fn bench(o: Opts) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_s = dir.path().to_str().unwrap().to_owned();
+    println!("Preparing {} keys in a SQLite database...", o.keys);
+    let cfg = config(&dir_s);
+    let ctx = keyward::connect(&cfg, Arc::new(SystemClock)).await.unwrap();
+    let boot = keyward::initialize(&ctx).await.unwrap().unwrap();
+    let admin = boot.secret.expose().to_owned();
+    let pepper = ctx.verifier.peppers().current().clone();
+    let now = SystemClock.now_ms();
+    let mut secrets = Vec::with_capacity(o.keys);
+    let mut batch = Vec::with_capacity(5_000);
+    for i in 0..o.keys {
+        let secret = key::generate("kw_live_", &mut rand::rngs::OsRng);
+        let id = key::parse(secret.expose()).unwrap().id.to_owned();
+        let mut k: Key = boot.key.clone();
+        k.id = format!("key_{id}");
+        k.api_id = boot.default_api.id.clone();
+        k.name = format!("bench {i}");
+        k.description = None;
+        k.scopes = Vec::new();
+        k.environment = Environment::Live;
+        k.hash = pepper.hash(secret.expose());
+        k.created_at = now;
+        k.updated_at = now;
+        batch.push(k);
+        secrets.push(secret.expose().to_owned());
+        if batch.len() == 5_000 {
+            ctx.store.create_keys(&batch).await.unwrap();
+            batch.clear();
+        }
+    }
+    ctx.store.create_keys(&batch).await.unwrap();
+    ctx.store.close().await;
+    let secrets = Arc::new(secrets);
+
+    let kw = Server::spawn("keyward", &dir_s);
+    println!("Warming Keyward's cache with every key once...");
+    let warm = drive(&kw, &admin, secrets.clone(), o.connections, 600, true).await;
+    assert_eq!(warm.errors, 0, "every key verifies during warm-up");
+    println!(
+        "Measuring Keyward for {} s with {} connections...",
+        o.seconds, o.connections
+    );
+    let verify = drive(
+        &kw,
+        &admin,
+        secrets.clone(),
+        o.connections,
+        o.seconds,
+        false,
+    )
+    .await;
+    kw.stop();
+
+    let bare_server = Server::spawn("bare", &dir_s);
+    drive(
+        &bare_server,
+        &admin,
+        secrets.clone(),
+        o.connections,
+        2,
+        false,
+    )
+    .await;
+    println!("Measuring the bare hyper server for {} s...", o.seconds);
+    let bare = drive(
+        &bare_server,
+        &admin,
+        secrets.clone(),
+        o.connections,
+        o.seconds,
+        false,
+    )
+    .await;
+    bare_server.stop();
+
+    println!();
+    println!(
+        "{:<28} {:>12} {:>9} {:>9} {:>14} {:>7}",
+        "target", "requests/s", "p50 ms", "p99 ms", "server CPU/req", "errors"
+    );
+    for (name, r) in [("POST /v1/keys/verify", &verify), ("bare hyper 200", &bare)] {
+        println!(
+            "{:<28} {:>12.0} {:>9.3} {:>9.3} {:>11.1} µs {:>7}",
+            name,
+            r.rps(),
+            r.pct(0.50),
+            r.pct(0.99),
+            r.cpu_us_per_request(),
+            r.errors
+        );
+    }
+    println!();
+    println!(
+        "keys: {}  connections: {}  seconds: {}",
+        o.keys, o.connections, o.seconds
+    );
+    println!(
+        "ratio verify/bare (requests/s): {:.3}",
+        verify.rps() / bare.rps()
+    );
+    println!(
+        "ratio bare/verify (server CPU per request): {:.3}",
+        bare.cpu_us_per_request() / verify.cpu_us_per_request()
+    );
+    assert_eq!(verify.errors, 0, "every verify answered VALID");
+}

@@ -1,7 +1,176 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod http;
-pub mod store;
 pub mod service;
+pub mod store;
 pub mod verify;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use config::Config;
+use domain::key::{Pepper, Peppers};
+use domain::{Clock, SystemClock};
+use service::Ctx;
+use service::bootstrap::Bootstrapped;
+use store::Store;
+use verify::Verifier;
+
+/// How often `last_used` observations are written behind.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A built server: storage connected and migrated, listener bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    ctx: Ctx,
+    config: Config,
+    first_start: Option<Bootstrapped>,
+}
+
+/// Builds the context every part shares: storage, peppers, verifier.
+pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ctx> {
+    let pepper = config
+        .pepper
+        .as_ref()
+        .context("no pepper configured (set KEYWARD_PEPPER)")?;
+    let peppers = Peppers::new(
+        Pepper::new(config.pepper_version, &pepper.0),
+        config
+            .pepper_previous
+            .iter()
+            .map(|(v, s)| Pepper::new(*v, &s.0))
+            .collect(),
+    );
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    }
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database at {}",
+                config::redact_url(&config.database_url)
+            )
+        })?;
+    let verifier = Arc::new(Verifier::new(
+        store.clone(),
+        peppers,
+        clock.clone(),
+        config.plans_without_access.clone(),
+        HashMap::new(),
+    ));
+    Ok(Ctx {
+        store,
+        verifier,
+        clock,
+    })
+}
+
+/// Creates the first organization when the database has none. `Ok(None)` when it already has one.
+pub async fn initialize(ctx: &Ctx) -> anyhow::Result<Option<Bootstrapped>> {
+    if ctx.store.count_orgs().await? > 0 {
+        return Ok(None);
+    }
+    let b = service::bootstrap::create_org(ctx, "Default organization", "owner@localhost", "pro")
+        .await?;
+    Ok(Some(b))
+}
+
+impl Application {
+    /// Connects storage, runs migrations, creates the first organization on an empty database, and
+    /// binds the listener (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        let ctx = connect(&config, clock).await?;
+        let first_start = initialize(&ctx).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Application {
+            listener,
+            ctx,
+            config,
+            first_start,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// What the first start created, once: the management key to print.
+    pub fn take_first_start(&mut self) -> Option<Bootstrapped> {
+        self.first_start.take()
+    }
+
+    /// Serves until `shutdown` completes, then drains connections and flushes write-behind buffers.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = Arc::new(http::AppState {
+            ctx: self.ctx.clone(),
+        });
+        let app = http::router(state);
+        let verifier = self.ctx.verifier.clone();
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let flusher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop_rx.changed() => break,
+                }
+                if let Err(e) = verifier.flush().await {
+                    tracing::warn!(error = %e, "could not write last-used times; will retry");
+                }
+            }
+        });
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the server failed")?;
+        let _ = stop_tx.send(true);
+        let _ = flusher.await;
+        self.ctx
+            .verifier
+            .flush()
+            .await
+            .context("final flush of last-used times")?;
+        self.ctx.store.close().await;
+        Ok(())
+    }
+}

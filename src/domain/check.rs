@@ -279,7 +279,10 @@ mod tests {
             token_type: "batch".into(),
             environment: Environment::Live,
             scopes: vec!["transcripts:read".into()],
-            ip_allowlist: vec!["203.0.113.0/24".parse().unwrap(), "2001:db8::/32".parse().unwrap()],
+            ip_allowlist: vec![
+                "203.0.113.0/24".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
             expires_at: Some(10_000),
             enabled: true,
             hash: crate::domain::key::KeyHash([0; 32]),
@@ -317,7 +320,10 @@ mod tests {
     fn an_active_key_within_every_limit_passes() {
         let scopes = vec!["transcripts:read".to_string()];
         let r = req("203.0.113.9", Some("batch"), &scopes);
-        assert_eq!(check_key(&key(), Some(&user(UserStatus::Active)), &org(), &[], &r, 5), Ok(()));
+        assert_eq!(
+            check_key(&key(), Some(&user(UserStatus::Active)), &org(), &[], &r, 5),
+            Ok(())
+        );
     }
 
     #[test]
@@ -330,15 +336,30 @@ mod tests {
         o.billing_status = "past_due".into();
         let r = req("198.51.100.1", Some("realtime"), &scopes);
         let u = user(UserStatus::Disabled);
-        assert_eq!(check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(), "key_revoked");
+        assert_eq!(
+            check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(),
+            "key_revoked"
+        );
         k.revoked_at = None;
-        assert_eq!(check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(), "owner_disabled");
+        assert_eq!(
+            check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(),
+            "owner_disabled"
+        );
         let u = user(UserStatus::Active);
-        assert_eq!(check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(), "plan_inactive");
+        assert_eq!(
+            check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(),
+            "plan_inactive"
+        );
         let o = org();
-        assert_eq!(check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(), "ip_not_allowed");
+        assert_eq!(
+            check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(),
+            "ip_not_allowed"
+        );
         let r = req("203.0.113.1", Some("realtime"), &scopes);
-        assert_eq!(check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(), "wrong_token_type");
+        assert_eq!(
+            check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(),
+            "wrong_token_type"
+        );
         let r = req("203.0.113.1", Some("batch"), &scopes);
         let err = check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err();
         assert_eq!(err.code(), "insufficient_scope");
@@ -350,28 +371,43 @@ mod tests {
         let u = user(UserStatus::Active);
         let r = req("203.0.113.1", None, &[]);
         let mut k = key();
-        assert_eq!(check_key(&k, Some(&u), &org(), &[], &r, 10_000).unwrap_err(), Denial::Expired);
+        assert_eq!(
+            check_key(&k, Some(&u), &org(), &[], &r, 10_000).unwrap_err(),
+            Denial::Expired
+        );
         k.expires_at = None;
         k.revoked_at = Some(500); // rotated with a grace period ending at 500
         assert!(check_key(&k, Some(&u), &org(), &[], &r, 499).is_ok());
-        assert_eq!(check_key(&k, Some(&u), &org(), &[], &r, 500).unwrap_err().code(), "key_revoked");
+        assert_eq!(
+            check_key(&k, Some(&u), &org(), &[], &r, 500)
+                .unwrap_err()
+                .code(),
+            "key_revoked"
+        );
         k.revoked_at = None;
         k.enabled = false;
         let err = check_key(&k, Some(&u), &org(), &[], &r, 1).unwrap_err();
-        assert_eq!((err.code(), err.detail().contains("disabled")), ("key_revoked", true));
+        assert_eq!(
+            (err.code(), err.detail().contains("disabled")),
+            ("key_revoked", true)
+        );
     }
 
     #[test]
     fn ip_allowlists_match_ipv4_ipv6_and_mapped_addresses() {
         let u = user(UserStatus::Active);
-        let ok = |ip: &str| check_key(&key(), Some(&u), &org(), &[], &req(ip, None, &[]), 1).is_ok();
+        let ok =
+            |ip: &str| check_key(&key(), Some(&u), &org(), &[], &req(ip, None, &[]), 1).is_ok();
         assert!(ok("203.0.113.200"));
         assert!(ok("::ffff:203.0.113.7"));
         assert!(ok("2001:db8:1::5"));
         assert!(!ok("203.0.114.1"));
         assert!(!ok("2001:db9::1"));
         let none = Requirements::default();
-        assert_eq!(check_key(&key(), Some(&u), &org(), &[], &none, 1).unwrap_err(), Denial::IpNotAllowed);
+        assert_eq!(
+            check_key(&key(), Some(&u), &org(), &[], &none, 1).unwrap_err(),
+            Denial::IpNotAllowed
+        );
     }
 
     #[test]
@@ -383,12 +419,21 @@ mod tests {
         let mut o = org();
         o.plan = "free".into();
         let free = vec!["free".to_string()];
-        assert_eq!(check_key(&k, Some(&u), &o, &free, &r, 1).unwrap_err(), Denial::PlanInactive);
-        let r_mgmt = Requirements { skip_plan: true, ..Default::default() };
+        assert_eq!(
+            check_key(&k, Some(&u), &o, &free, &r, 1).unwrap_err(),
+            Denial::PlanInactive
+        );
+        let r_mgmt = Requirements {
+            skip_plan: true,
+            ..Default::default()
+        };
         assert!(check_key(&k, Some(&u), &o, &free, &r_mgmt, 1).is_ok());
         let mut o = org();
         o.api_access = false;
-        assert_eq!(check_key(&k, Some(&u), &o, &[], &r, 1).unwrap_err(), Denial::PlanInactive);
+        assert_eq!(
+            check_key(&k, Some(&u), &o, &[], &r, 1).unwrap_err(),
+            Denial::PlanInactive
+        );
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn checksum_hex(text: &str) -> [u8; CHECKSUM_LEN] {
 /// Splits and checks a presented token. Cheap, and rejects garbage before any storage access.
 pub fn parse(token: &str) -> Result<ParsedKey<'_>, FormatError> {
     let len = token.len();
-    if len < PREFIX_MIN + BODY_LEN || len > PREFIX_MAX + BODY_LEN || !token.is_ascii() {
+    if !(PREFIX_MIN + BODY_LEN..=PREFIX_MAX + BODY_LEN).contains(&len) || !token.is_ascii() {
         return Err(FormatError::Length);
     }
     let (prefix, body) = token.split_at(len - BODY_LEN);
@@ -303,7 +303,16 @@ mod tests {
             assert!(is_valid_prefix(ok), "{ok}");
         }
         for bad in [
-            "", "k", "kw", "KW_", "kw_live", "kw__", "_kw_", "kw_live_x_", "kw.live_", "abcdefghijklmno_x",
+            "",
+            "k",
+            "kw",
+            "KW_",
+            "kw_live",
+            "kw__",
+            "_kw_",
+            "kw_live_x_",
+            "kw.live_",
+            "abcdefghijklmno_x",
         ] {
             assert!(!is_valid_prefix(bad), "{bad}");
         }

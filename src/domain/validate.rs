@@ -63,7 +63,10 @@ pub fn text(errors: &mut Errors, field: &str, value: &str, max: usize) -> String
 /// Parses addresses and CIDR blocks; a bare address becomes a /32 or /128.
 pub fn ip_allowlist(errors: &mut Errors, field: &str, entries: &[String]) -> Vec<IpNet> {
     if entries.len() > IP_ALLOWLIST_MAX {
-        errors.add(field, format!("must have at most {IP_ALLOWLIST_MAX} entries"));
+        errors.add(
+            field,
+            format!("must have at most {IP_ALLOWLIST_MAX} entries"),
+        );
         return Vec::new();
     }
     let mut nets = Vec::with_capacity(entries.len());
@@ -76,7 +79,10 @@ pub fn ip_allowlist(errors: &mut Errors, field: &str, entries: &[String]) -> Vec
             }
             None => errors.add(
                 format!("{field}[{i}]"),
-                format!("'{}' is not an IPv4/IPv6 address or CIDR block", entry.trim()),
+                format!(
+                    "'{}' is not an IPv4/IPv6 address or CIDR block",
+                    entry.trim()
+                ),
             ),
         }
     }
@@ -94,7 +100,9 @@ pub fn parse_ip_or_net(entry: &str) -> Option<IpNet> {
 
 /// A metadata object of at most 4 KiB once serialized.
 pub fn metadata(errors: &mut Errors, value: &serde_json::Map<String, serde_json::Value>) {
-    let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > METADATA_MAX_BYTES {
         errors.add(
             "metadata",
@@ -108,7 +116,10 @@ pub fn rate_limit(errors: &mut Errors, field: &str, rl: &RateLimit) {
         errors.add(format!("{field}.requests"), "must be between 1 and 1000000");
     }
     if !(1..=86_400).contains(&rl.per_seconds) {
-        errors.add(format!("{field}.per_seconds"), "must be between 1 and 86400");
+        errors.add(
+            format!("{field}.per_seconds"),
+            "must be between 1 and 86400",
+        );
     }
 }
 
@@ -135,7 +146,8 @@ pub fn is_valid_name_token(s: &str) -> bool {
 /// An API slug: lowercase letters, digits and `-`, 1 to 63 characters, starting alphanumeric.
 pub fn is_valid_slug(s: &str) -> bool {
     (1..=63).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -192,12 +204,19 @@ pub fn expiry(
             Some(c) => {
                 errors.add(
                     "expires",
-                    format!("'{}' is not allowed by the organization's policy; allowed: {}", c.as_str(), names()),
+                    format!(
+                        "'{}' is not allowed by the organization's policy; allowed: {}",
+                        c.as_str(),
+                        names()
+                    ),
                 );
                 None
             }
             None => {
-                errors.add("expires", "must be one of 1y, 2y, 5y, never (or use expires_at)");
+                errors.add(
+                    "expires",
+                    "must be one of 1y, 2y, 5y, never (or use expires_at)",
+                );
                 None
             }
         },
@@ -208,7 +227,10 @@ pub fn expiry(
                 if at > limit {
                     errors.add(
                         "expires_at",
-                        format!("must not be later than the longest expiry the policy allows ({})", names()),
+                        format!(
+                            "must not be later than the longest expiry the policy allows ({})",
+                            names()
+                        ),
                     );
                 }
             }
@@ -230,7 +252,13 @@ mod tests {
         let nets = ip_allowlist(
             &mut e,
             "ip_allowlist",
-            &["203.0.113.7".into(), "203.0.113.9/24".into(), "2001:db8::/32".into(), "nope".into(), "10.0.0.0/33".into()],
+            &[
+                "203.0.113.7".into(),
+                "203.0.113.9/24".into(),
+                "2001:db8::/32".into(),
+                "nope".into(),
+                "10.0.0.0/33".into(),
+            ],
         );
         assert_eq!(nets.len(), 3);
         assert_eq!(nets[1].to_string(), "203.0.113.0/24");
@@ -265,7 +293,10 @@ mod tests {
     #[test]
     fn names_and_metadata_have_limits() {
         let mut e = Errors::default();
-        assert_eq!(text(&mut e, "name", "  Production  ", NAME_MAX), "Production");
+        assert_eq!(
+            text(&mut e, "name", "  Production  ", NAME_MAX),
+            "Production"
+        );
         text(&mut e, "name", "   ", NAME_MAX);
         text(&mut e, "name", &"x".repeat(101), NAME_MAX);
         let mut big = serde_json::Map::new();

@@ -56,7 +56,10 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, Denial> {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts);
         let user_agent = user_agent(parts);
         let token = match bearer(parts) {
@@ -77,11 +80,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Ok(v) => Ok(Caller {
                 org_id: v.key.org_id.clone(),
                 user: v.owner.clone(),
-                via: Via::Key {
-                    id: v.key.id.clone(),
-                    prefix: v.key.display_prefix(),
-                    scopes: v.key.scopes.clone(),
-                },
+                via: Via::Key(v.key.clone()),
                 ip,
                 user_agent,
             }),

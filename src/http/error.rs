@@ -69,7 +69,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::KeyInUrl => StatusCode::BAD_REQUEST,
-            ApiError::Denied(d) => StatusCode::from_u16(d.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            ApiError::Denied(d) => {
+                StatusCode::from_u16(d.status()).unwrap_or(StatusCode::UNAUTHORIZED)
+            }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -82,7 +84,9 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) | ApiError::PayloadTooLarge | ApiError::MethodNotAllowed => "bad_request",
+            ApiError::BadRequest(_) | ApiError::PayloadTooLarge | ApiError::MethodNotAllowed => {
+                "bad_request"
+            }
             ApiError::KeyInUrl => "key_in_url",
             ApiError::Denied(d) => d.code(),
             ApiError::Forbidden(_) => "forbidden",
@@ -96,20 +100,30 @@ impl ApiError {
     fn detail(&self) -> String {
         match self {
             ApiError::BadRequest(d) | ApiError::Forbidden(d) | ApiError::Conflict(d) => d.clone(),
-            ApiError::KeyInUrl => "An API key was sent in the URL. Keys are accepted only in the Authorization \
+            ApiError::KeyInUrl => {
+                "An API key was sent in the URL. Keys are accepted only in the Authorization \
                                    header; this key has been flagged as exposed: rotate it."
-                .into(),
+                    .into()
+            }
             ApiError::Denied(d) => d.detail(),
             ApiError::NotFound(what) => format!("No such {what}."),
             ApiError::Validation(errors) => format!(
                 "{} field{} invalid: {}",
                 errors.len(),
                 if errors.len() == 1 { " is" } else { "s are" },
-                errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
+                errors
+                    .iter()
+                    .map(|e| e.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            ApiError::PayloadTooLarge => format!("The request body exceeds {} bytes.", super::BODY_LIMIT),
+            ApiError::PayloadTooLarge => {
+                format!("The request body exceeds {} bytes.", super::BODY_LIMIT)
+            }
             ApiError::MethodNotAllowed => "This method is not allowed on this path.".into(),
-            ApiError::Internal(_) => "Something went wrong on our side. Quote the request id if you report it.".into(),
+            ApiError::Internal(_) => {
+                "Something went wrong on our side. Quote the request id if you report it.".into()
+            }
         }
     }
 
@@ -133,7 +147,8 @@ impl ApiError {
 
 /// Adds the `RateLimit-*` headers of a decision (and `Retry-After` when refused).
 pub fn rate_limit_headers(headers: &mut HeaderMap, d: &RateDecision) {
-    let num = |n: i64| HeaderValue::from_str(&n.to_string()).expect("digits are a valid header value");
+    let num =
+        |n: i64| HeaderValue::from_str(&n.to_string()).expect("digits are a valid header value");
     headers.insert("ratelimit-limit", num(i64::from(d.limit)));
     headers.insert("ratelimit-remaining", num(i64::from(d.remaining)));
     headers.insert("ratelimit-reset", num(d.reset_in_s()));
@@ -150,10 +165,16 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut res = (status, Json(self.problem())).into_response();
         let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keyward\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keyward\""),
+            );
         }
         if let ApiError::Denied(Denial::RateLimited(d)) = &self {
             rate_limit_headers(headers, d);
@@ -195,16 +216,44 @@ mod tests {
         let cases: Vec<(ApiError, u16, &str)> = vec![
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
             (ApiError::KeyInUrl, 400, "key_in_url"),
-            (ApiError::Denied(Denial::MissingCredentials), 401, "missing_credentials"),
-            (ApiError::Denied(Denial::Malformed("bad checksum")), 401, "malformed_credentials"),
+            (
+                ApiError::Denied(Denial::MissingCredentials),
+                401,
+                "missing_credentials",
+            ),
+            (
+                ApiError::Denied(Denial::Malformed("bad checksum")),
+                401,
+                "malformed_credentials",
+            ),
             (ApiError::Denied(Denial::UnknownKey), 401, "unknown_key"),
-            (ApiError::Denied(Denial::Revoked { disabled: false }), 401, "key_revoked"),
+            (
+                ApiError::Denied(Denial::Revoked { disabled: false }),
+                401,
+                "key_revoked",
+            ),
             (ApiError::Denied(Denial::Expired), 401, "key_expired"),
-            (ApiError::Denied(Denial::OwnerDisabled), 401, "owner_disabled"),
-            (ApiError::Denied(Denial::InsufficientScope { scope: "a".into() }), 403, "insufficient_scope"),
-            (ApiError::Denied(Denial::IpNotAllowed), 403, "ip_not_allowed"),
+            (
+                ApiError::Denied(Denial::OwnerDisabled),
+                401,
+                "owner_disabled",
+            ),
+            (
+                ApiError::Denied(Denial::InsufficientScope { scope: "a".into() }),
+                403,
+                "insufficient_scope",
+            ),
+            (
+                ApiError::Denied(Denial::IpNotAllowed),
+                403,
+                "ip_not_allowed",
+            ),
             (ApiError::Denied(Denial::PlanInactive), 403, "plan_inactive"),
-            (ApiError::Denied(Denial::QuotaExceeded), 429, "quota_exceeded"),
+            (
+                ApiError::Denied(Denial::QuotaExceeded),
+                429,
+                "quota_exceeded",
+            ),
             (ApiError::Forbidden("x".into()), 403, "forbidden"),
             (ApiError::NotFound("key".into()), 404, "not_found"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
@@ -212,7 +261,11 @@ mod tests {
             (ApiError::Internal("db down".into()), 500, "internal_error"),
         ];
         for (err, status, code) in cases {
-            assert_eq!((err.status().as_u16(), err.code()), (status, code), "{err:?}");
+            assert_eq!(
+                (err.status().as_u16(), err.code()),
+                (status, code),
+                "{err:?}"
+            );
         }
     }
 
@@ -226,7 +279,10 @@ mod tests {
     fn unauthorized_answers_carry_www_authenticate_and_problem_json() {
         let res = ApiError::Denied(Denial::UnknownKey).into_response();
         assert_eq!(res.status(), 401);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
     }
 }

@@ -32,7 +32,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::BadRequest(format!("Could not read the request body: {e}"))
             }
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
         parse_json(bytes).map(ApiJson)
     }
 }
@@ -53,7 +57,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                         message: strip_position(&inner.to_string()),
                     }]))
                 }
-                _ => Err(ApiError::BadRequest(format!("The request body is not valid JSON: {inner}"))),
+                _ => Err(ApiError::BadRequest(format!(
+                    "The request body is not valid JSON: {inner}"
+                ))),
             }
         }
     }

@@ -40,7 +40,10 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(state.clone(), reject_keys_in_url))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            reject_keys_in_url,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -65,7 +68,11 @@ async fn request_id(req: Request, next: Next) -> Response {
 }
 
 /// Refuses any request whose URL carries a well-formed key, and flags that key as exposed.
-async fn reject_keys_in_url(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn reject_keys_in_url(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let found = req
         .uri()
         .path_and_query()
@@ -81,6 +88,7 @@ async fn reject_keys_in_url(State(state): State<Arc<AppState>>, req: Request, ne
         tracing::error!(error = %e, "could not flag an exposed key");
     }
     let mut res = ApiError::KeyInUrl.into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }

@@ -27,26 +27,28 @@ pub struct QuotaView {
     pub refill: Option<Refill>,
 }
 
-/// A key as returned: never its hash; `key` only on creation and rotation.
+/// A key as returned: never its hash; `key` only on creation and rotation. Borrows the stored
+/// key, so that rendering one (on every verification) allocates only its timestamps.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct KeyView {
-    pub id: String,
-    pub api_id: String,
-    pub name: String,
-    pub description: Option<String>,
+pub struct KeyView<'a> {
+    pub id: &'a str,
+    pub api_id: &'a str,
+    pub name: &'a str,
+    pub description: Option<&'a str>,
     /// The masked form: API prefix and public id.
     pub prefix: String,
     #[serde(rename = "type")]
-    pub token_type: String,
+    pub token_type: &'a str,
     pub environment: &'static str,
-    pub scopes: Vec<String>,
-    pub ip_allowlist: Vec<String>,
+    pub scopes: &'a [String],
+    #[schema(value_type = Vec<String>)]
+    pub ip_allowlist: &'a [ipnet::IpNet],
     pub expires_at: Option<String>,
     /// `active`, `disabled`, `expired`, `revoked` or `deleted`.
     pub status: &'static str,
     pub enabled: bool,
-    pub owner_id: String,
-    pub created_by: String,
+    pub owner_id: &'a str,
+    pub created_by: &'a str,
     pub created_at: String,
     pub updated_at: String,
     pub last_used_at: Option<String>,
@@ -54,49 +56,58 @@ pub struct KeyView {
     pub rate_limit: Option<RateLimit>,
     pub quota: QuotaView,
     #[schema(value_type = Object)]
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    pub replaces: Option<String>,
-    pub replaced_by: Option<String>,
+    pub metadata: &'a serde_json::Map<String, serde_json::Value>,
+    pub replaces: Option<&'a str>,
+    pub replaced_by: Option<&'a str>,
     /// When the key stopped (or, during a rotation grace period, will stop) working.
     pub revoked_at: Option<String>,
-    pub revoke_reason: Option<String>,
+    pub revoke_reason: Option<&'a str>,
     pub deleted_at: Option<String>,
     /// When the key was seen in a URL and flagged as exposed.
     pub exposed_at: Option<String>,
     pub recoverable: bool,
 }
 
-impl KeyView {
-    pub fn new(k: &Key, now: Millis) -> Self {
+impl<'a> KeyView<'a> {
+    pub fn new(k: &'a Key, now: Millis) -> Self {
+        Self::with_usage(k, now, None)
+    }
+
+    /// `usage` overrides the stored `last_used` when it is newer (not yet written behind).
+    pub fn with_usage(k: &'a Key, now: Millis, usage: Option<(Millis, Option<String>)>) -> Self {
+        let (last_used_at, last_used_ip) = match usage {
+            Some((at, ip)) if k.last_used_at.is_none_or(|t| t < at) => (Some(at), ip),
+            _ => (k.last_used_at, k.last_used_ip.clone()),
+        };
         KeyView {
-            id: k.id.clone(),
-            api_id: k.api_id.clone(),
-            name: k.name.clone(),
-            description: k.description.clone(),
+            id: &k.id,
+            api_id: &k.api_id,
+            name: &k.name,
+            description: k.description.as_deref(),
             prefix: k.display_prefix(),
-            token_type: k.token_type.clone(),
+            token_type: &k.token_type,
             environment: k.environment.as_str(),
-            scopes: k.scopes.clone(),
-            ip_allowlist: k.ip_allowlist.iter().map(|n| n.to_string()).collect(),
+            scopes: &k.scopes,
+            ip_allowlist: &k.ip_allowlist,
             expires_at: opt_time(k.expires_at),
             status: k.status(now).as_str(),
             enabled: k.enabled,
-            owner_id: k.owner_id.clone(),
-            created_by: k.created_by.clone(),
+            owner_id: &k.owner_id,
+            created_by: &k.created_by,
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
-            last_used_at: opt_time(k.last_used_at),
-            last_used_ip: k.last_used_ip.clone(),
+            last_used_at: opt_time(last_used_at),
+            last_used_ip,
             rate_limit: k.rate_limit,
             quota: QuotaView {
                 remaining: k.quota.map(|q| q.remaining),
                 refill: k.quota.and_then(|q| q.refill),
             },
-            metadata: k.metadata.clone(),
-            replaces: k.replaces.clone(),
-            replaced_by: k.replaced_by.clone(),
+            metadata: &k.metadata,
+            replaces: k.replaces.as_deref(),
+            replaced_by: k.replaced_by.as_deref(),
             revoked_at: opt_time(k.revoked_at),
-            revoke_reason: k.revoke_reason.clone(),
+            revoke_reason: k.revoke_reason.as_deref(),
             deleted_at: opt_time(k.deleted_at),
             exposed_at: opt_time(k.exposed_at),
             recoverable: k.recoverable,
@@ -106,19 +117,19 @@ impl KeyView {
 
 /// A new key: everything above plus the full `key`, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedKeyView {
+pub struct CreatedKeyView<'a> {
     /// The full key. Store it now: it is not shown again.
-    pub key: String,
+    pub key: &'a str,
     #[serde(flatten)]
-    pub data: KeyView,
+    pub data: KeyView<'a>,
     /// Keys revoked because the organization allows one active key per user per API.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub revoked_keys: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct KeyList {
-    pub data: Vec<KeyView>,
+pub struct KeyList<'a> {
+    pub data: Vec<KeyView<'a>>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
@@ -150,7 +161,10 @@ impl From<&Api> for ApiView {
             id: a.id.clone(),
             name: a.name.clone(),
             slug: a.slug.clone(),
-            key_prefix: KeyPrefixes { live: a.prefix_live.clone(), test: a.prefix_test.clone() },
+            key_prefix: KeyPrefixes {
+                live: a.prefix_live.clone(),
+                test: a.prefix_test.clone(),
+            },
             scopes: a.scopes.clone(),
             token_types: a.token_types.clone(),
             accept_x_api_key: a.accept_x_api_key,

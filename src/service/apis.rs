@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, double_option};
 use crate::domain::key::is_valid_prefix;
-use crate::domain::model::{Api, BUILT_IN_TOKEN_TYPES, MANAGEMENT_API_SLUG, RateLimit, Route, ScopeDef};
+use crate::domain::model::{
+    Api, BUILT_IN_TOKEN_TYPES, MANAGEMENT_API_SLUG, RateLimit, Route, ScopeDef,
+};
 use crate::domain::new_id;
 use crate::domain::validate::{self, Errors};
 use crate::store::StoreError;
@@ -87,12 +89,18 @@ fn check_catalogue(e: &mut Errors, scopes: &[ScopeDef]) {
     }
     for (i, s) in scopes.iter().enumerate() {
         if !validate::is_valid_name_token(&s.name) {
-            e.add(format!("scopes[{i}].name"), "lowercase letters, digits and ':_-.', 1 to 64 characters");
+            e.add(
+                format!("scopes[{i}].name"),
+                "lowercase letters, digits and ':_-.', 1 to 64 characters",
+            );
         } else if scopes[..i].iter().any(|o| o.name == s.name) {
             e.add(format!("scopes[{i}].name"), "duplicate scope");
         }
         if s.description.chars().count() > 300 {
-            e.add(format!("scopes[{i}].description"), "must be at most 300 characters");
+            e.add(
+                format!("scopes[{i}].description"),
+                "must be at most 300 characters",
+            );
         }
     }
 }
@@ -103,14 +111,19 @@ fn check_token_types(e: &mut Errors, types: &[String]) {
     }
     for (i, t) in types.iter().enumerate() {
         if !validate::is_valid_name_token(t) {
-            e.add(format!("token_types[{i}]"), "lowercase letters, digits and ':_-.', 1 to 64 characters");
+            e.add(
+                format!("token_types[{i}]"),
+                "lowercase letters, digits and ':_-.', 1 to 64 characters",
+            );
         }
     }
 }
 
 fn check_upstream(e: &mut Errors, upstream: &str) {
     let ok = (upstream.starts_with("http://") || upstream.starts_with("https://"))
-        && upstream.parse::<axum::http::Uri>().is_ok_and(|u| u.host().is_some());
+        && upstream
+            .parse::<axum::http::Uri>()
+            .is_ok_and(|u| u.host().is_some());
     if !ok {
         e.add("upstream", "must be an absolute http:// or https:// URL");
     }
@@ -123,17 +136,26 @@ fn check_routes(e: &mut Errors, routes: &[Route], api_scopes: &[ScopeDef], api_t
         }
         for (j, s) in r.required_scopes.iter().enumerate() {
             if !api_scopes.iter().any(|d| &d.name == s) {
-                e.add(format!("routes[{i}].required_scopes[{j}]"), format!("'{s}' is not in the API's scope catalogue"));
+                e.add(
+                    format!("routes[{i}].required_scopes[{j}]"),
+                    format!("'{s}' is not in the API's scope catalogue"),
+                );
             }
         }
         for (j, t) in r.token_types.iter().enumerate() {
             if !api_types.contains(t) {
-                e.add(format!("routes[{i}].token_types[{j}]"), format!("'{t}' is not one of the API's token types"));
+                e.add(
+                    format!("routes[{i}].token_types[{j}]"),
+                    format!("'{t}' is not one of the API's token types"),
+                );
             }
         }
         for (j, m) in r.methods.iter().enumerate() {
             if m.parse::<axum::http::Method>().is_err() || m.to_uppercase() != *m {
-                e.add(format!("routes[{i}].methods[{j}]"), "must be an uppercase HTTP method");
+                e.add(
+                    format!("routes[{i}].methods[{j}]"),
+                    "must be an uppercase HTTP method",
+                );
             }
         }
     }
@@ -146,7 +168,10 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
     if !validate::is_valid_slug(&input.slug) {
         e.add("slug", "lowercase letters, digits and '-', 1 to 63 characters, starting with a letter or digit");
     } else if input.slug == MANAGEMENT_API_SLUG {
-        e.add("slug", "'keyward' is reserved for the built-in management API");
+        e.add(
+            "slug",
+            "'keyward' is reserved for the built-in management API",
+        );
     }
     let (live, test) = match &input.key_prefix {
         Some(p) => (
@@ -190,12 +215,25 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
     match ctx.store.create_api(&api).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            return Err(ServiceError::Conflict(format!("An API with the slug '{}' already exists.", api.slug)));
+            return Err(ServiceError::Conflict(format!(
+                "An API with the slug '{}' already exists.",
+                api.slug
+            )));
         }
         Err(e) => return Err(e.into()),
     }
-    audit::record(ctx, caller, "api.created", Target { kind: "api", id: &api.id, label: &api.slug }, json!({"name": api.name}))
-        .await?;
+    audit::record(
+        ctx,
+        caller,
+        "api.created",
+        Target {
+            kind: "api",
+            id: &api.id,
+            label: &api.slug,
+        },
+        json!({"name": api.name}),
+    )
+    .await?;
     Ok(api)
 }
 
@@ -203,7 +241,9 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateApi) -> R
     caller.require("apis:write")?;
     let mut api = get(ctx, caller, id).await?;
     if api.is_management() {
-        return Err(ServiceError::Forbidden("The built-in management API cannot be changed.".into()));
+        return Err(ServiceError::Forbidden(
+            "The built-in management API cannot be changed.".into(),
+        ));
     }
     let mut e = Errors::default();
     let mut changed = Vec::new();
@@ -258,7 +298,17 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateApi) -> R
     e.finish(())?;
     ctx.store.update_api(&api).await?;
     ctx.verifier.invalidate_api(&api.id);
-    audit::record(ctx, caller, "api.updated", Target { kind: "api", id: &api.id, label: &api.slug }, json!({"fields": changed}))
-        .await?;
+    audit::record(
+        ctx,
+        caller,
+        "api.updated",
+        Target {
+            kind: "api",
+            id: &api.id,
+            label: &api.slug,
+        },
+        json!({"fields": changed}),
+    )
+    .await?;
     Ok(api)
 }

@@ -16,7 +16,13 @@ pub struct Target<'a> {
 }
 
 /// Appends one event done by `caller`.
-pub async fn record(ctx: &Ctx, caller: &Caller, action: &str, target: Target<'_>, details: Value) -> Result<()> {
+pub async fn record(
+    ctx: &Ctx,
+    caller: &Caller,
+    action: &str,
+    target: Target<'_>,
+    details: Value,
+) -> Result<()> {
     record_as(
         ctx,
         &caller.org_id,
@@ -61,7 +67,11 @@ pub async fn record_as(
 }
 
 /// Events of the caller's organization, newest first.
-pub async fn list(ctx: &Ctx, caller: &Caller, filter: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>> {
+pub async fn list(
+    ctx: &Ctx,
+    caller: &Caller,
+    filter: &AuditFilter,
+) -> Result<Vec<(i64, AuditEvent)>> {
     caller.require("audit:read")?;
     Ok(ctx.store.list_audit(&caller.org_id, filter).await?)
 }

@@ -6,8 +6,8 @@ use rand::rngs::OsRng;
 use super::{Ctx, Result};
 use crate::domain::key::{self, SecretKey};
 use crate::domain::model::{
-    Api, BUILT_IN_TOKEN_TYPES, Environment, Key, MANAGEMENT_API_SLUG, MANAGEMENT_SCOPES, Org, Policies, Role,
-    ScopeDef, User, UserStatus,
+    Api, BUILT_IN_TOKEN_TYPES, Environment, Key, MANAGEMENT_API_SLUG, MANAGEMENT_SCOPES, Org,
+    Policies, Role, ScopeDef, User, UserStatus,
 };
 use crate::domain::new_id;
 
@@ -22,7 +22,12 @@ pub struct Bootstrapped {
 }
 
 /// Creates an organization named `name` whose owner is `owner_email`.
-pub async fn create_org(ctx: &Ctx, name: &str, owner_email: &str, plan: &str) -> Result<Bootstrapped> {
+pub async fn create_org(
+    ctx: &Ctx,
+    name: &str,
+    owner_email: &str,
+    plan: &str,
+) -> Result<Bootstrapped> {
     let now = ctx.now();
     let org = Org {
         id: new_id("org"),
@@ -51,7 +56,10 @@ pub async fn create_org(ctx: &Ctx, name: &str, owner_email: &str, plan: &str) ->
         prefix_test: "kw_test_".into(),
         scopes: MANAGEMENT_SCOPES
             .iter()
-            .map(|(n, d)| ScopeDef { name: (*n).into(), description: (*d).into() })
+            .map(|(n, d)| ScopeDef {
+                name: (*n).into(),
+                description: (*d).into(),
+            })
             .collect(),
         token_types: vec!["standard".into()],
         accept_x_api_key: false,
@@ -77,7 +85,10 @@ pub async fn create_org(ctx: &Ctx, name: &str, owner_email: &str, plan: &str) ->
     };
     let pepper = ctx.verifier.peppers().current().clone();
     let secret = key::generate(&management_api.prefix_live, &mut OsRng);
-    let public_id = key::parse(secret.expose()).expect("generated keys are well-formed").id.to_owned();
+    let public_id = key::parse(secret.expose())
+        .expect("generated keys are well-formed")
+        .id
+        .to_owned();
     let key = Key {
         id: format!("key_{public_id}"),
         org_id: org.id.clone(),
@@ -87,7 +98,10 @@ pub async fn create_org(ctx: &Ctx, name: &str, owner_email: &str, plan: &str) ->
         key_prefix: management_api.prefix_live.clone(),
         token_type: "standard".into(),
         environment: Environment::Live,
-        scopes: MANAGEMENT_SCOPES.iter().map(|(n, _)| (*n).to_string()).collect(),
+        scopes: MANAGEMENT_SCOPES
+            .iter()
+            .map(|(n, _)| (*n).to_string())
+            .collect(),
         ip_allowlist: Vec::new(),
         expires_at: None,
         enabled: true,
@@ -112,7 +126,19 @@ pub async fn create_org(ctx: &Ctx, name: &str, owner_email: &str, plan: &str) ->
         encrypted_secret: None,
     };
     ctx.store
-        .create_org(&org, &owner, &[management_api.clone(), default_api.clone()], &key)
+        .create_org(
+            &org,
+            &owner,
+            &[management_api.clone(), default_api.clone()],
+            &key,
+        )
         .await?;
-    Ok(Bootstrapped { org, owner, management_api, default_api, key, secret })
+    Ok(Bootstrapped {
+        org,
+        owner,
+        management_api,
+        default_api,
+        key,
+        secret,
+    })
 }

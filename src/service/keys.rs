@@ -105,10 +105,19 @@ pub struct Created {
 pub const GRACE_MAX_S: i64 = 1_209_600;
 
 /// Resolves the API a request names, or the organization's default protected API.
-pub async fn resolve_api(ctx: &Ctx, caller: &Caller, api_id: Option<&str>, errors: &mut Errors) -> Result<Option<Api>> {
+pub async fn resolve_api(
+    ctx: &Ctx,
+    caller: &Caller,
+    api_id: Option<&str>,
+    errors: &mut Errors,
+) -> Result<Option<Api>> {
     match api_id {
         Some(id) => {
-            let api = ctx.store.get_api(id).await?.filter(|a| a.org_id == caller.org_id);
+            let api = ctx
+                .store
+                .get_api(id)
+                .await?
+                .filter(|a| a.org_id == caller.org_id);
             if api.is_none() {
                 errors.add("api_id", "no such API in this organization");
             }
@@ -122,7 +131,10 @@ pub async fn resolve_api(ctx: &Ctx, caller: &Caller, api_id: Option<&str>, error
                 .or_else(|| apis.iter().find(|a| !a.is_management()))
                 .cloned();
             if default.is_none() {
-                errors.add("api_id", "the organization has no protected API yet; create one first");
+                errors.add(
+                    "api_id",
+                    "the organization has no protected API yet; create one first",
+                );
             }
             Ok(default)
         }
@@ -131,12 +143,18 @@ pub async fn resolve_api(ctx: &Ctx, caller: &Caller, api_id: Option<&str>, error
 
 fn check_scopes(errors: &mut Errors, field: &str, api: &Api, scopes: &[String]) -> Vec<String> {
     if scopes.len() > validate::SCOPES_MAX {
-        errors.add(field, format!("must have at most {} entries", validate::SCOPES_MAX));
+        errors.add(
+            field,
+            format!("must have at most {} entries", validate::SCOPES_MAX),
+        );
     }
     let mut out: Vec<String> = Vec::with_capacity(scopes.len());
     for (i, s) in scopes.iter().enumerate() {
         if !api.has_scope(s) {
-            errors.add(format!("{field}[{i}]"), format!("'{s}' is not in the scope catalogue of API '{}'", api.slug));
+            errors.add(
+                format!("{field}[{i}]"),
+                format!("'{s}' is not in the scope catalogue of API '{}'", api.slug),
+            );
         } else if !out.contains(s) {
             out.push(s.clone());
         }
@@ -187,7 +205,10 @@ pub fn overlay_usage(ctx: &Ctx, key: &mut Key) {
 
 pub async fn list(ctx: &Ctx, caller: &Caller, filter: &KeyFilter) -> Result<Vec<Key>> {
     caller.require("keys:read")?;
-    let mut keys = ctx.store.list_keys(&caller.org_id, filter, ctx.now()).await?;
+    let mut keys = ctx
+        .store
+        .list_keys(&caller.org_id, filter, ctx.now())
+        .await?;
     for k in &mut keys {
         overlay_usage(ctx, k);
     }
@@ -215,17 +236,26 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
     let scopes = match &api {
         Some(api) => {
             if !api.token_types.contains(&token_type) {
-                e.add("type", format!("must be one of {}", api.token_types.join(", ")));
+                e.add(
+                    "type",
+                    format!("must be one of {}", api.token_types.join(", ")),
+                );
             }
             check_scopes(&mut e, "scopes", api, &scopes)
         }
         None => scopes,
     };
-    let ip_allowlist = validate::ip_allowlist(&mut e, "ip_allowlist", &input.ip_allowlist.unwrap_or_default());
+    let ip_allowlist = validate::ip_allowlist(
+        &mut e,
+        "ip_allowlist",
+        &input.ip_allowlist.unwrap_or_default(),
+    );
     let expires_at = validate::expiry(
         &mut e,
         input.expires.as_deref(),
-        input.expires_at.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Millis),
+        input
+            .expires_at
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Millis),
         &org.policies,
         now,
     );
@@ -239,7 +269,10 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
     validate::metadata(&mut e, &metadata);
     let recoverable = input.recoverable.unwrap_or(false);
     if recoverable && !org.policies.recoverable_keys {
-        e.add("recoverable", "the organization's policy does not allow recoverable keys");
+        e.add(
+            "recoverable",
+            "the organization's policy does not allow recoverable keys",
+        );
     }
     let (Some(api), Some(owner)) = (api, owner) else {
         return Err(ServiceError::Validation(e.0));
@@ -260,7 +293,9 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
         )));
     }
     let revoke = if org.policies.single_active_key {
-        ctx.store.active_key_ids(&caller.org_id, &api.id, &owner.id, now).await?
+        ctx.store
+            .active_key_ids(&caller.org_id, &api.id, &owner.id, now)
+            .await?
     } else {
         Vec::new()
     };
@@ -309,7 +344,11 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
             ctx,
             caller,
             "key.revoked",
-            Target { kind: "key", id, label: id },
+            Target {
+                kind: "key",
+                id,
+                label: id,
+            },
             json!({"reason": "replaced under the one-active-key policy", "replaced_by": key.id}),
         )
         .await?;
@@ -319,20 +358,35 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
         ctx,
         caller,
         "key.created",
-        Target { kind: "key", id: &key.id, label: &prefix },
+        Target {
+            kind: "key",
+            id: &key.id,
+            label: &prefix,
+        },
         json!({"name": key.name, "api_id": key.api_id, "type": key.token_type, "scopes": key.scopes,
                "owner_id": key.owner_id, "expires_at": key.expires_at}),
     )
     .await?;
-    Ok(Created { key, secret, revoked: revoke })
+    Ok(Created {
+        key,
+        secret,
+        revoked: revoke,
+    })
 }
 
-async fn resolve_owner(ctx: &Ctx, caller: &Caller, owner_id: Option<&str>, e: &mut Errors) -> Result<Option<Arc<User>>> {
+async fn resolve_owner(
+    ctx: &Ctx,
+    caller: &Caller,
+    owner_id: Option<&str>,
+    e: &mut Errors,
+) -> Result<Option<Arc<User>>> {
     let Some(id) = owner_id.filter(|id| *id != caller.user.id) else {
         return Ok(Some(caller.user.clone()));
     };
     if !caller.user.role.manages_all_keys() {
-        return Err(ServiceError::Forbidden("Your role may only create keys for yourself.".into()));
+        return Err(ServiceError::Forbidden(
+            "Your role may only create keys for yourself.".into(),
+        ));
     }
     match ctx.store.get_user_in_org(&caller.org_id, id).await? {
         Some(u) if u.status == UserStatus::Active => Ok(Some(Arc::new(u))),
@@ -348,7 +402,12 @@ async fn resolve_owner(ctx: &Ctx, caller: &Caller, owner_id: Option<&str>, e: &m
 }
 
 /// Generates a secret for `template` and stores it, retrying on the (unlikely) id collision.
-async fn insert_fresh(ctx: &Ctx, mut template: Key, revoke: &[String], now: Millis) -> Result<(Key, SecretKey)> {
+async fn insert_fresh(
+    ctx: &Ctx,
+    mut template: Key,
+    revoke: &[String],
+    now: Millis,
+) -> Result<(Key, SecretKey)> {
     let pepper = ctx.verifier.peppers().current().clone();
     for _ in 0..5 {
         let secret = key::generate(&template.key_prefix, &mut OsRng);
@@ -370,7 +429,9 @@ async fn insert_fresh(ctx: &Ctx, mut template: Key, revoke: &[String], now: Mill
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ServiceError::Conflict("Could not allocate a unique key id; try again.".into()))
+    Err(ServiceError::Conflict(
+        "Could not allocate a unique key id; try again.".into(),
+    ))
 }
 
 pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> Result<Key> {
@@ -379,9 +440,15 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
     ensure_manageable(caller, &key)?;
     let now = ctx.now();
     if matches!(key.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
-        return Err(ServiceError::Conflict("A revoked or deleted key cannot be edited.".into()));
+        return Err(ServiceError::Conflict(
+            "A revoked or deleted key cannot be edited.".into(),
+        ));
     }
-    let org = ctx.verifier.org(&caller.org_id, now).await?.ok_or(ServiceError::NotFound("organization"))?;
+    let org = ctx
+        .verifier
+        .org(&caller.org_id, now)
+        .await?
+        .ok_or(ServiceError::NotFound("organization"))?;
     let mut e = Errors::default();
     let mut changed = Vec::new();
     if let Some(name) = &patch.name {
@@ -389,7 +456,9 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
         changed.push("name");
     }
     if let Some(d) = &patch.description {
-        key.description = d.as_deref().map(|d| validate::text(&mut e, "description", d, validate::DESCRIPTION_MAX));
+        key.description = d
+            .as_deref()
+            .map(|d| validate::text(&mut e, "description", d, validate::DESCRIPTION_MAX));
         changed.push("description");
     }
     if let Some(list) = &patch.ip_allowlist {
@@ -414,9 +483,16 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
     }
     if let Some(scopes) = &patch.scopes {
         if !org.policies.scopes_editable {
-            e.add("scopes", "the organization's policy does not allow editing scopes after creation");
+            e.add(
+                "scopes",
+                "the organization's policy does not allow editing scopes after creation",
+            );
         } else {
-            let api = ctx.store.get_api(&key.api_id).await?.ok_or(ServiceError::NotFound("API"))?;
+            let api = ctx
+                .store
+                .get_api(&key.api_id)
+                .await?
+                .ok_or(ServiceError::NotFound("API"))?;
             key.scopes = check_scopes(&mut e, "scopes", &api, scopes);
             if api.is_management() {
                 if let Some(s) = key.scopes.iter().find(|s| !caller.can(s)) {
@@ -440,14 +516,23 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
         ctx,
         caller,
         "key.updated",
-        Target { kind: "key", id: &key.id, label: &prefix },
+        Target {
+            kind: "key",
+            id: &key.id,
+            label: &prefix,
+        },
         json!({ "fields": changed }),
     )
     .await?;
     Ok(key)
 }
 
-pub async fn rotate(ctx: &Ctx, caller: &Caller, id: &str, input: RotateKey) -> Result<(Key, SecretKey)> {
+pub async fn rotate(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+    input: RotateKey,
+) -> Result<(Key, SecretKey)> {
     caller.require("keys:write")?;
     let grace = input.grace_period_s.unwrap_or(0);
     if !(0..=GRACE_MAX_S).contains(&grace) {
@@ -460,7 +545,9 @@ pub async fn rotate(ctx: &Ctx, caller: &Caller, id: &str, input: RotateKey) -> R
     ensure_manageable(caller, &old)?;
     let now = ctx.now();
     if matches!(old.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
-        return Err(ServiceError::Conflict("A revoked or deleted key cannot be rotated.".into()));
+        return Err(ServiceError::Conflict(
+            "A revoked or deleted key cannot be rotated.".into(),
+        ));
     }
     if let Some(next) = &old.replaced_by {
         return Err(ServiceError::Conflict(format!(
@@ -508,7 +595,11 @@ pub async fn rotate(ctx: &Ctx, caller: &Caller, id: &str, input: RotateKey) -> R
         ctx,
         caller,
         "key.rotated",
-        Target { kind: "key", id: &old.id, label: &prefix },
+        Target {
+            kind: "key",
+            id: &old.id,
+            label: &prefix,
+        },
         json!({"replaced_by": new.id, "new_prefix": new.display_prefix(), "grace_period_s": grace,
                "old_key_revoked_at": old.revoked_at}),
     )
@@ -521,7 +612,9 @@ fn ensure_deletable(caller: &Caller, key: &Key) -> Result<()> {
     if may_manage(caller, key) || key.created_by == caller.user.id {
         Ok(())
     } else {
-        Err(ServiceError::Forbidden("Your role may only revoke or delete keys you own or created.".into()))
+        Err(ServiceError::Forbidden(
+            "Your role may only revoke or delete keys you own or created.".into(),
+        ))
     }
 }
 
@@ -533,15 +626,27 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
     if key.revoked_at.is_some_and(|t| t <= now) {
         return Ok(key);
     }
-    let reason = input.reason.map(|r| r.trim().chars().take(500).collect::<String>());
+    let reason = input
+        .reason
+        .map(|r| r.trim().chars().take(500).collect::<String>());
     key.revoked_at = Some(now);
     key.revoke_reason = reason.clone().or(Some("revoked".into()));
     key.updated_at = now;
     ctx.store.update_key(&key).await?;
     ctx.verifier.invalidate_key(&key.id);
     let prefix = key.display_prefix();
-    audit::record(ctx, caller, "key.revoked", Target { kind: "key", id: &key.id, label: &prefix }, json!({"reason": reason}))
-        .await?;
+    audit::record(
+        ctx,
+        caller,
+        "key.revoked",
+        Target {
+            kind: "key",
+            id: &key.id,
+            label: &prefix,
+        },
+        json!({"reason": reason}),
+    )
+    .await?;
     Ok(key)
 }
 
@@ -562,14 +667,32 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
     ctx.store.update_key(&key).await?;
     ctx.verifier.invalidate_key(&key.id);
     let prefix = key.display_prefix();
-    audit::record(ctx, caller, "key.deleted", Target { kind: "key", id: &key.id, label: &prefix }, json!({})).await?;
+    audit::record(
+        ctx,
+        caller,
+        "key.deleted",
+        Target {
+            kind: "key",
+            id: &key.id,
+            label: &prefix,
+        },
+        json!({}),
+    )
+    .await?;
     Ok(())
 }
 
 /// Marks a key exposed (its whole secret seen in a URL), once, and records a security event.
 /// Only a token that really is the key counts, so nobody can flag keys by guessing ids.
-pub async fn mark_exposed(ctx: &Ctx, token: &str, ip: Option<String>, user_agent: Option<String>) -> Result<()> {
-    let Ok(parsed) = key::parse(token) else { return Ok(()) };
+pub async fn mark_exposed(
+    ctx: &Ctx,
+    token: &str,
+    ip: Option<String>,
+    user_agent: Option<String>,
+) -> Result<()> {
+    let Ok(parsed) = key::parse(token) else {
+        return Ok(());
+    };
     let Some(mut key) = ctx.store.get_key(&format!("key_{}", parsed.id)).await? else {
         return Ok(());
     };
@@ -593,7 +716,11 @@ pub async fn mark_exposed(ctx: &Ctx, token: &str, ip: Option<String>, user_agent
         ip,
         user_agent,
         "key.exposed",
-        Target { kind: "key", id: &key.id, label: &prefix },
+        Target {
+            kind: "key",
+            id: &key.id,
+            label: &prefix,
+        },
         json!({"where": "url"}),
     )
     .await

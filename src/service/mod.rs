@@ -65,11 +65,7 @@ impl Ctx {
 #[derive(Debug, Clone)]
 pub enum Via {
     /// A management key: acts with its own scopes, never beyond its owner's role.
-    Key {
-        id: String,
-        prefix: String,
-        scopes: Vec<String>,
-    },
+    Key(Arc<crate::domain::model::Key>),
     /// A signed-in dashboard session: acts with its member's role.
     Session,
 }
@@ -88,7 +84,7 @@ impl Caller {
     /// Whether the caller holds `scope`: the key has it (if a key) and the member's role permits it.
     pub fn can(&self, scope: &str) -> bool {
         let key_has = match &self.via {
-            Via::Key { scopes, .. } => scopes.iter().any(|s| s == scope),
+            Via::Key(key) => key.scopes.iter().any(|s| s == scope),
             Via::Session => true,
         };
         key_has && self.user.role.permits(scope)
@@ -99,7 +95,7 @@ impl Caller {
             return Ok(());
         }
         let who = match &self.via {
-            Via::Key { scopes, .. } if !scopes.iter().any(|s| s == scope) => "this management key",
+            Via::Key(key) if !key.scopes.iter().any(|s| s == scope) => "this management key",
             _ => "your role",
         };
         Err(ServiceError::Forbidden(format!(
@@ -110,10 +106,10 @@ impl Caller {
     /// The audit log's view of the caller: never a secret.
     pub fn actor(&self) -> Actor {
         match &self.via {
-            Via::Key { id, prefix, .. } => Actor {
+            Via::Key(key) => Actor {
                 kind: "key",
-                id: Some(id.clone()),
-                label: format!("{prefix}••••"),
+                id: Some(key.id.clone()),
+                label: format!("{}••••", key.display_prefix()),
             },
             Via::Session => Actor {
                 kind: "user",

@@ -18,8 +18,7 @@ use sqlx::{AnyPool, Row};
 
 use crate::domain::key::KeyHash;
 use crate::domain::model::{
-    Actor, Api, AuditEvent, Environment, Key, Millis, Org, Quota, RateLimit, Role, User,
-    UserStatus,
+    Actor, Api, AuditEvent, Environment, Key, Millis, Org, Quota, RateLimit, Role, User, UserStatus,
 };
 
 /// Errors of the storage layer.
@@ -352,9 +351,24 @@ impl Store {
         Ok(())
     }
 
+    /// Stores many keys in one transaction (imports, benchmarks); all or nothing.
+    pub async fn create_keys(&self, keys: &[Key]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            insert_key(&mut tx, key).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Creates `key` and revokes `revoke` (ids, in the same organization) at `at`, atomically; for
     /// the single-active-key policy.
-    pub async fn create_key_revoking(&self, key: &Key, revoke: &[String], at: Millis) -> Result<()> {
+    pub async fn create_key_revoking(
+        &self,
+        key: &Key,
+        revoke: &[String],
+        at: Millis,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for id in revoke {
             sqlx::query(
@@ -387,7 +401,10 @@ impl Store {
     }
 
     pub async fn list_keys(&self, org_id: &str, f: &KeyFilter, now: Millis) -> Result<Vec<Key>> {
-        let mut sql = Sql::new(format!("SELECT {KEY_COLUMNS} FROM keys WHERE org_id = $1"), 1);
+        let mut sql = Sql::new(
+            format!("SELECT {KEY_COLUMNS} FROM keys WHERE org_id = $1"),
+            1,
+        );
         if f.api_id.is_some() {
             let p = sql.arg();
             sql.push(&format!(" AND api_id = {p}"));
@@ -467,7 +484,13 @@ impl Store {
     }
 
     /// Active keys of one owner for one API: the candidates the single-active-key policy revokes.
-    pub async fn active_key_ids(&self, org_id: &str, api_id: &str, owner_id: &str, now: Millis) -> Result<Vec<String>> {
+    pub async fn active_key_ids(
+        &self,
+        org_id: &str,
+        api_id: &str,
+        owner_id: &str,
+        now: Millis,
+    ) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT id FROM keys WHERE org_id = $1 AND api_id = $2 AND owner_id = $3 AND deleted_at IS NULL \
              AND (revoked_at IS NULL OR revoked_at > $4)",
@@ -478,7 +501,9 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("id")?))
+            .collect()
     }
 
     /// Writes every mutable field of `key`.
@@ -621,8 +646,15 @@ impl Store {
     }
 
     /// Newest first; the returned `i64` is each event's sequence number, for the cursor.
-    pub async fn list_audit(&self, org_id: &str, f: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>> {
-        let mut sql = Sql::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE org_id = $1"), 1);
+    pub async fn list_audit(
+        &self,
+        org_id: &str,
+        f: &AuditFilter,
+    ) -> Result<Vec<(i64, AuditEvent)>> {
+        let mut sql = Sql::new(
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE org_id = $1"),
+            1,
+        );
         let clause = |sql: &mut Sql, template: &str| {
             let p = sql.arg();
             sql.push(&template.replace("$?", &p));
@@ -754,7 +786,11 @@ fn nets_to_strings(key: &Key) -> Vec<String> {
 
 async fn insert_key(tx: &mut Tx<'_>, k: &Key) -> Result<()> {
     let (quota_remaining, quota_refill, quota_refilled_at) = match &k.quota {
-        Some(q) => (Some(q.remaining), q.refill.map(|r| to_json(&r)), Some(q.refilled_at)),
+        Some(q) => (
+            Some(q.remaining),
+            q.refill.map(|r| to_json(&r)),
+            Some(q.refilled_at),
+        ),
         None => (None, None, None),
     };
     sqlx::query(&format!(
@@ -876,7 +912,9 @@ fn key_from_row(r: &AnyRow) -> Result<Key> {
         Some(remaining) => Some(Quota {
             remaining,
             refill: quota_refill.map(|s| from_json(&s)).transpose()?,
-            refilled_at: r.try_get::<Option<i64>, _>("quota_refilled_at")?.unwrap_or(0),
+            refilled_at: r
+                .try_get::<Option<i64>, _>("quota_refilled_at")?
+                .unwrap_or(0),
         }),
         None => None,
     };

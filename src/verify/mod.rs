@@ -95,7 +95,7 @@ pub struct Verifier {
     users: DashMap<String, Cached<User>>,
     orgs: DashMap<String, Cached<Org>>,
     limits: DashMap<String, i64>,
-    touches: Mutex<HashMap<String, (Millis, Option<String>)>>,
+    touches: Mutex<HashMap<String, (Millis, Option<IpAddr>)>>,
 }
 
 impl Verifier {
@@ -197,7 +197,11 @@ impl Verifier {
             return Ok(Err(reject(Denial::RateLimited(d), Some(d))));
         }
         let quota_remaining = match key.quota {
-            Some(_) => match self.store.consume_quota(&key.id, i64::from(cost), now).await? {
+            Some(_) => match self
+                .store
+                .consume_quota(&key.id, i64::from(cost), now)
+                .await?
+            {
                 Some(left) => Some(left),
                 None => return Ok(Err(reject(Denial::QuotaExceeded, ratelimit))),
             },
@@ -221,7 +225,7 @@ impl Verifier {
     }
 
     fn touch(&self, key_id: &str, now: Millis, ip: Option<IpAddr>) {
-        let ip = ip.map(|ip| crate::domain::model::normalize_ip(ip).to_string());
+        let ip = ip.map(crate::domain::model::normalize_ip);
         let mut touches = self.touches.lock();
         match touches.get_mut(key_id) {
             Some(t) => *t = (now, ip),
@@ -233,7 +237,8 @@ impl Verifier {
 
     /// The newest not yet written `last_used` of a key, to overlay on what storage returns.
     pub fn pending_touch(&self, key_id: &str) -> Option<(Millis, Option<String>)> {
-        self.touches.lock().get(key_id).cloned()
+        let pending = *self.touches.lock().get(key_id)?;
+        Some((pending.0, pending.1.map(|ip| ip.to_string())))
     }
 
     /// Writes collected `last_used` observations in one batch.
@@ -242,14 +247,19 @@ impl Verifier {
             let mut touches = self.touches.lock();
             touches
                 .drain()
-                .map(|(key_id, (at, ip))| UsageTouch { key_id, at, ip })
+                .map(|(key_id, (at, ip))| UsageTouch {
+                    key_id,
+                    at,
+                    ip: ip.map(|ip| ip.to_string()),
+                })
                 .collect()
         };
         if let Err(e) = self.store.touch_keys(&batch).await {
             // Put them back so that the next flush tries again, unless newer ones arrived.
             let mut touches = self.touches.lock();
             for t in batch {
-                touches.entry(t.key_id).or_insert((t.at, t.ip));
+                let ip = t.ip.and_then(|ip| ip.parse().ok());
+                touches.entry(t.key_id).or_insert((t.at, ip));
             }
             return Err(e.into());
         }
@@ -278,14 +288,26 @@ impl Verifier {
         self.limits.remove(key_id);
     }
 
-    async fn key_by_public_id(&self, public_id: &str, now: Millis) -> Result<Option<Arc<Key>>, StoreError> {
+    async fn key_by_public_id(
+        &self,
+        public_id: &str,
+        now: Millis,
+    ) -> Result<Option<Arc<Key>>, StoreError> {
         if let Some(c) = self.keys.get(public_id) {
-            let ttl = if c.value.is_some() { POSITIVE_TTL_MS } else { NEGATIVE_TTL_MS };
+            let ttl = if c.value.is_some() {
+                POSITIVE_TTL_MS
+            } else {
+                NEGATIVE_TTL_MS
+            };
             if now - c.loaded_at < ttl && now >= c.loaded_at {
                 return Ok(c.value.clone());
             }
         }
-        let value = self.store.get_key(&format!("key_{public_id}")).await?.map(Arc::new);
+        let value = self
+            .store
+            .get_key(&format!("key_{public_id}"))
+            .await?
+            .map(Arc::new);
         if value.is_none() && self.keys.len() >= NEGATIVE_MAX {
             self.keys.retain(|_, c| c.value.is_some());
         }

@@ -1,1 +1,11 @@
+//! One integration test binary: every test talks to a real server over loopback HTTP.
 
+mod apis;
+mod auth;
+mod cli;
+mod helpers;
+mod keys;
+mod logs;
+mod operations;
+mod storage;
+mod verify;

@@ -23,9 +23,14 @@ pub fn router() -> axum::Router<Arc<AppState>> {
 #[utoipa::path(get, path = "/v1/apis", tag = "apis",
     responses((status = 200, body = ApiList), (status = 401, body = Problem, content_type = "application/problem+json")),
     security(("management_key" = ["keys:read"])))]
-pub async fn list_apis(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<ApiList>, ApiError> {
+pub async fn list_apis(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<ApiList>, ApiError> {
     let list = apis::list(&state.ctx, &caller).await?;
-    Ok(Json(ApiList { data: list.iter().map(ApiView::from).collect() }))
+    Ok(Json(ApiList {
+        data: list.iter().map(ApiView::from).collect(),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/apis", tag = "apis", request_body = CreateApi,
@@ -53,7 +58,9 @@ pub async fn get_api(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ApiView>, ApiError> {
-    Ok(Json(ApiView::from(&apis::get(&state.ctx, &caller, &id).await?)))
+    Ok(Json(ApiView::from(
+        &apis::get(&state.ctx, &caller, &id).await?,
+    )))
 }
 
 #[utoipa::path(patch, path = "/v1/apis/{id}", tag = "apis", request_body = UpdateApi,
@@ -71,5 +78,7 @@ pub async fn update_api(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateApi>,
 ) -> Result<Json<ApiView>, ApiError> {
-    Ok(Json(ApiView::from(&apis::update(&state.ctx, &caller, &id, body).await?)))
+    Ok(Json(ApiView::from(
+        &apis::update(&state.ctx, &caller, &id, body).await?,
+    )))
 }

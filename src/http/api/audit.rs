@@ -57,8 +57,16 @@ impl From<&AuditEvent> for AuditEventView {
         AuditEventView {
             id: e.id.clone(),
             action: e.action.clone(),
-            actor: ActorView { kind: e.actor.kind.to_owned(), id: e.actor.id.clone(), label: e.actor.label.clone() },
-            target: TargetView { kind: e.target_type.clone(), id: e.target_id.clone(), label: e.target_label.clone() },
+            actor: ActorView {
+                kind: e.actor.kind.to_owned(),
+                id: e.actor.id.clone(),
+                label: e.actor.label.clone(),
+            },
+            target: TargetView {
+                kind: e.target_type.clone(),
+                id: e.target_id.clone(),
+                label: e.target_label.clone(),
+            },
             ip: e.ip.clone(),
             user_agent: e.user_agent.clone(),
             details: e.details.clone(),
@@ -108,17 +116,26 @@ pub async fn list_audit_log(
 ) -> Result<Json<AuditList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest("'limit' must be between 1 and 100.".into()));
+        return Err(ApiError::BadRequest(
+            "'limit' must be between 1 and 100.".into(),
+        ));
     }
     let cursor = match &q.cursor {
-        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::BadRequest("'cursor' is not valid.".into()))?),
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest("'cursor' is not valid.".into()))?,
+        ),
         None => None,
     };
     let filter = AuditFilter {
         actor: q.actor,
         action: q.action,
         target_id: q.target_id,
-        from: q.from.as_deref().map(|s| parse_time("from", s)).transpose()?,
+        from: q
+            .from
+            .as_deref()
+            .map(|s| parse_time("from", s))
+            .transpose()?,
         to: q.to.as_deref().map(|s| parse_time("to", s)).transpose()?,
         limit: limit + 1,
         cursor,
@@ -130,5 +147,11 @@ pub async fn list_audit_log(
     } else {
         None
     };
-    Ok(Json(AuditList { data: events.iter().map(|(_, e)| AuditEventView::from(e)).collect(), next_cursor }))
+    Ok(Json(AuditList {
+        data: events
+            .iter()
+            .map(|(_, e)| AuditEventView::from(e))
+            .collect(),
+        next_cursor,
+    }))
 }

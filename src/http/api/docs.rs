@@ -50,7 +50,9 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A management key (a key of the built-in `keyward` API)"))
+                    .description(Some(
+                        "A management key (a key of the built-in `keyward` API)",
+                    ))
                     .build(),
             ),
         );
@@ -61,7 +63,8 @@ impl Modify for BearerAuth {
 pub fn openapi_json() -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.to_pretty_json().expect("the OpenAPI document serializes")
+    doc.to_pretty_json()
+        .expect("the OpenAPI document serializes")
 }
 
 pub fn router() -> axum::Router<Arc<AppState>> {
@@ -75,7 +78,9 @@ async fn openapi() -> Json<serde_json::Value> {
 }
 
 async fn docs() -> Html<String> {
-    Html(render(&serde_json::from_str(&openapi_json()).expect("valid JSON")))
+    Html(render(
+        &serde_json::from_str(&openapi_json()).expect("valid JSON"),
+    ))
 }
 
 fn esc(s: &str) -> String {
@@ -92,7 +97,11 @@ fn schema_name(v: &serde_json::Value) -> String {
     }
     if let Some(t) = v.get("type") {
         let t = match t {
-            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" | "),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
             other => other.as_str().unwrap_or("").to_owned(),
         };
         if t.contains("array") {
@@ -168,11 +177,19 @@ fn render(doc: &serde_json::Value) -> String {
                     }
                     out.push_str("</table>");
                 }
-                if let Some(body) = op["requestBody"]["content"]["application/json"]["schema"].as_object() {
-                    let _ = write!(out, "<p>Body: {}</p>", schema_name(&serde_json::Value::Object(body.clone())));
+                if let Some(body) =
+                    op["requestBody"]["content"]["application/json"]["schema"].as_object()
+                {
+                    let _ = write!(
+                        out,
+                        "<p>Body: {}</p>",
+                        schema_name(&serde_json::Value::Object(body.clone()))
+                    );
                 }
                 if let Some(resps) = op["responses"].as_object() {
-                    out.push_str("<table><tr><th>Status</th><th>Description</th><th>Body</th></tr>");
+                    out.push_str(
+                        "<table><tr><th>Status</th><th>Description</th><th>Body</th></tr>",
+                    );
                     for (status, r) in resps {
                         let body = r["content"]
                             .as_object()
@@ -211,7 +228,11 @@ fn render(doc: &serde_json::Value) -> String {
                         out,
                         "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td></tr>",
                         esc(field),
-                        if required.contains(&field.as_str()) { " *" } else { "" },
+                        if required.contains(&field.as_str()) {
+                            " *"
+                        } else {
+                            ""
+                        },
                         schema_name(p),
                         esc(p["description"].as_str().unwrap_or(""))
                     );

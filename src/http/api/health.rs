@@ -12,7 +12,9 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 
 pub fn router() -> axum::Router<Arc<AppState>> {
-    axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -14,14 +14,17 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::views::{CreatedKeyView, KeyList, KeyView, decode_cursor, encode_cursor};
-use crate::service::keys::{self, CreateKey, RevokeKey, RotateKey, UpdateKey};
 use crate::service::Caller;
+use crate::service::keys::{self, CreateKey, RevokeKey, RotateKey, UpdateKey};
 use crate::store::{KeyFilter, StatusFilter};
 
 pub fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .route("/v1/keys", post(create_key).get(list_keys))
-        .route("/v1/keys/{id}", get(get_key).patch(update_key).delete(delete_key))
+        .route(
+            "/v1/keys/{id}",
+            get(get_key).patch(update_key).delete(delete_key),
+        )
         .route("/v1/keys/{id}/rotate", post(rotate_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))
 }
@@ -53,7 +56,7 @@ pub async fn create_key(
     Ok(secret_response(
         StatusCode::CREATED,
         CreatedKeyView {
-            key: created.secret.expose().to_owned(),
+            key: created.secret.expose(),
             data: KeyView::new(&created.key, now),
             revoked_keys: created.revoked,
         },
@@ -83,10 +86,12 @@ pub async fn list_keys(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListKeysQuery>,
-) -> Result<Json<KeyList>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest("'limit' must be between 1 and 100.".into()));
+        return Err(ApiError::BadRequest(
+            "'limit' must be between 1 and 100.".into(),
+        ));
     }
     let status = match q.status.as_deref() {
         None => None,
@@ -101,7 +106,10 @@ pub async fn list_keys(
         }
     };
     let cursor = match q.cursor.as_deref() {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::BadRequest("'cursor' is not valid.".into()))?),
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| ApiError::BadRequest("'cursor' is not valid.".into()))?,
+        ),
         None => None,
     };
     let filter = KeyFilter {
@@ -122,7 +130,8 @@ pub async fn list_keys(
     Ok(Json(KeyList {
         data: found.iter().map(|k| KeyView::new(k, now)).collect(),
         next_cursor,
-    }))
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "key_...")),
@@ -135,9 +144,9 @@ pub async fn get_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<KeyView>, ApiError> {
+) -> Result<Response, ApiError> {
     let key = keys::get(&state.ctx, &caller, &id).await?;
-    Ok(Json(KeyView::new(&key, state.ctx.now())))
+    Ok(Json(KeyView::new(&key, state.ctx.now())).into_response())
 }
 
 #[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", request_body = UpdateKey,
@@ -155,9 +164,9 @@ pub async fn update_key(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateKey>,
-) -> Result<Json<KeyView>, ApiError> {
+) -> Result<Response, ApiError> {
     let key = keys::update(&state.ctx, &caller, &id, body).await?;
-    Ok(Json(KeyView::new(&key, state.ctx.now())))
+    Ok(Json(KeyView::new(&key, state.ctx.now())).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", request_body = RotateKey,
@@ -179,7 +188,7 @@ pub async fn rotate_key(
     Ok(secret_response(
         StatusCode::CREATED,
         CreatedKeyView {
-            key: secret.expose().to_owned(),
+            key: secret.expose(),
             data: KeyView::new(&key, state.ctx.now()),
             revoked_keys: Vec::new(),
         },
@@ -198,9 +207,9 @@ pub async fn revoke_key(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RevokeKey>,
-) -> Result<Json<KeyView>, ApiError> {
+) -> Result<Response, ApiError> {
     let key = keys::revoke(&state.ctx, &caller, &id, body).await?;
-    Ok(Json(KeyView::new(&key, state.ctx.now())))
+    Ok(Json(KeyView::new(&key, state.ctx.now())).into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,7 +18,6 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::views::KeyView;
 use crate::service::Caller;
-use crate::service::keys::overlay_usage;
 use crate::verify::Scope;
 
 pub fn router() -> axum::Router<Arc<AppState>> {
@@ -51,7 +51,11 @@ pub struct RateLimitState {
 
 impl From<RateDecision> for RateLimitState {
     fn from(d: RateDecision) -> Self {
-        RateLimitState { limit: d.limit, remaining: d.remaining, reset_ms: d.reset_at }
+        RateLimitState {
+            limit: d.limit,
+            remaining: d.remaining,
+            reset_ms: d.reset_at,
+        }
     }
 }
 
@@ -61,7 +65,7 @@ pub struct QuotaState {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyResponse {
+pub struct VerifyResponse<'a> {
     pub valid: bool,
     /// `VALID`, `MALFORMED`, `NOT_FOUND`, `REVOKED`, `EXPIRED`, `OWNER_DISABLED`, `PLAN_INACTIVE`,
     /// `IP_NOT_ALLOWED`, `WRONG_TOKEN_TYPE`, `INSUFFICIENT_SCOPE`, `RATE_LIMITED`, `QUOTA_EXCEEDED`.
@@ -71,7 +75,7 @@ pub struct VerifyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<KeyView>,
+    pub key: Option<KeyView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratelimit: Option<RateLimitState>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,14 +94,17 @@ pub async fn verify_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(body): ApiJson<VerifyRequest>,
-) -> Result<Json<VerifyResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require("keys:verify")?;
     let mut errors = Vec::new();
     let ip = match body.ip.as_deref() {
         Some(s) => match s.trim().parse::<IpAddr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                errors.push(FieldError { field: "ip".into(), message: "must be an IPv4 or IPv6 address".into() });
+                errors.push(FieldError {
+                    field: "ip".into(),
+                    message: "must be an IPv4 or IPv6 address".into(),
+                });
                 None
             }
         },
@@ -105,7 +112,10 @@ pub async fn verify_key(
     };
     let cost = body.cost.unwrap_or(1);
     if cost > 1000 {
-        errors.push(FieldError { field: "cost".into(), message: "must be between 0 and 1000".into() });
+        errors.push(FieldError {
+            field: "cost".into(),
+            message: "must be between 0 and 1000".into(),
+        });
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
@@ -116,21 +126,32 @@ pub async fn verify_key(
         scopes: &body.required_scopes,
         skip_plan: false,
     };
-    let scope = Scope { org_id: Some(&caller.org_id), api_id: body.api_id.as_deref(), management: false };
-    let outcome = state.ctx.verifier.verify(&body.key, scope, &req, cost).await?;
-    let now = state.ctx.now();
-    let view = |k: &crate::domain::model::Key| {
-        let mut k = k.clone();
-        overlay_usage(&state.ctx, &mut k);
-        KeyView::new(&k, now)
+    let scope = Scope {
+        org_id: Some(&caller.org_id),
+        api_id: body.api_id.as_deref(),
+        management: false,
     };
-    Ok(Json(match outcome {
+    let outcome = state
+        .ctx
+        .verifier
+        .verify(&body.key, scope, &req, cost)
+        .await?;
+    let now = state.ctx.now();
+    let verifier = &state.ctx.verifier;
+    fn view<'k>(
+        verifier: &crate::verify::Verifier,
+        k: &'k crate::domain::model::Key,
+        now: i64,
+    ) -> KeyView<'k> {
+        KeyView::with_usage(k, now, verifier.pending_touch(&k.id))
+    }
+    Ok(Json(match &outcome {
         Ok(v) => VerifyResponse {
             valid: true,
             code: "VALID",
             status: 200,
             detail: None,
-            key: Some(view(&v.key)),
+            key: Some(view(verifier, &v.key, now)),
             ratelimit: v.ratelimit.map(Into::into),
             quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
         },
@@ -139,9 +160,10 @@ pub async fn verify_key(
             code: r.denial.verify_code(),
             status: r.denial.status(),
             detail: Some(r.denial.detail()),
-            key: r.key.as_deref().map(view),
+            key: r.key.as_deref().map(|k| view(verifier, k, now)),
             ratelimit: r.ratelimit.map(Into::into),
             quota: None,
         },
-    }))
+    })
+    .into_response())
 }

@@ -1,0 +1,489 @@
+//! Server configuration: defaults, then an optional TOML file, then `KEYWARD_*` variables, then
+//! flags (clap reads the last two). Each setting is documented once, here and in the README table.
+//! Secrets may also come from a file named by the `_FILE` variant of their variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Settings of `keyward serve`, `init`, `migrate` and `orgs`; flags, variables, or the TOML file.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ServerArgs {
+    /// TOML file with any of the settings below (keys in lowercase, e.g. `listen = "0.0.0.0:8080"`).
+    #[arg(long, env = "KEYWARD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address of the management API and dashboard. Default 127.0.0.1:8080.
+    #[arg(long, env = "KEYWARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database and the development pepper. Default ./keyward-data.
+    #[arg(long, env = "KEYWARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://...` or `postgres://...`. Default: a SQLite file in the data directory.
+    #[arg(long, env = "KEYWARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// `development` (default) or `production`.
+    #[arg(long = "env", env = "KEYWARD_ENV")]
+    pub environment: Option<String>,
+    /// Secret for HMAC-SHA256 of keys, at least 32 bytes. Required in production.
+    #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true)]
+    pub pepper: Option<String>,
+    /// File holding the pepper (instead of KEYWARD_PEPPER).
+    #[arg(long, env = "KEYWARD_PEPPER_FILE")]
+    pub pepper_file: Option<PathBuf>,
+    /// Version number of the current pepper, stored beside each hash. Default 1.
+    #[arg(long, env = "KEYWARD_PEPPER_VERSION")]
+    pub pepper_version: Option<i64>,
+    /// Older peppers still needed to check existing keys: `VERSION:SECRET,...`.
+    #[arg(long, env = "KEYWARD_PEPPER_PREVIOUS", hide_env_values = true)]
+    pub pepper_previous: Option<String>,
+    /// Address of the reverse-proxy gateway; off unless set.
+    #[arg(long, env = "KEYWARD_GATEWAY_LISTEN")]
+    pub gateway_listen: Option<SocketAddr>,
+    /// Redis URL, to share rate limits and revocations between instances.
+    #[arg(long, env = "KEYWARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// 32 bytes as 64 hex characters: the AES-256-GCM key for recoverable keys.
+    #[arg(long, env = "KEYWARD_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// File holding the encryption key.
+    #[arg(long, env = "KEYWARD_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Base URL people reach this server at, for links it prints. Default http://<listen>.
+    #[arg(long, env = "KEYWARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Plans whose organizations have no API access, comma-separated. Default `free`.
+    #[arg(long, env = "KEYWARD_PLANS_WITHOUT_ACCESS")]
+    pub plans_without_access: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    env: Option<String>,
+    pepper: Option<String>,
+    pepper_file: Option<PathBuf>,
+    pepper_version: Option<i64>,
+    pepper_previous: Option<String>,
+    gateway_listen: Option<SocketAddr>,
+    redis_url: Option<String>,
+    encryption_key: Option<String>,
+    encryption_key_file: Option<PathBuf>,
+    public_url: Option<String>,
+    plans_without_access: Option<Vec<String>>,
+}
+
+/// Why the configuration cannot be used; each message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid configuration: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Development,
+    Production,
+}
+
+/// A secret setting; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The resolved configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub mode: Mode,
+    /// `None` in development until [`Config::ensure_pepper`] generates or reads one.
+    pub pepper: Option<Secret>,
+    pub pepper_version: i64,
+    pub pepper_previous: Vec<(i64, Secret)>,
+    pub gateway_listen: Option<SocketAddr>,
+    pub redis_url: Option<String>,
+    pub encryption_key: Option<[u8; 32]>,
+    pub public_url: String,
+    pub plans_without_access: Vec<String>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("mode", &self.mode)
+            .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
+            .field("pepper_version", &self.pepper_version)
+            .field("gateway_listen", &self.gateway_listen)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("encryption_key", &self.encryption_key.map(|_| "<redacted>"))
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides the password of a URL such as `postgres://user:secret@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Every `KEYWARD_*` variable Keyward reads (server and CLI).
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "KEYWARD_CONFIG",
+    "KEYWARD_LISTEN",
+    "KEYWARD_DATA_DIR",
+    "KEYWARD_DATABASE_URL",
+    "KEYWARD_ENV",
+    "KEYWARD_PEPPER",
+    "KEYWARD_PEPPER_FILE",
+    "KEYWARD_PEPPER_VERSION",
+    "KEYWARD_PEPPER_PREVIOUS",
+    "KEYWARD_GATEWAY_LISTEN",
+    "KEYWARD_REDIS_URL",
+    "KEYWARD_ENCRYPTION_KEY",
+    "KEYWARD_ENCRYPTION_KEY_FILE",
+    "KEYWARD_PUBLIC_URL",
+    "KEYWARD_PLANS_WITHOUT_ACCESS",
+    "KEYWARD_LOG",
+    "KEYWARD_URL",
+    "KEYWARD_API_KEY",
+];
+
+/// Names of set `KEYWARD_*` variables that Keyward does not know (likely typos).
+pub fn unknown_variables() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("KEYWARD_") && !KNOWN_VARIABLES.contains(&k.as_str()))
+        .collect()
+}
+
+fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn pepper_secret(value: String, source: &str) -> Result<Secret, ConfigError> {
+    if value.len() < 32 {
+        return Err(ConfigError::Invalid(format!(
+            "{source} must be at least 32 bytes; generate one with: openssl rand -hex 32"
+        )));
+    }
+    Ok(Secret(value.into_bytes()))
+}
+
+impl Config {
+    /// Resolves the settings: defaults < TOML file < variables and flags.
+    pub fn load(args: &ServerArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Toml {
+                    path: path.clone(),
+                    message: e.message().to_owned(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("keyward-data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("keyward.db").display()));
+        let mode = match args.environment.clone().or(file.env).as_deref() {
+            None | Some("development") => Mode::Development,
+            Some("production") => Mode::Production,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "KEYWARD_ENV must be 'development' or 'production', not '{other}'"
+                )));
+            }
+        };
+        let pepper = match (
+            args.pepper.clone().or(file.pepper),
+            args.pepper_file.clone().or(file.pepper_file),
+        ) {
+            (Some(p), _) => Some(pepper_secret(p, "KEYWARD_PEPPER")?),
+            (None, Some(path)) => Some(pepper_secret(
+                read_secret_file(&path)?,
+                "KEYWARD_PEPPER_FILE",
+            )?),
+            (None, None) => None,
+        };
+        if mode == Mode::Production && pepper.is_none() {
+            return Err(ConfigError::Invalid(
+                "KEYWARD_PEPPER (or KEYWARD_PEPPER_FILE) is required when KEYWARD_ENV=production; \
+                 generate one with: openssl rand -hex 32"
+                    .into(),
+            ));
+        }
+        let pepper_version = args.pepper_version.or(file.pepper_version).unwrap_or(1);
+        let mut pepper_previous = Vec::new();
+        if let Some(list) = args.pepper_previous.clone().or(file.pepper_previous) {
+            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (v, s) = item.split_once(':').ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "KEYWARD_PEPPER_PREVIOUS entries must look like VERSION:SECRET".into(),
+                    )
+                })?;
+                let v = v.parse::<i64>().map_err(|_| {
+                    ConfigError::Invalid(
+                        "KEYWARD_PEPPER_PREVIOUS: the version must be a number".into(),
+                    )
+                })?;
+                pepper_previous.push((
+                    v,
+                    pepper_secret(s.to_owned(), "a KEYWARD_PEPPER_PREVIOUS secret")?,
+                ));
+            }
+        }
+        let encryption_key = match (
+            args.encryption_key.clone().or(file.encryption_key),
+            args.encryption_key_file
+                .clone()
+                .or(file.encryption_key_file),
+        ) {
+            (Some(k), _) => Some(parse_encryption_key(&k)?),
+            (None, Some(path)) => Some(parse_encryption_key(&read_secret_file(&path)?)?),
+            (None, None) => None,
+        };
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let plans_without_access = match (&args.plans_without_access, file.plans_without_access) {
+            (Some(s), _) => s
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            (None, Some(list)) => list,
+            (None, None) => vec!["free".to_owned()],
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            mode,
+            pepper,
+            pepper_version,
+            pepper_previous,
+            gateway_listen: args.gateway_listen.or(file.gateway_listen),
+            redis_url: args.redis_url.clone().or(file.redis_url),
+            encryption_key,
+            public_url,
+            plans_without_access,
+        })
+    }
+
+    /// In development, reads the pepper from the data directory, generating it (mode 0600) on the
+    /// first start. Returns whether a new pepper was generated.
+    pub fn ensure_pepper(&mut self) -> Result<bool, ConfigError> {
+        if self.pepper.is_some() {
+            return Ok(false);
+        }
+        let path = self.data_dir.join("pepper");
+        if path.exists() {
+            self.pepper = Some(pepper_secret(
+                read_secret_file(&path)?,
+                "the pepper file in the data directory",
+            )?);
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::Read {
+            path: self.data_dir.clone(),
+            source,
+        })?;
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        let secret = hex::encode(bytes);
+        write_private(&path, &secret).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        self.pepper = Some(Secret(secret.into_bytes()));
+        Ok(true)
+    }
+}
+
+fn parse_encryption_key(s: &str) -> Result<[u8; 32], ConfigError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s.trim(), &mut out).map_err(|_| {
+        ConfigError::Invalid(
+            "KEYWARD_ENCRYPTION_KEY must be 64 hex characters (32 bytes); generate one with: openssl rand -hex 32".into(),
+        )
+    })?;
+    Ok(out)
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://kw:s3cret@db.internal:5432/keyward"),
+            "postgres://kw:<redacted>@db.internal:5432/keyward"
+        );
+        assert_eq!(
+            redact_url("postgres://kw@db/keyward"),
+            "postgres://kw@db/keyward"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/keyward.db"),
+            "sqlite://data/keyward.db"
+        );
+    }
+
+    #[test]
+    fn production_without_a_pepper_is_refused_with_a_fix() {
+        let args = ServerArgs {
+            environment: Some("production".into()),
+            ..Default::default()
+        };
+        let err = Config::load(&args).err().unwrap().to_string();
+        assert!(
+            err.contains("KEYWARD_PEPPER") && err.contains("openssl rand"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn toml_then_flags_override_defaults_and_debug_hides_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\npepper = \"0123456789abcdef0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let args = ServerArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(&args).unwrap().listen.port(), 9001);
+    }
+
+    #[test]
+    fn development_pepper_is_generated_once_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServerArgs {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let mut c = Config::load(&args).unwrap();
+        assert!(c.ensure_pepper().unwrap());
+        let first = c.pepper.clone();
+        let mut again = Config::load(&args).unwrap();
+        assert!(!again.ensure_pepper().unwrap());
+        assert_eq!(again.pepper, first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("pepper"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn unknown_toml_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let args = ServerArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(
+            Config::load(&args)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("lisen")
+        );
+        let args = ServerArgs {
+            encryption_key: Some("zz".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(&args).is_err());
+    }
+}

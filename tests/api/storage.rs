@@ -1,0 +1,508 @@
+//! The storage suite, run against a SQLite file and a fresh PostgreSQL schema alike.
+
+use keyward::domain::key::{self, KeyHash};
+use keyward::domain::model::*;
+use keyward::store::{AuditFilter, KeyFilter, StatusFilter, Store, StoreError, UsageTouch};
+
+use crate::helpers::PgSchema;
+
+enum Handle {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgSchema),
+}
+
+async fn open(postgres: bool) -> (Store, Handle) {
+    if postgres {
+        let schema = PgSchema::create().await;
+        let store = Store::connect(&schema.url).await.expect("PostgreSQL store");
+        (store, Handle::Postgres(schema))
+    } else {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        (
+            Store::connect(&url).await.expect("SQLite store"),
+            Handle::Sqlite(dir),
+        )
+    }
+}
+
+fn org(id: &str) -> Org {
+    Org {
+        id: id.into(),
+        name: format!("Org {id}"),
+        plan: "pro".into(),
+        api_access: true,
+        billing_status: "active".into(),
+        policies: Policies::default(),
+        created_at: 1,
+    }
+}
+
+fn user(id: &str, org: &str) -> User {
+    User {
+        id: id.into(),
+        org_id: org.into(),
+        email: format!("{id}@example.com"),
+        name: id.into(),
+        role: Role::Owner,
+        status: UserStatus::Active,
+        created_at: 1,
+    }
+}
+
+fn api(id: &str, org: &str, slug: &str) -> Api {
+    Api {
+        id: id.into(),
+        org_id: org.into(),
+        name: slug.into(),
+        slug: slug.into(),
+        prefix_live: "kw_live_".into(),
+        prefix_test: "kw_test_".into(),
+        scopes: vec![ScopeDef {
+            name: "a:read".into(),
+            description: "Read".into(),
+        }],
+        token_types: vec!["standard".into()],
+        accept_x_api_key: false,
+        default_rate_limit: Some(RateLimit {
+            requests: 5,
+            per_seconds: 1,
+        }),
+        upstream: None,
+        routes: vec![],
+        created_at: 1,
+    }
+}
+
+fn key(public_id: &str, org: &str, api: &str, owner: &str, created_at: i64) -> Key {
+    Key {
+        id: format!("key_{public_id}"),
+        org_id: org.into(),
+        api_id: api.into(),
+        name: format!("key {public_id}"),
+        description: Some("d".into()),
+        key_prefix: "kw_live_".into(),
+        token_type: "standard".into(),
+        environment: Environment::Live,
+        scopes: vec!["a:read".into()],
+        ip_allowlist: vec![
+            "203.0.113.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ],
+        expires_at: Some(10_000),
+        enabled: true,
+        hash: key::Pepper::new(1, b"p").hash(public_id),
+        pepper_version: 1,
+        owner_id: owner.into(),
+        created_by: owner.into(),
+        created_at,
+        updated_at: created_at,
+        last_used_at: None,
+        last_used_ip: None,
+        rate_limit: Some(RateLimit {
+            requests: 10,
+            per_seconds: 60,
+        }),
+        quota: Some(Quota {
+            remaining: 3,
+            refill: None,
+            refilled_at: created_at,
+        }),
+        metadata: serde_json::json!({"team": "x"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        replaces: None,
+        replaced_by: None,
+        revoked_at: None,
+        revoke_reason: None,
+        deleted_at: None,
+        exposed_at: None,
+        recoverable: false,
+        encrypted_secret: None,
+    }
+}
+
+async fn seeded(postgres: bool) -> (Store, Handle) {
+    let (store, h) = open(postgres).await;
+    let first = key("aaaaaaaaaaaa", "org_1", "api_1", "usr_1", 100);
+    store
+        .create_org(
+            &org("org_1"),
+            &user("usr_1", "org_1"),
+            &[api("api_1", "org_1", "one")],
+            &first,
+        )
+        .await
+        .unwrap();
+    (store, h)
+}
+
+async fn keys_round_trip_every_field(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    let stored = store.get_key("key_aaaaaaaaaaaa").await.unwrap().unwrap();
+    assert_eq!(stored, key("aaaaaaaaaaaa", "org_1", "api_1", "usr_1", 100));
+    assert!(
+        store
+            .get_key_in_org("org_2", "key_aaaaaaaaaaaa")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let a = store.get_api("api_1").await.unwrap().unwrap();
+    assert_eq!(a, api("api_1", "org_1", "one"));
+    assert_eq!(store.get_org("org_1").await.unwrap().unwrap(), org("org_1"));
+    assert_eq!(
+        store.get_user("usr_1").await.unwrap().unwrap(),
+        user("usr_1", "org_1")
+    );
+    assert_eq!(store.count_orgs().await.unwrap(), 1);
+}
+
+async fn duplicates_are_conflicts_and_leave_nothing_behind(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    let dup = key("aaaaaaaaaaaa", "org_1", "api_1", "usr_1", 5);
+    assert!(matches!(
+        store.create_key(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut same_hash = key("bbbbbbbbbbbb", "org_1", "api_1", "usr_1", 5);
+    same_hash.hash = key::Pepper::new(1, b"p").hash("aaaaaaaaaaaa");
+    assert!(matches!(
+        store.create_key(&same_hash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_api(&api("api_2", "org_1", "one")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A failed organization creation rolls back entirely.
+    let res = store
+        .create_org(
+            &org("org_2"),
+            &user("usr_2", "org_2"),
+            &[api("api_3", "org_2", "x")],
+            &dup,
+        )
+        .await;
+    assert!(res.is_err());
+    assert!(store.get_org("org_2").await.unwrap().is_none());
+    assert!(store.get_user("usr_2").await.unwrap().is_none());
+}
+
+async fn listing_filters_pages_and_orders_newest_first(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    for (i, id) in [
+        "bbbbbbbbbbbb",
+        "cccccccccccc",
+        "dddddddddddd",
+        "eeeeeeeeeeee",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut k = key(id, "org_1", "api_1", "usr_1", 200 + i as i64);
+        k.expires_at = None;
+        match i {
+            1 => k.revoked_at = Some(50),
+            2 => k.deleted_at = Some(50),
+            3 => k.expires_at = Some(150),
+            _ => {}
+        }
+        store.create_key(&k).await.unwrap();
+    }
+    let ids = |keys: Vec<Key>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    let f = |status, limit| KeyFilter {
+        status,
+        limit,
+        ..Default::default()
+    };
+    let now = 20_000;
+    assert_eq!(
+        ids(store.list_keys("org_1", &f(None, 10), now).await.unwrap()),
+        [
+            "key_eeeeeeeeeeee",
+            "key_cccccccccccc",
+            "key_bbbbbbbbbbbb",
+            "key_aaaaaaaaaaaa"
+        ]
+    );
+    assert_eq!(
+        ids(store
+            .list_keys("org_1", &f(Some(StatusFilter::Active), 10), now)
+            .await
+            .unwrap()),
+        ["key_bbbbbbbbbbbb"]
+    );
+    assert_eq!(
+        ids(store
+            .list_keys("org_1", &f(Some(StatusFilter::Revoked), 10), now)
+            .await
+            .unwrap()),
+        ["key_cccccccccccc"]
+    );
+    assert_eq!(
+        ids(store
+            .list_keys("org_1", &f(Some(StatusFilter::Expired), 10), now)
+            .await
+            .unwrap()),
+        ["key_eeeeeeeeeeee", "key_aaaaaaaaaaaa"]
+    );
+    assert_eq!(
+        store
+            .list_keys("org_1", &f(Some(StatusFilter::All), 10), now)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let page = KeyFilter {
+        limit: 2,
+        cursor: Some((201, "key_cccccccccccc".into())),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_keys("org_1", &page, now).await.unwrap()),
+        ["key_bbbbbbbbbbbb", "key_aaaaaaaaaaaa"]
+    );
+    assert!(
+        store
+            .list_keys("org_9", &f(None, 10), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.count_live_keys("org_1", now).await.unwrap(), 3);
+    let owner = KeyFilter {
+        owner_id: Some("usr_9".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(
+        store
+            .list_keys("org_1", &owner, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn usage_touches_never_move_backwards_and_quotas_never_go_negative(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    let t = |at, ip: &str| UsageTouch {
+        key_id: "key_aaaaaaaaaaaa".into(),
+        at,
+        ip: Some(ip.into()),
+    };
+    store.touch_keys(&[t(500, "198.51.100.1")]).await.unwrap();
+    store.touch_keys(&[t(400, "198.51.100.2")]).await.unwrap();
+    let k = store.get_key("key_aaaaaaaaaaaa").await.unwrap().unwrap();
+    assert_eq!(
+        (k.last_used_at, k.last_used_ip.as_deref()),
+        (Some(500), Some("198.51.100.1"))
+    );
+    assert_eq!(
+        store
+            .consume_quota("key_aaaaaaaaaaaa", 2, 600)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .consume_quota("key_aaaaaaaaaaaa", 2, 600)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .consume_quota("key_aaaaaaaaaaaa", 1, 600)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        store
+            .consume_quota("key_aaaaaaaaaaaa", 1, 600)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.consume_quota("key_missing", 1, 600).await.unwrap(),
+        None
+    );
+}
+
+async fn rotation_and_updates_are_stored_atomically(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    let mut old = store.get_key("key_aaaaaaaaaaaa").await.unwrap().unwrap();
+    let mut new = key("ffffffffffff", "org_1", "api_1", "usr_1", 300);
+    new.replaces = Some(old.id.clone());
+    old.revoked_at = Some(900);
+    old.revoke_reason = Some("rotated".into());
+    old.replaced_by = Some(new.id.clone());
+    store.rotate_key(&old, &new).await.unwrap();
+    let stored_old = store.get_key(&old.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored_old.revoked_at, stored_old.replaced_by.as_deref()),
+        (Some(900), Some("key_ffffffffffff"))
+    );
+    assert_eq!(
+        store
+            .get_key(&new.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .replaces
+            .as_deref(),
+        Some("key_aaaaaaaaaaaa")
+    );
+    let mut edited = stored_old.clone();
+    edited.name = "renamed".into();
+    edited.ip_allowlist.clear();
+    edited.rate_limit = None;
+    edited.metadata.clear();
+    store.update_key(&edited).await.unwrap();
+    assert_eq!(store.get_key(&old.id).await.unwrap().unwrap(), edited);
+    // An update addressed to another organization changes nothing.
+    let mut foreign = edited.clone();
+    foreign.org_id = "org_2".into();
+    foreign.name = "hijacked".into();
+    store.update_key(&foreign).await.unwrap();
+    assert_eq!(
+        store.get_key(&old.id).await.unwrap().unwrap().name,
+        "renamed"
+    );
+    let revoked = store
+        .active_key_ids("org_1", "api_1", "usr_1", 1000)
+        .await
+        .unwrap();
+    assert_eq!(revoked, ["key_ffffffffffff"]);
+}
+
+async fn the_audit_log_appends_filters_and_pages(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    for i in 0..5 {
+        let e = AuditEvent {
+            id: format!("evt_{i}"),
+            org_id: if i == 4 {
+                "org_2".into()
+            } else {
+                "org_1".into()
+            },
+            actor: Actor {
+                kind: "user",
+                id: Some("usr_1".into()),
+                label: "usr_1@example.com".into(),
+            },
+            action: if i % 2 == 0 {
+                "key.created".into()
+            } else {
+                "key.revoked".into()
+            },
+            target_type: "key".into(),
+            target_id: Some(format!("key_{i}")),
+            target_label: Some("kw_live_x••••".into()),
+            ip: Some("127.0.0.1".into()),
+            user_agent: Some("test".into()),
+            details: serde_json::json!({"i": i}),
+            created_at: 1000 + i,
+        };
+        store.append_audit(&e).await.unwrap();
+    }
+    let all = store
+        .list_audit(
+            "org_1",
+            &AuditFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = all.iter().map(|(_, e)| e.id.as_str()).collect();
+    assert_eq!(ids, ["evt_3", "evt_2", "evt_1", "evt_0"]);
+    assert_eq!(all[0].1.details, serde_json::json!({"i": 3}));
+    let created = AuditFilter {
+        action: Some("key.created".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.list_audit("org_1", &created).await.unwrap().len(), 2);
+    let by_actor = AuditFilter {
+        actor: Some("usr_1@example.com".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.list_audit("org_1", &by_actor).await.unwrap().len(), 4);
+    let window = AuditFilter {
+        from: Some(1001),
+        to: Some(1003),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.list_audit("org_1", &window).await.unwrap().len(), 2);
+    let page = AuditFilter {
+        cursor: Some(all[1].0),
+        limit: 10,
+        ..Default::default()
+    };
+    let rest: Vec<_> = store
+        .list_audit("org_1", &page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    assert_eq!(rest, ["evt_1", "evt_0"]);
+    let target = AuditFilter {
+        target_id: Some("key_4".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(
+        store.list_audit("org_1", &target).await.unwrap().is_empty(),
+        "scoped by organization"
+    );
+}
+
+async fn reopening_runs_migrations_once_and_keeps_the_data(postgres: bool) {
+    let (store, h) = seeded(postgres).await;
+    let url = match &h {
+        Handle::Sqlite(dir) => format!("sqlite://{}", dir.path().join("s.db").display()),
+        Handle::Postgres(schema) => schema.url.clone(),
+    };
+    store.close().await;
+    let again = Store::connect(&url)
+        .await
+        .expect("migrations are idempotent");
+    let k = again.get_key("key_aaaaaaaaaaaa").await.unwrap().unwrap();
+    assert!(
+        k.hash
+            .ct_eq(&key::Pepper::new(1, b"p").hash("aaaaaaaaaaaa"))
+    );
+    assert!(KeyHash::from_hex(&k.hash.to_hex()).is_some());
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(false).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(true).await; })*
+        }
+    };
+}
+
+on_both_backends!(
+    keys_round_trip_every_field,
+    duplicates_are_conflicts_and_leave_nothing_behind,
+    listing_filters_pages_and_orders_newest_first,
+    usage_touches_never_move_backwards_and_quotas_never_go_negative,
+    rotation_and_updates_are_stored_atomically,
+    the_audit_log_appends_filters_and_pages,
+    reopening_runs_migrations_once_and_keeps_the_data,
+);

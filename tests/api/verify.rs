@@ -1,0 +1,264 @@
+use serde_json::json;
+
+use crate::helpers::{Db, spawn_app, spawn_app_on};
+
+async fn verify_answers_every_contract_code(db: Db) {
+    let app = spawn_app_on(db).await;
+    let api = app
+        .create_api("transcription", &["transcripts:read", "transcripts:write"])
+        .await;
+    let api_id = api["id"].as_str().unwrap();
+    let k = app
+        .create_key(json!({"name": "batch worker", "api_id": api_id, "type": "batch", "scopes": ["transcripts:read"],
+                           "ip_allowlist": ["203.0.113.0/24", "2001:db8::/32"], "expires": "1y"}))
+        .await;
+    let secret = k["key"].as_str().unwrap();
+    let ok = app
+        .verify(
+            secret,
+            json!({"api_id": api_id, "ip": "203.0.113.7", "token_type": "batch",
+                                       "required_scopes": ["transcripts:read"]}),
+        )
+        .await;
+    assert_eq!(
+        (
+            ok["valid"].clone(),
+            ok["code"].clone(),
+            ok["status"].clone()
+        ),
+        (json!(true), json!("VALID"), json!(200))
+    );
+    assert_eq!(ok["key"]["id"], k["id"]);
+    assert!(
+        ok["key"].get("key").is_none(),
+        "the verdict never carries the secret"
+    );
+
+    let code = |v: serde_json::Value| {
+        (
+            v["code"].as_str().unwrap().to_owned(),
+            v["status"].as_u64().unwrap(),
+        )
+    };
+    let ip6 = app
+        .verify(
+            secret,
+            json!({"ip": "2001:db8:ffff::1", "token_type": "batch"}),
+        )
+        .await;
+    assert_eq!(code(ip6), ("VALID".into(), 200));
+    let v = app.verify(secret, json!({"ip": "198.51.100.1"})).await;
+    assert_eq!(code(v), ("IP_NOT_ALLOWED".into(), 403));
+    let v = app.verify(secret, json!({"ip": "2001:db9::1"})).await;
+    assert_eq!(code(v), ("IP_NOT_ALLOWED".into(), 403));
+    let v = app
+        .verify(
+            secret,
+            json!({"ip": "203.0.113.7", "token_type": "realtime"}),
+        )
+        .await;
+    assert_eq!(code(v.clone()), ("WRONG_TOKEN_TYPE".into(), 403));
+    assert_eq!(v["key"]["id"], k["id"], "an identified key is described");
+    let v = app
+        .verify(
+            secret,
+            json!({"ip": "203.0.113.7", "required_scopes": ["transcripts:write"]}),
+        )
+        .await;
+    assert_eq!(code(v.clone()), ("INSUFFICIENT_SCOPE".into(), 403));
+    assert!(v["detail"].as_str().unwrap().contains("transcripts:write"));
+
+    let mut tampered = secret.to_owned();
+    let c = if tampered.ends_with('0') { "1" } else { "0" };
+    tampered.replace_range(tampered.len() - 1.., c);
+    assert_eq!(
+        code(app.verify(&tampered, json!({})).await),
+        ("MALFORMED".into(), 401)
+    );
+    assert_eq!(
+        code(app.verify("hello", json!({})).await),
+        ("MALFORMED".into(), 401)
+    );
+    assert_eq!(
+        code(app.verify("", json!({})).await),
+        ("MALFORMED".into(), 401)
+    );
+    let unknown = keyward::domain::key::generate("tk_live_", &mut rand::rngs::OsRng);
+    let v = app.verify(unknown.expose(), json!({})).await;
+    assert_eq!(code(v.clone()), ("NOT_FOUND".into(), 401));
+    assert!(v.get("key").is_none());
+    let v = app
+        .verify(secret, json!({"api_id": app.default_api_id}))
+        .await;
+    assert_eq!(
+        code(v),
+        ("NOT_FOUND".into(), 401),
+        "a key of another API than api_id is not found"
+    );
+
+    app.clock.advance(366 * 24 * 3600 * 1000);
+    let v = app.verify(secret, json!({"ip": "203.0.113.7"})).await;
+    assert_eq!(code(v), ("EXPIRED".into(), 401));
+}
+
+#[tokio::test]
+async fn verify_answers_every_contract_code_on_sqlite() {
+    verify_answers_every_contract_code(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn verify_answers_every_contract_code_on_postgres() {
+    verify_answers_every_contract_code(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_the_state_and_refill_over_time() {
+    let app = spawn_app().await;
+    let k = app
+        .create_key(json!({"name": "limited", "rate_limit": {"requests": 3, "per_seconds": 60}}))
+        .await;
+    let secret = k["key"].as_str().unwrap();
+    for remaining in [2, 1, 0] {
+        let v = app.verify(secret, json!({})).await;
+        assert_eq!(v["code"], "VALID");
+        assert_eq!(v["ratelimit"]["limit"], 3);
+        assert_eq!(v["ratelimit"]["remaining"], remaining);
+    }
+    let v = app.verify(secret, json!({})).await;
+    assert_eq!(
+        (v["code"].as_str(), v["status"].as_u64()),
+        (Some("RATE_LIMITED"), Some(429))
+    );
+    assert_eq!(v["ratelimit"]["remaining"], 0);
+    assert!(v["ratelimit"]["reset_ms"].as_i64().unwrap() > 0);
+    app.clock.advance(20_000);
+    assert_eq!(
+        app.verify(secret, json!({})).await["code"],
+        "VALID",
+        "one request refills every 20 s"
+    );
+    assert_eq!(app.verify(secret, json!({})).await["code"], "RATE_LIMITED");
+}
+
+#[tokio::test]
+async fn quotas_are_spent_only_by_accepted_requests() {
+    let app = spawn_app().await;
+    let api = app.create_api("quota", &["q:read"]).await;
+    let k = app
+        .create_key(json!({"name": "metered", "api_id": api["id"], "quota": {"remaining": 2}}))
+        .await;
+    let secret = k["key"].as_str().unwrap();
+    // A refused request (missing scope) spends nothing.
+    assert_eq!(
+        app.verify(secret, json!({"required_scopes": ["q:read"]}))
+            .await["code"],
+        "INSUFFICIENT_SCOPE"
+    );
+    let v = app.verify(secret, json!({})).await;
+    assert_eq!(
+        (v["code"].as_str(), v["quota"]["remaining"].as_i64()),
+        (Some("VALID"), Some(1))
+    );
+    let v = app.verify(secret, json!({})).await;
+    assert_eq!(v["quota"]["remaining"], 0);
+    let v = app.verify(secret, json!({})).await;
+    assert_eq!(
+        (v["code"].as_str(), v["status"].as_u64()),
+        (Some("QUOTA_EXCEEDED"), Some(429))
+    );
+    let shown = app
+        .get(&format!("/v1/keys/{}", k["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(shown.body["quota"]["remaining"], 0);
+    // A cost larger than what is left is refused and spends nothing either.
+    let k2 = app
+        .create_key(json!({"name": "metered2", "quota": {"remaining": 5}}))
+        .await;
+    let s2 = k2["key"].as_str().unwrap();
+    assert_eq!(
+        app.verify(s2, json!({"cost": 6})).await["code"],
+        "QUOTA_EXCEEDED"
+    );
+    assert_eq!(
+        app.verify(s2, json!({"cost": 5})).await["quota"]["remaining"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn daily_quotas_refill_at_the_next_utc_day() {
+    let app = spawn_app().await;
+    let k = app
+        .create_key(json!({"name": "daily", "quota": {"remaining": 1, "refill": {"interval": "daily", "amount": 2}}}))
+        .await;
+    let secret = k["key"].as_str().unwrap();
+    assert_eq!(app.verify(secret, json!({})).await["code"], "VALID");
+    assert_eq!(
+        app.verify(secret, json!({})).await["code"],
+        "QUOTA_EXCEEDED"
+    );
+    app.clock.advance(24 * 3600 * 1000);
+    let v = app.verify(secret, json!({})).await;
+    assert_eq!(
+        (v["code"].as_str(), v["quota"]["remaining"].as_i64()),
+        (Some("VALID"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn a_key_of_another_organization_is_not_found() {
+    let app = spawn_app().await;
+    let other =
+        keyward::service::bootstrap::create_org(&app.ctx, "Other", "owner@other.example", "pro")
+            .await
+            .unwrap();
+    let foreign = other.secret.expose();
+    let v = app.verify(foreign, json!({})).await;
+    assert_eq!(v["code"], "NOT_FOUND");
+    assert!(v.get("key").is_none());
+    // And the other organization's management key cannot see our keys either.
+    let ours = app.create_key(json!({"name": "ours"})).await;
+    let res = app
+        .get_as(
+            foreign,
+            &format!("/v1/keys/{}", ours["id"].as_str().unwrap()),
+        )
+        .await;
+    res.assert_problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn verify_validates_its_own_input() {
+    let app = spawn_app().await;
+    let res = app
+        .post(
+            "/v1/keys/verify",
+            json!({"key": "x", "ip": "300.1.1.1", "cost": 5000}),
+        )
+        .await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"].as_array().unwrap().len(), 2);
+    app.post("/v1/keys/verify", json!({}))
+        .await
+        .assert_problem(422, "validation_failed");
+    let no_scope = app.management_key(&["keys:read"]).await;
+    app.post_as(&no_scope, "/v1/keys/verify", json!({"key": "x"}))
+        .await
+        .assert_problem(403, "forbidden");
+}
+
+#[tokio::test]
+async fn organizations_on_a_plan_without_access_get_plan_inactive_but_can_still_manage() {
+    let app = spawn_app().await;
+    let k = app.create_key(json!({"name": "k"})).await;
+    let mut org = app.ctx.store.get_org(&app.org_id).await.unwrap().unwrap();
+    org.billing_status = "past_due".into();
+    app.ctx.store.update_org(&org).await.unwrap();
+    app.ctx.verifier.invalidate_org(&app.org_id);
+    let v = app.verify(k["key"].as_str().unwrap(), json!({})).await;
+    assert_eq!(
+        (v["code"].as_str(), v["status"].as_u64()),
+        (Some("PLAN_INACTIVE"), Some(403))
+    );
+    app.get("/v1/keys").await.assert_status(200);
+}
