@@ -6,6 +6,7 @@ pub mod apis;
 pub mod audit;
 pub mod bootstrap;
 pub mod keys;
+pub mod passwords;
 
 use std::net::IpAddr;
 use std::sync::Arc;
