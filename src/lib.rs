@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod domain;
 pub mod http;
 pub mod service;
@@ -127,7 +128,17 @@ impl Application {
         &self.config
     }
 
-    /// What the first start created, once: the management key to print.
+    /// The base URL of links Keyward prints: `KEYWARD_PUBLIC_URL`, or else the address the
+    /// listener really bound (which differs from the setting when it asked for port 0).
+    pub fn public_url(&self) -> String {
+        if self.config.public_url == format!("http://{}", self.config.listen) {
+            format!("http://{}", self.local_addr())
+        } else {
+            self.config.public_url.clone()
+        }
+    }
+
+    /// What the first start created, once: the management key and the setup link to print.
     pub fn take_first_start(&mut self) -> Option<Bootstrapped> {
         self.first_start.take()
     }
@@ -139,6 +150,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let state = Arc::new(http::AppState {
             ctx: self.ctx.clone(),
+            secure_cookies: self.config.public_url.starts_with("https://"),
         });
         let app = http::router(state);
         let verifier = self.ctx.verifier.clone();

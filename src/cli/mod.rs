@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ServerArgs, unknown_variables};
 use crate::domain::SystemClock;
+use crate::service::sessions::{self, Purpose, Token};
 use client::Client;
 
 #[derive(Debug, Parser)]
@@ -41,6 +42,15 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Find Keyward keys in files (checksum-valid only), e.g. before a commit.
     Scan(ScanArgs),
+    /// Print a new one-time link where a member sets their dashboard email and password (a
+    /// lost password, or an expired first-start link); earlier links of theirs stop working.
+    SetupLink {
+        /// The member's current email (the first owner's is owner@localhost until set).
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +228,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 b.org.name, b.org.id, b.owner.email
             );
             print_management_key(b.secret.expose());
+            print_setup_link(&config.public_url, &b.setup_token);
+            Ok(0)
+        }
+        Command::SetupLink { email, server } => {
+            let config = server_config(&server)?;
+            let ctx = crate::connect(&config, Arc::new(SystemClock)).await?;
+            let email = sessions::normalize_email(&email);
+            let (user, _) = ctx
+                .store
+                .get_user_by_email(&email)
+                .await?
+                .with_context(|| format!("no member has the email {email}"))?;
+            if user.status != crate::domain::model::UserStatus::Active {
+                bail!(
+                    "the member {email} is {}; enable them first",
+                    user.status.as_str()
+                );
+            }
+            let token = sessions::create_setup_link(&ctx, &user, Purpose::Setup).await?;
+            print_setup_link(&config.public_url, &token);
             Ok(0)
         }
         Command::Keys(cmd) => keys(cmd).await,
@@ -250,6 +280,17 @@ fn print_management_key(key: &str) {
     let _ = out.flush();
 }
 
+fn print_setup_link(public_url: &str, token: &Token) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Dashboard: set the owner's email and password at this one-time link (valid {}):",
+        Purpose::Setup.ttl_text()
+    );
+    let _ = writeln!(out, "{}", sessions::setup_url(public_url, token));
+    let _ = out.flush();
+}
+
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let config = server_config(&args)?;
     let mut app = crate::Application::build(config).await?;
@@ -259,6 +300,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             b.org.name
         );
         print_management_key(b.secret.expose());
+        print_setup_link(&app.public_url(), &b.setup_token);
     }
     tracing::info!(
         address = %app.local_addr(),
@@ -276,6 +318,7 @@ async fn init(args: ServerArgs) -> anyhow::Result<()> {
         Some(b) => {
             println!("Initialized the organization '{}'.", b.org.name);
             print_management_key(b.secret.expose());
+            print_setup_link(&config.public_url, &b.setup_token);
             Ok(())
         }
         None => bail!(

@@ -5,12 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::check::{Denial, Requirements};
+use crate::service::sessions::{self, CSRF_HEADER, SESSION_COOKIE};
 use crate::service::{Caller, Via};
 use crate::verify::Scope;
 
@@ -28,6 +29,53 @@ pub fn user_agent(parts: &Parts) -> Option<String> {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// Where a request came from, for sessions and the audit log.
+pub fn client(parts: &Parts) -> sessions::Client {
+    sessions::Client {
+        ip: client_ip(parts),
+        user_agent: user_agent(parts),
+    }
+}
+
+/// The value of the cookie `name`, from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// The member of a signed-in dashboard session. A state-changing request (anything but GET, HEAD,
+/// OPTIONS) must also carry the session's CSRF token in `X-CSRF-Token`, so that another site
+/// cannot make a signed-in browser act.
+async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+        return Err(ApiError::Denied(Denial::MissingCredentials));
+    };
+    let Some(caller) = sessions::authenticate(&state.ctx, token, &client(parts)).await? else {
+        return Err(ApiError::Denied(Denial::MissingCredentials));
+    };
+    if !parts.method.is_safe() {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !sessions::secrets_match(sent, &sessions::csrf_token(token)) {
+            return Err(ApiError::Forbidden(
+                "A request signed in with a dashboard session must carry the session's CSRF token \
+                 in the X-CSRF-Token header."
+                    .into(),
+            ));
+        }
+    }
+    Ok(caller)
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -64,7 +112,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let user_agent = user_agent(parts);
         let token = match bearer(parts) {
             Ok(Some(t)) => t,
-            Ok(None) => return Err(ApiError::Denied(Denial::MissingCredentials)),
+            Ok(None) => return session_caller(parts, state).await,
             Err(d) => return Err(ApiError::Denied(d)),
         };
         let req = Requirements {

@@ -1,4 +1,4 @@
-//! The HTTP surface: management API, health, OpenAPI and docs. Routers of each resource are merged
+//! The HTTP surface: management API, health, OpenAPI, docs and the dashboard's pages. Routers of each resource are merged
 //! here, with the middleware every response passes through: a request id, the key-in-URL guard,
 //! a body size limit, and problem+json for unknown routes.
 
@@ -26,6 +26,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Shared state of every handler.
 pub struct AppState {
     pub ctx: Ctx,
+    /// Mark cookies `Secure`: the server is reached over TLS (`KEYWARD_PUBLIC_URL` is https).
+    pub secure_cookies: bool,
 }
 
 /// The whole HTTP application.
@@ -37,6 +39,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .merge(api::audit::router())
         .merge(api::health::router())
         .merge(api::docs::router())
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

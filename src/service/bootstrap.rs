@@ -1,8 +1,10 @@
-//! Creating an organization with its owner, its APIs and a first management key: on the first
-//! start, by `keyward init`, and by `keyward orgs create`.
+//! Creating an organization with its owner, its APIs, a first management key and the owner's
+//! one-time dashboard setup link: on the first start, by `keyward init`, and by `keyward orgs
+//! create`.
 
 use rand::rngs::OsRng;
 
+use super::sessions::{self, Purpose, Token};
 use super::{Ctx, Result};
 use crate::domain::key::{self, SecretKey};
 use crate::domain::model::{
@@ -19,6 +21,8 @@ pub struct Bootstrapped {
     pub default_api: Api,
     pub key: Key,
     pub secret: SecretKey,
+    /// The one-time link where the owner sets an email and password for the dashboard.
+    pub setup_token: Token,
 }
 
 /// Creates an organization named `name` whose owner is `owner_email`.
@@ -133,6 +137,7 @@ pub async fn create_org(
             &key,
         )
         .await?;
+    let setup_token = sessions::create_setup_link(ctx, &owner, Purpose::Setup).await?;
     Ok(Bootstrapped {
         org,
         owner,
@@ -140,5 +145,6 @@ pub async fn create_org(
         default_api,
         key,
         secret,
+        setup_token,
     })
 }

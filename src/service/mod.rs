@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod keys;
 pub mod passwords;
+pub mod sessions;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -7,7 +7,10 @@
 //! lookup is by a key's hash or public id, which the verifier needs before it knows the tenant.
 
 mod postgres;
+mod sessions;
 mod sqlite;
+
+pub use sessions::{Failures, SessionRecord, SetupTokenRecord};
 
 use std::str::FromStr;
 

@@ -1,0 +1,268 @@
+// Keyward dashboard: dialogs, copy to clipboard, inline validation, small conveniences.
+// Plain JavaScript, no build step. Every page works with the keyboard; the server re-checks
+// everything this script checks.
+(() => {
+  'use strict';
+
+  const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+
+  // ------------------------------------------------------------------ dialogs
+
+  function focusFirst(dialog) {
+    const target =
+      dialog.querySelector('[autofocus]:not([disabled])') ||
+      dialog.querySelector('.has-error input, .has-error textarea, .has-error select') ||
+      dialog.querySelector('input:not([type=hidden]):not([disabled]), select, textarea, .dialog-footer button');
+    if (target) target.focus();
+  }
+
+  function openDialog(dialog, trigger) {
+    if (!dialog || dialog.open) return;
+    dialog.returnFocus = trigger || document.activeElement;
+    dialog.showModal();
+    focusFirst(dialog);
+  }
+
+  // Copies data-fill-* attributes of the button that opens a shared dialog into it: text of
+  // [data-fill=name] elements, and the action of its form.
+  function fill(dialog, opener) {
+    for (const [key, value] of Object.entries(opener.dataset)) {
+      if (!key.startsWith('fill') || key.length === 4) continue;
+      const name = key.slice(4).toLowerCase();
+      if (name === 'action') {
+        const form = dialog.querySelector('form');
+        if (form) form.action = value;
+      } else {
+        $$(`[data-fill="${name}"]`, dialog).forEach((el) => { el.textContent = value; });
+      }
+    }
+  }
+
+  function closeMenus(except) {
+    $$('details.menu[open]').forEach((menu) => { if (menu !== except) menu.open = false; });
+  }
+
+  // A dialog that shows a secret forgets it when it closes: the page keeps only the masked key.
+  function forgetSecret(dialog) {
+    $$('[data-secret]', dialog).forEach((input) => { input.value = ''; });
+    const back = dialog.querySelector('[data-return]')?.dataset.return || location.pathname;
+    dialog.remove();
+    history.replaceState(null, '', back);
+  }
+
+  $$('dialog').forEach((dialog) => {
+    dialog.addEventListener('close', () => {
+      if (dialog.querySelector('[data-secret]')) forgetSecret(dialog);
+      const back = dialog.returnFocus;
+      if (back && document.contains(back)) back.focus();
+    });
+  });
+
+  document.addEventListener('click', (event) => {
+    const opener = event.target.closest('[data-open]');
+    if (opener) {
+      const dialog = document.getElementById(opener.dataset.open);
+      if (dialog) {
+        event.preventDefault();
+        fill(dialog, opener);
+        closeMenus();
+        openDialog(dialog, opener.closest('details.menu')?.querySelector('summary') || opener);
+      }
+      return;
+    }
+    const closer = event.target.closest('[data-close]');
+    if (closer) {
+      const dialog = closer.closest('dialog');
+      if (dialog) dialog.close();
+      return;
+    }
+    const copier = event.target.closest('[data-copy]');
+    if (copier) {
+      copy(copier);
+      return;
+    }
+    $$('details.menu[open]').forEach((menu) => { if (!menu.contains(event.target)) menu.open = false; });
+  });
+
+  $$('details.menu').forEach((menu) => {
+    menu.addEventListener('toggle', () => { if (menu.open) closeMenus(menu); });
+  });
+
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return;
+    $$('details.menu[open]').forEach((menu) => {
+      menu.open = false;
+      menu.querySelector('summary')?.focus();
+    });
+  });
+
+  // ------------------------------------------------------------------ copy
+
+  async function copy(button) {
+    const input = document.getElementById(button.dataset.copy);
+    if (!input) return;
+    const status = (button.closest('dialog') || document).querySelector('[data-copy-status]');
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(input.value);
+      copied = true;
+    } catch (_) {
+      input.select();
+      copied = document.execCommand && document.execCommand('copy');
+    }
+    if (status) {
+      status.textContent = copied
+        ? 'Copied to the clipboard.'
+        : 'Could not copy: select the key and copy it by hand.';
+    }
+    if (copied) {
+      button.textContent = 'Copied';
+      setTimeout(() => { button.textContent = 'Copy'; }, 2500);
+    }
+  }
+
+  $$('input[data-secret]').forEach((input) => {
+    input.addEventListener('focus', () => input.select());
+  });
+
+  // ------------------------------------------------------------------ inline validation
+
+  function validIpv4(addr) {
+    const parts = addr.split('.');
+    return parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+  }
+
+  function validIpv6(addr) {
+    if (!/^[0-9a-fA-F:.]+$/.test(addr) || !addr.includes(':')) return false;
+    try {
+      new URL(`http://[${addr}]/`);
+      return true;
+    } catch (_) {
+      return false;
+    }
+  }
+
+  function validEntry(entry) {
+    const [addr, len, ...rest] = entry.split('/');
+    if (rest.length) return false;
+    const v6 = addr.includes(':');
+    if (!(v6 ? validIpv6(addr) : validIpv4(addr))) return false;
+    if (len === undefined) return true;
+    return /^[0-9]{1,3}$/.test(len) && Number(len) <= (v6 ? 128 : 32);
+  }
+
+  function showFieldError(control, message) {
+    const error = document.getElementById(`${control.id}-error`);
+    control.setCustomValidity(message);
+    if (message) control.setAttribute('aria-invalid', 'true');
+    else control.removeAttribute('aria-invalid');
+    if (error) {
+      error.textContent = message;
+      error.hidden = !message;
+    }
+    control.closest('.field')?.classList.toggle('has-error', Boolean(message));
+  }
+
+  function checkIpList(textarea) {
+    const bad = textarea.value.split(/[\s,]+/).filter(Boolean).filter((e) => !validEntry(e));
+    showFieldError(
+      textarea,
+      bad.length === 0
+        ? ''
+        : `${bad.map((b) => `'${b}'`).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not an IPv4/IPv6 address or CIDR block (like 203.0.113.0/24).`,
+    );
+  }
+
+  $$('[data-validate="ip-list"]').forEach((textarea) => {
+    textarea.addEventListener('input', () => checkIpList(textarea));
+    textarea.addEventListener('blur', () => checkIpList(textarea));
+  });
+
+  function checkRequired(input) {
+    if (input.required && !input.value.trim()) {
+      showFieldError(input, 'This field is required.');
+    } else if (input.validationMessage && !input.dataset.validate) {
+      showFieldError(input, '');
+    }
+  }
+
+  $$('form').forEach((form) => {
+    form.addEventListener('submit', (event) => {
+      $$('[data-validate="ip-list"]', form).forEach(checkIpList);
+      $$('input[required]', form).forEach(checkRequired);
+      const invalid = $$('input, textarea', form).find((c) => !c.disabled && c.validationMessage);
+      if (invalid) {
+        event.preventDefault();
+        showFieldError(invalid, invalid.validationMessage);
+        invalid.focus();
+        return;
+      }
+      const submit = form.querySelector('button[type=submit]');
+      if (submit) setTimeout(() => { submit.disabled = true; }, 0);
+    });
+  });
+
+  $$('input[required]').forEach((input) => {
+    input.addEventListener('input', () => { if (input.value.trim()) showFieldError(input, ''); });
+  });
+
+  // ------------------------------------------------------------------ create dialog
+
+  $$('[data-api-select]').forEach((select) => {
+    const sync = () => {
+      $$('.api-options', select.form).forEach((options) => {
+        const on = options.dataset.api === select.value;
+        options.hidden = !on;
+        $$('fieldset', options).forEach((f) => { f.disabled = !on; });
+      });
+    };
+    select.addEventListener('change', sync);
+    sync();
+  });
+
+  $$('input[name="expires"]').forEach((radio) => {
+    radio.addEventListener('change', () => {
+      const row = document.getElementById('expires-date-row');
+      if (!row) return;
+      const on = radio.form.querySelector('input[name="expires"]:checked')?.value === 'date';
+      row.hidden = !on;
+      if (on) row.querySelector('input')?.focus();
+    });
+  });
+
+  // ------------------------------------------------------------------ reveal (recoverable keys)
+
+  document.addEventListener('click', async (event) => {
+    const button = event.target.closest('[data-reveal]');
+    if (!button) return;
+    const target = document.getElementById(button.dataset.revealTarget);
+    const status = document.getElementById(`${button.dataset.revealTarget}-status`);
+    button.disabled = true;
+    try {
+      const res = await fetch(button.dataset.reveal, {
+        credentials: 'same-origin',
+        headers: { Accept: 'application/json' },
+        cache: 'no-store',
+      });
+      const body = await res.json();
+      if (!res.ok) throw new Error(body.detail || `HTTP ${res.status}`);
+      target.value = body.key;
+      target.closest('[hidden]')?.removeAttribute('hidden');
+      if (status) status.textContent = 'Revealed. This reveal is recorded in the audit log.';
+    } catch (err) {
+      if (status) status.textContent = `Could not reveal the key: ${err.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // ------------------------------------------------------------------ filters
+
+  $$('[data-autosubmit]').forEach((control) => {
+    control.addEventListener('change', () => control.form.requestSubmit());
+  });
+
+  // ------------------------------------------------------------------ dialogs open at load
+
+  $$('dialog[data-autoopen]').forEach((dialog) => openDialog(dialog));
+})();
