@@ -95,6 +95,8 @@ pub struct TestApp {
     pub owner_id: String,
     pub default_api_id: String,
     pub management_api_id: String,
+    /// The owner's one-time dashboard setup link printed on the first start.
+    pub setup_url: String,
     pub clock: Arc<ManualClock>,
     pub ctx: Ctx,
     pub config: Config,
@@ -108,6 +110,7 @@ pub struct Options {
     pub db: Db,
     pub plans_without_access: Option<String>,
     pub encryption_key: Option<String>,
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -116,6 +119,7 @@ impl Default for Options {
             db: Db::Sqlite,
             plans_without_access: None,
             encryption_key: None,
+            public_url: None,
         }
     }
 }
@@ -149,6 +153,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         pepper: Some(TEST_PEPPER.into()),
         plans_without_access: opts.plans_without_access,
         encryption_key: opts.encryption_key,
+        public_url: opts.public_url,
         ..Default::default()
     };
     let config = Config::load(&args).expect("config");
@@ -160,6 +165,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         .take_first_start()
         .expect("a fresh database prints a management key");
     let base = format!("http://{}", app.local_addr());
+    let setup_url = keyward::service::sessions::setup_url(&app.public_url(), &first.setup_token);
     let ctx = app.ctx().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -176,6 +182,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         owner_id: first.owner.id.clone(),
         default_api_id: first.default_api.id.clone(),
         management_api_id: first.management_api.id.clone(),
+        setup_url,
         clock,
         ctx,
         config,
