@@ -65,17 +65,27 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
                 config::redact_url(&config.database_url)
             )
         })?;
+    let plan_rate_limits: HashMap<String, domain::model::RateLimit> = config
+        .plans
+        .iter()
+        .filter_map(|p| p.rate_limit.map(|rl| (p.name.clone(), rl)))
+        .collect();
     let verifier = Arc::new(Verifier::new(
         store.clone(),
         peppers,
         clock.clone(),
-        config.plans_without_access.clone(),
-        HashMap::new(),
+        config.plans_without_access(),
+        plan_rate_limits,
     ));
     Ok(Ctx {
         store,
         verifier,
         clock,
+        sealer: config
+            .encryption_key
+            .as_ref()
+            .map(domain::seal::Sealer::new),
+        plans: config.plans.clone().into(),
     })
 }
 

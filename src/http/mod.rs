@@ -35,6 +35,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .merge(api::verify::router())
         .merge(api::apis::router())
         .merge(api::audit::router())
+        .merge(api::users::router())
+        .merge(api::org::router())
         .merge(api::health::router())
         .merge(api::docs::router())
         .fallback(not_found)

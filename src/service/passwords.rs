@@ -69,7 +69,11 @@ pub async fn verify(password: &str, stored: Option<&str>) -> bool {
     };
     tokio::task::spawn_blocking(move || {
         let ok = PasswordHash::new(&stored)
-            .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                argon2()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false);
         ok && real
     })

@@ -223,7 +223,7 @@ impl Store {
     /// A user and their password hash, for sign-in.
     pub async fn get_user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1 AND status <> 'deleted'"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -456,6 +456,51 @@ impl Store {
         q = q.bind(i64::from(f.limit));
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(key_from_row).collect()
+    }
+
+    /// Revokes every live key of one owner at `at`; returns the ids revoked.
+    pub async fn revoke_keys_of_owner(
+        &self,
+        org_id: &str,
+        owner_id: &str,
+        at: Millis,
+        reason: &str,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id FROM keys WHERE org_id = $1 AND owner_id = $2 AND deleted_at IS NULL \
+             AND (revoked_at IS NULL OR revoked_at > $3)",
+        )
+        .bind(org_id)
+        .bind(owner_id)
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        sqlx::query(
+            "UPDATE keys SET revoked_at = $1, revoke_reason = $2, updated_at = $1 WHERE org_id = $3 AND owner_id = $4 \
+             AND deleted_at IS NULL AND (revoked_at IS NULL OR revoked_at > $1)",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(org_id)
+        .bind(owner_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Active owners of an organization.
+    pub async fn count_active_owners(&self, org_id: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE org_id = $1 AND role = 'owner' AND status = 'active'")
+            .bind(org_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// Keys of one owner (every API), for revoking them when the owner goes.

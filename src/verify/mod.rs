@@ -188,10 +188,13 @@ impl Verifier {
             return Ok(Err(reject(denial, None)));
         }
         let owner = owner.expect("check_key refuses keys without an active owner");
-        let limit = key
-            .rate_limit
-            .or(api.default_rate_limit)
-            .or_else(|| self.plan_rate_limits.get(&org.plan).copied());
+        let limit = key.rate_limit.or(api.default_rate_limit).or_else(|| {
+            // The plan's default covers protected APIs; management keys are limited only by
+            // their own setting, so an organization can always manage itself.
+            (!api.is_management())
+                .then(|| self.plan_rate_limits.get(&org.plan).copied())
+                .flatten()
+        });
         let ratelimit = limit.map(|l| self.rate_limit(&key.id, l, cost, now));
         if let Some(d) = ratelimit.filter(|d| !d.allowed) {
             return Ok(Err(reject(Denial::RateLimited(d), Some(d))));
