@@ -602,22 +602,43 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a batch of `last_used` observations; never moves `last_used_at` backwards.
+    /// Writes a batch of `last_used` observations; never moves `last_used_at` backwards. Rows go
+    /// in multi-row statements (`UPDATE ... FROM (VALUES ...)`, which SQLite and PostgreSQL both
+    /// read; VALUES columns are `column1..3` in both), so a busy second costs a few statements.
+    /// SQLite gets anonymous `?` parameters here: it resolves each named `$N` by a linear search,
+    /// which makes binding hundreds of them quadratic.
     pub async fn touch_keys(&self, touches: &[UsageTouch]) -> Result<()> {
+        const ROWS: usize = 300;
         if touches.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for t in touches {
-            sqlx::query(
-                "UPDATE keys SET last_used_at = $1, last_used_ip = $2 \
-                 WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
-            )
-            .bind(t.at)
-            .bind(&t.ip)
-            .bind(&t.key_id)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in touches.chunks(ROWS) {
+            let mut sql = String::with_capacity(200 + chunk.len() * 24);
+            sql.push_str(
+                "UPDATE keys SET last_used_at = v.column2, last_used_ip = v.column3 FROM (VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                match self.backend {
+                    Backend::Sqlite => sql.push_str("(?, ?, ?)"),
+                    Backend::Postgres => {
+                        let n = i * 3;
+                        sql.push_str(&format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+                    }
+                }
+            }
+            sql.push_str(
+                ") AS v WHERE keys.id = v.column1 \
+                 AND (keys.last_used_at IS NULL OR keys.last_used_at < v.column2)",
+            );
+            let mut q = sqlx::query(&sql);
+            for t in chunk {
+                q = q.bind(&t.key_id).bind(t.at).bind(&t.ip);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
