@@ -107,6 +107,9 @@ fn run_bare() {
     });
 }
 
+/// The calibration server's state: the pepper and the hashes of every key.
+type Table = Arc<(key::Pepper, std::collections::HashMap<[u8; 32], usize>)>;
+
 /// Child role: the calibration point, a plain axum handler doing an HMAC lookup among the keys
 /// (JSON in, a fixed JSON out), without anything else Keyward does.
 fn run_axum_hmac() {
@@ -120,13 +123,13 @@ fn run_axum_hmac() {
         .enumerate()
         .map(|(i, s)| (pepper.hash(s).0, i))
         .collect();
-    let state = Arc::new((pepper, table));
+    let state: Table = Arc::new((pepper, table));
     #[derive(serde::Deserialize)]
     struct Body {
         key: String,
     }
     async fn check(
-        State(st): State<Arc<(key::Pepper, std::collections::HashMap<[u8; 32], usize>)>>,
+        State(st): State<Table>,
         Json(body): Json<Body>,
     ) -> Json<serde_json::Value> {
         let found = st.1.contains_key(&st.0.hash(&body.key).0);
