@@ -59,6 +59,7 @@ fn opts() -> Opts {
 fn main() {
     match std::env::var("KEYWARD_BENCH_ROLE").as_deref() {
         Ok("bare") => return run_bare(),
+        Ok("axum-hmac") => return run_axum_hmac(),
         Ok("keyward") => return run_keyward(),
         _ => {}
     }
@@ -103,6 +104,55 @@ fn run_bare() {
                     .await;
             });
         }
+    });
+}
+
+/// The calibration server's state: the pepper and the hashes of every key.
+type Table = Arc<(key::Pepper, std::collections::HashMap<[u8; 32], usize>)>;
+
+/// Child role: the calibration point, a plain axum handler doing an HMAC lookup among the keys
+/// (JSON in, a fixed JSON out), without anything else Keyward does.
+fn run_axum_hmac() {
+    use axum::Json;
+    use axum::extract::State;
+    let dir = std::env::var("KEYWARD_BENCH_DIR").unwrap();
+    let pepper = key::Pepper::new(1, PEPPER.as_bytes());
+    let secrets = std::fs::read_to_string(format!("{dir}/secrets.txt")).unwrap();
+    let table: std::collections::HashMap<[u8; 32], usize> = secrets
+        .lines()
+        .enumerate()
+        .map(|(i, s)| (pepper.hash(s).0, i))
+        .collect();
+    let state: Table = Arc::new((pepper, table));
+    #[derive(serde::Deserialize)]
+    struct Body {
+        key: String,
+    }
+    async fn check(
+        State(st): State<Table>,
+        Json(body): Json<Body>,
+    ) -> Json<serde_json::Value> {
+        let found = st.1.contains_key(&st.0.hash(&body.key).0);
+        Json(serde_json::json!({"valid": found}))
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let app = axum::Router::new()
+            .route("/v1/keys/verify", axum::routing::post(check))
+            .with_state(state);
+        use axum::serve::ListenerExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        announce(listener.local_addr().unwrap());
+        let listener = listener.tap_io(|t| {
+            let _ = t.set_nodelay(true);
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(exit_when_stdin_closes())
+            .await
+            .unwrap();
     });
 }
 
@@ -339,6 +389,7 @@ async fn bench(o: Opts) {
     }
     ctx.store.create_keys(&batch).await.unwrap();
     ctx.store.close().await;
+    std::fs::write(dir.path().join("secrets.txt"), secrets.join("\n")).unwrap();
     let secrets = Arc::new(secrets);
 
     let kw = Server::spawn("keyward", &dir_s);
@@ -359,6 +410,23 @@ async fn bench(o: Opts) {
     )
     .await;
     kw.stop();
+
+    let calib = Server::spawn("axum-hmac", &dir_s);
+    drive(&calib, &admin, secrets.clone(), o.connections, 2, false).await;
+    println!(
+        "Measuring a plain axum handler doing an HMAC lookup for {} s...",
+        o.seconds
+    );
+    let axum_hmac = drive(
+        &calib,
+        &admin,
+        secrets.clone(),
+        o.connections,
+        o.seconds,
+        false,
+    )
+    .await;
+    calib.stop();
 
     let bare_server = Server::spawn("bare", &dir_s);
     drive(
@@ -387,7 +455,11 @@ async fn bench(o: Opts) {
         "{:<28} {:>12} {:>9} {:>9} {:>14} {:>7}",
         "target", "requests/s", "p50 ms", "p99 ms", "server CPU/req", "errors"
     );
-    for (name, r) in [("POST /v1/keys/verify", &verify), ("bare hyper 200", &bare)] {
+    for (name, r) in [
+        ("POST /v1/keys/verify", &verify),
+        ("axum + HMAC lookup", &axum_hmac),
+        ("bare hyper 200", &bare),
+    ] {
         println!(
             "{:<28} {:>12.0} {:>9.3} {:>9.3} {:>11.1} µs {:>7}",
             name,

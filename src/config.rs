@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::domain::model::{Plan, RateLimit};
+
 /// Settings of `keyward serve`, `init`, `migrate` and `orgs`; flags, variables, or the TOML file.
 #[derive(Debug, Default, Clone, Args)]
 pub struct ServerArgs {
@@ -76,6 +78,15 @@ struct FileConfig {
     encryption_key_file: Option<PathBuf>,
     public_url: Option<String>,
     plans_without_access: Option<Vec<String>>,
+    plans: Option<std::collections::BTreeMap<String, FilePlan>>,
+}
+
+/// `[plans.NAME]` in the TOML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePlan {
+    api_access: bool,
+    rate_limit: Option<RateLimit>,
 }
 
 /// Why the configuration cannot be used; each message says how to fix it.
@@ -123,7 +134,19 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub encryption_key: Option<[u8; 32]>,
     pub public_url: String,
-    pub plans_without_access: Vec<String>,
+    /// Plans organizations can be on, with their API access and default rate limit.
+    pub plans: Vec<Plan>,
+}
+
+impl Config {
+    /// Names of plans without API access.
+    pub fn plans_without_access(&self) -> Vec<String> {
+        self.plans
+            .iter()
+            .filter(|p| !p.api_access)
+            .map(|p| p.name.clone())
+            .collect()
+    }
 }
 
 impl fmt::Debug for Config {
@@ -303,15 +326,31 @@ impl Config {
             .unwrap_or_else(|| format!("http://{listen}"))
             .trim_end_matches('/')
             .to_owned();
-        let plans_without_access = match (&args.plans_without_access, file.plans_without_access) {
-            (Some(s), _) => s
-                .split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
+        let mut plans = match file.plans {
+            Some(map) if !map.is_empty() => map
+                .into_iter()
+                .map(|(name, p)| Plan {
+                    name,
+                    api_access: p.api_access,
+                    rate_limit: p.rate_limit,
+                })
                 .collect(),
-            (None, Some(list)) => list,
-            (None, None) => vec!["free".to_owned()],
+            _ => Plan::defaults(),
         };
+        let without = match (&args.plans_without_access, file.plans_without_access) {
+            (Some(s), _) => Some(
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>(),
+            ),
+            (None, list) => list,
+        };
+        if let Some(without) = without {
+            for p in &mut plans {
+                p.api_access = !without.contains(&p.name);
+            }
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -324,7 +363,7 @@ impl Config {
             redis_url: args.redis_url.clone().or(file.redis_url),
             encryption_key,
             public_url,
-            plans_without_access,
+            plans,
         })
     }
 

@@ -66,17 +66,27 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
                 config::redact_url(&config.database_url)
             )
         })?;
+    let plan_rate_limits: HashMap<String, domain::model::RateLimit> = config
+        .plans
+        .iter()
+        .filter_map(|p| p.rate_limit.map(|rl| (p.name.clone(), rl)))
+        .collect();
     let verifier = Arc::new(Verifier::new(
         store.clone(),
         peppers,
         clock.clone(),
-        config.plans_without_access.clone(),
-        HashMap::new(),
+        config.plans_without_access(),
+        plan_rate_limits,
     ));
     Ok(Ctx {
         store,
         verifier,
         clock,
+        sealer: config
+            .encryption_key
+            .as_ref()
+            .map(domain::seal::Sealer::new),
+        plans: config.plans.clone().into(),
     })
 }
 
@@ -168,8 +178,14 @@ impl Application {
                 }
             }
         });
+        use axum::serve::ListenerExt;
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)

@@ -293,6 +293,12 @@ fn print_setup_link(public_url: &str, token: &Token) {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let config = server_config(&args)?;
+    if let Some(addr) = config.gateway_listen {
+        tracing::warn!(%addr, "KEYWARD_GATEWAY_LISTEN is set, but this version has no gateway yet; it is not started");
+    }
+    if config.redis_url.is_some() {
+        tracing::warn!("KEYWARD_REDIS_URL is set, but this version does not use Redis yet; limits and revocations stay per instance");
+    }
     let mut app = crate::Application::build(config).await?;
     if let Some(b) = app.take_first_start() {
         println!(

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod key;
 pub mod model;
+pub mod seal;
 pub mod validate;
 
 /// A source of the current time, injected so that tests can move it.

@@ -190,6 +190,46 @@ impl ExpiryChoice {
     }
 }
 
+/// A plan an organization can be on (configurable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub name: String,
+    /// Whether keys of organizations on this plan may call protected APIs.
+    pub api_access: bool,
+    /// Applies to keys of protected APIs that set no rate limit (nor their API).
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Plan {
+    /// `free` (no API access), `pro` and `enterprise`.
+    pub fn defaults() -> Vec<Plan> {
+        let rl = |requests, per_seconds| {
+            Some(RateLimit {
+                requests,
+                per_seconds,
+            })
+        };
+        vec![
+            Plan {
+                name: "free".into(),
+                api_access: false,
+                rate_limit: rl(60, 60),
+            },
+            Plan {
+                name: "pro".into(),
+                api_access: true,
+                rate_limit: rl(1_000, 60),
+            },
+            Plan {
+                name: "enterprise".into(),
+                api_access: true,
+                rate_limit: rl(10_000, 60),
+            },
+        ]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Org {
     pub id: String,

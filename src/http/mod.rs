@@ -37,6 +37,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .merge(api::verify::router())
         .merge(api::apis::router())
         .merge(api::audit::router())
+        .merge(api::users::router())
+        .merge(api::org::router())
         .merge(api::health::router())
         .merge(api::docs::router())
         .merge(crate::dashboard::router())

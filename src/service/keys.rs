@@ -401,6 +401,67 @@ async fn resolve_owner(
     }
 }
 
+/// The sealed secret of a recoverable key (bound to its id), `None` for other keys.
+fn seal_if_recoverable(ctx: &Ctx, key: &Key, secret: &SecretKey) -> Result<Option<String>> {
+    if !key.recoverable {
+        return Ok(None);
+    }
+    let sealer = ctx.sealer.as_ref().ok_or_else(|| {
+        ServiceError::Conflict(
+            "This key is recoverable, which needs KEYWARD_ENCRYPTION_KEY on the server.".into(),
+        )
+    })?;
+    Ok(Some(sealer.seal(secret.expose(), &key.id)))
+}
+
+/// Reveals the secret of a recoverable key (`keys:reveal`); every reveal is audited.
+pub async fn reveal(ctx: &Ctx, caller: &Caller, id: &str) -> Result<(Key, SecretKey)> {
+    caller.require("keys:reveal")?;
+    let key = find(ctx, caller, id).await?;
+    let now = ctx.now();
+    if !key.recoverable {
+        return Err(ServiceError::Conflict(
+            "This key is not recoverable: its secret was shown once, at creation. Rotate it to get a new one.".into(),
+        ));
+    }
+    if matches!(key.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
+        return Err(ServiceError::Conflict(
+            "A revoked or deleted key cannot be revealed.".into(),
+        ));
+    }
+    let sealer = ctx.sealer.as_ref().ok_or_else(|| {
+        ServiceError::Conflict("Revealing keys needs KEYWARD_ENCRYPTION_KEY on the server.".into())
+    })?;
+    let plain = key
+        .encrypted_secret
+        .as_deref()
+        .and_then(|sealed| sealer.open(sealed, &key.id))
+        .ok_or_else(|| {
+            ServiceError::Store(StoreError::Corrupt(format!(
+                "the sealed secret of {} does not open with the configured encryption key",
+                key.id
+            )))
+        })?;
+    let parsed = key::parse(&plain).map_err(|_| {
+        ServiceError::Store(StoreError::Corrupt("sealed secret is not a key".into()))
+    })?;
+    let secret = SecretKey::from_parsed(&parsed);
+    let prefix = key.display_prefix();
+    audit::record(
+        ctx,
+        caller,
+        "key.revealed",
+        Target {
+            kind: "key",
+            id: &key.id,
+            label: &prefix,
+        },
+        json!({}),
+    )
+    .await?;
+    Ok((key, secret))
+}
+
 /// Generates a secret for `template` and stores it, retrying on the (unlikely) id collision.
 async fn insert_fresh(
     ctx: &Ctx,
@@ -415,6 +476,7 @@ async fn insert_fresh(
         template.id = format!("key_{}", parsed.id);
         template.hash = pepper.hash(secret.expose());
         template.pepper_version = pepper.version();
+        template.encrypted_secret = seal_if_recoverable(ctx, &template, &secret)?;
         let res = if revoke.is_empty() {
             ctx.store.create_key(&template).await
         } else {
@@ -581,6 +643,7 @@ pub async fn rotate(
         template.id = format!("key_{}", parsed.id);
         template.hash = pepper.hash(secret.expose());
         template.pepper_version = pepper.version();
+        template.encrypted_secret = seal_if_recoverable(ctx, &template, &secret)?;
         old.replaced_by = Some(template.id.clone());
         match ctx.store.rotate_key(&old, &template).await {
             Ok(()) => break (template, secret),

@@ -6,8 +6,10 @@ pub mod apis;
 pub mod audit;
 pub mod bootstrap;
 pub mod keys;
+pub mod org;
 pub mod passwords;
 pub mod sessions;
+pub mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -49,12 +51,15 @@ impl From<Vec<FieldError>> for ServiceError {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
-/// What the services need: storage, the verifier's cache, and the clock.
+/// What the services need: storage, the verifier's cache, the clock, and configuration.
 #[derive(Clone)]
 pub struct Ctx {
     pub store: Store,
     pub verifier: Arc<Verifier>,
     pub clock: Arc<dyn Clock>,
+    /// Encrypts recoverable keys; `None` without `KEYWARD_ENCRYPTION_KEY`.
+    pub sealer: Option<crate::domain::seal::Sealer>,
+    pub plans: Arc<[crate::domain::model::Plan]>,
 }
 
 impl Ctx {

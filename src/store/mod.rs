@@ -226,7 +226,7 @@ impl Store {
     /// A user and their password hash, for sign-in.
     pub async fn get_user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1 AND status <> 'deleted'"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -461,6 +461,51 @@ impl Store {
         rows.iter().map(key_from_row).collect()
     }
 
+    /// Revokes every live key of one owner at `at`; returns the ids revoked.
+    pub async fn revoke_keys_of_owner(
+        &self,
+        org_id: &str,
+        owner_id: &str,
+        at: Millis,
+        reason: &str,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id FROM keys WHERE org_id = $1 AND owner_id = $2 AND deleted_at IS NULL \
+             AND (revoked_at IS NULL OR revoked_at > $3)",
+        )
+        .bind(org_id)
+        .bind(owner_id)
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        sqlx::query(
+            "UPDATE keys SET revoked_at = $1, revoke_reason = $2, updated_at = $1 WHERE org_id = $3 AND owner_id = $4 \
+             AND deleted_at IS NULL AND (revoked_at IS NULL OR revoked_at > $1)",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(org_id)
+        .bind(owner_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Active owners of an organization.
+    pub async fn count_active_owners(&self, org_id: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE org_id = $1 AND role = 'owner' AND status = 'active'")
+            .bind(org_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Keys of one owner (every API), for revoking them when the owner goes.
     pub async fn list_keys_of_owner(&self, org_id: &str, owner_id: &str) -> Result<Vec<Key>> {
         let rows = sqlx::query(&format!(
@@ -560,22 +605,43 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a batch of `last_used` observations; never moves `last_used_at` backwards.
+    /// Writes a batch of `last_used` observations; never moves `last_used_at` backwards. Rows go
+    /// in multi-row statements (`UPDATE ... FROM (VALUES ...)`, which SQLite and PostgreSQL both
+    /// read; VALUES columns are `column1..3` in both), so a busy second costs a few statements.
+    /// SQLite gets anonymous `?` parameters here: it resolves each named `$N` by a linear search,
+    /// which makes binding hundreds of them quadratic.
     pub async fn touch_keys(&self, touches: &[UsageTouch]) -> Result<()> {
+        const ROWS: usize = 300;
         if touches.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for t in touches {
-            sqlx::query(
-                "UPDATE keys SET last_used_at = $1, last_used_ip = $2 \
-                 WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
-            )
-            .bind(t.at)
-            .bind(&t.ip)
-            .bind(&t.key_id)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in touches.chunks(ROWS) {
+            let mut sql = String::with_capacity(200 + chunk.len() * 24);
+            sql.push_str(
+                "UPDATE keys SET last_used_at = v.column2, last_used_ip = v.column3 FROM (VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                match self.backend {
+                    Backend::Sqlite => sql.push_str("(?, ?, ?)"),
+                    Backend::Postgres => {
+                        let n = i * 3;
+                        sql.push_str(&format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+                    }
+                }
+            }
+            sql.push_str(
+                ") AS v WHERE keys.id = v.column1 \
+                 AND (keys.last_used_at IS NULL OR keys.last_used_at < v.column2)",
+            );
+            let mut q = sqlx::query(&sql);
+            for t in chunk {
+                q = q.bind(&t.key_id).bind(t.at).bind(&t.ip);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

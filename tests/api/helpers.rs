@@ -111,6 +111,8 @@ pub struct Options {
     pub plans_without_access: Option<String>,
     pub encryption_key: Option<String>,
     pub public_url: Option<String>,
+    /// Contents of a TOML configuration file to start with.
+    pub toml: Option<String>,
 }
 
 impl Default for Options {
@@ -120,9 +122,14 @@ impl Default for Options {
             plans_without_access: None,
             encryption_key: None,
             public_url: None,
+            toml: None,
         }
     }
 }
+
+/// An encryption key for recoverable keys in tests.
+pub const TEST_ENCRYPTION_KEY: &str =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 pub async fn spawn_app() -> TestApp {
     spawn_with(Options::default()).await
@@ -146,7 +153,13 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         Some(s) => s.url.clone(),
         None => format!("sqlite://{}", dir.path().join("keyward.db").display()),
     };
+    let config_file = opts.toml.map(|text| {
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
     let args = ServerArgs {
+        config: config_file,
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.path().to_owned()),
         database_url: Some(database_url),
@@ -319,6 +332,32 @@ impl TestApp {
             .await
             .assert_status(200)
             .clone()
+    }
+
+    /// Adds a member with `role` and returns (user id, a management key they own holding every
+    /// management scope; it acts within their role).
+    pub async fn member(&self, role: &str) -> (String, String) {
+        let n = SCHEMA_SEQ.fetch_add(1, Ordering::SeqCst);
+        let user = self
+            .post("/v1/users", json!({"email": format!("{role}{n}@example.com"), "name": format!("{role} {n}"), "role": role}))
+            .await;
+        let id = user.assert_status(201)["id"].as_str().unwrap().to_owned();
+        let scopes: Vec<&str> = keyward::domain::model::MANAGEMENT_SCOPES
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        let key = self
+            .create_key(json!({"name": format!("{role} key"), "api_id": self.management_api_id, "scopes": scopes, "owner_id": id}))
+            .await;
+        (id, key["key"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn patch_as(&self, key: &str, path: &str, body: Value) -> Res {
+        self.send(Method::PATCH, path, Some(key), Some(&body)).await
+    }
+
+    pub async fn delete_as(&self, key: &str, path: &str) -> Res {
+        self.send(Method::DELETE, path, Some(key), None).await
     }
 
     /// Creates an API with a scope catalogue and its own prefixes.

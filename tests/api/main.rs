@@ -3,9 +3,11 @@
 mod apis;
 mod auth;
 mod cli;
+mod governance;
 mod helpers;
 mod keys;
 mod logs;
 mod operations;
 mod storage;
+mod tenancy;
 mod verify;

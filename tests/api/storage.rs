@@ -335,6 +335,35 @@ async fn usage_touches_never_move_backwards_and_quotas_never_go_negative(postgre
     );
 }
 
+async fn a_flush_of_hundreds_of_keys_updates_each_one(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    let keys: Vec<Key> = (0..650)
+        .map(|i| {
+            let mut k = key(&format!("{i:012x}"), "org_1", "api_1", "usr_1", 100 + i);
+            k.hash = key::Pepper::new(1, b"p").hash(&format!("bulk{i}"));
+            k
+        })
+        .collect();
+    store.create_keys(&keys).await.unwrap();
+    let touches: Vec<UsageTouch> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| UsageTouch {
+            key_id: k.id.clone(),
+            at: 1_000 + i as i64,
+            ip: (i % 2 == 0).then(|| format!("10.0.{}.{}", i / 256, i % 256)),
+        })
+        .collect();
+    store.touch_keys(&touches).await.unwrap();
+    for (i, k) in keys.iter().enumerate().step_by(97) {
+        let stored = store.get_key(&k.id).await.unwrap().unwrap();
+        assert_eq!(stored.last_used_at, Some(1_000 + i as i64));
+        assert_eq!(stored.last_used_ip, touches[i].ip);
+    }
+    let last = store.get_key(&keys[649].id).await.unwrap().unwrap();
+    assert_eq!(last.last_used_at, Some(1_649));
+}
+
 async fn rotation_and_updates_are_stored_atomically(postgres: bool) {
     let (store, _h) = seeded(postgres).await;
     let mut old = store.get_key("key_aaaaaaaaaaaa").await.unwrap().unwrap();
@@ -503,6 +532,7 @@ on_both_backends!(
     listing_filters_pages_and_orders_newest_first,
     usage_touches_never_move_backwards_and_quotas_never_go_negative,
     rotation_and_updates_are_stored_atomically,
+    a_flush_of_hundreds_of_keys_updates_each_one,
     the_audit_log_appends_filters_and_pages,
     reopening_runs_migrations_once_and_keeps_the_data,
 );

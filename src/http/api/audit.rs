@@ -82,6 +82,7 @@ pub struct AuditList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// A member or key id, or an actor label (email, masked prefix).

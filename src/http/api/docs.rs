@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
-use crate::http::api::{apis, audit, health, keys, verify};
+use crate::http::api::{apis, audit, health, keys, org, users, verify};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,9 +24,11 @@ use crate::http::api::{apis, audit, health, keys, verify};
     ),
     paths(
         keys::create_key, keys::list_keys, keys::get_key, keys::update_key, keys::rotate_key,
-        keys::revoke_key, keys::delete_key, verify::verify_key,
+        keys::revoke_key, keys::delete_key, keys::reveal_key_secret, verify::verify_key,
         apis::list_apis, apis::create_api, apis::get_api, apis::update_api,
         audit::list_audit_log,
+        users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
+        org::get_org, org::update_org,
         health::healthz, health::readyz,
     ),
     components(schemas(crate::http::error::Problem, crate::domain::validate::FieldError)),
@@ -34,6 +36,8 @@ use crate::http::api::{apis, audit, health, keys, verify};
     tags(
         (name = "keys", description = "Create, list, rotate, revoke and verify keys"),
         (name = "apis", description = "Protected APIs: prefixes, scope catalogues, token types"),
+        (name = "members", description = "Members of the organization and their roles"),
+        (name = "organization", description = "Plan, API access and key policies"),
         (name = "audit", description = "The append-only audit log"),
         (name = "operations", description = "Health and readiness"),
     )

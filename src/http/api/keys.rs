@@ -27,6 +27,7 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         )
         .route("/v1/keys/{id}/rotate", post(rotate_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/v1/keys/{id}/secret", get(reveal_key_secret))
 }
 
 /// A response carrying a secret: never cached anywhere.
@@ -64,6 +65,7 @@ pub async fn create_key(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListKeysQuery {
     pub api_id: Option<String>,
@@ -226,4 +228,35 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     keys::delete(&state.ctx, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The secret of a recoverable key.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RevealedKey<'a> {
+    pub id: &'a str,
+    pub key: &'a str,
+}
+
+#[utoipa::path(get, path = "/v1/keys/{id}/secret", tag = "keys",
+    params(("id" = String, Path, description = "key_...")),
+    responses(
+        (status = 200, description = "The full key; the reveal is recorded in the audit log", body = RevealedKey),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is not recoverable, or revoked", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("management_key" = ["keys:reveal"])))]
+pub async fn reveal_key_secret(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (key, secret) = keys::reveal(&state.ctx, &caller, &id).await?;
+    Ok(secret_response(
+        StatusCode::OK,
+        RevealedKey {
+            id: &key.id,
+            key: secret.expose(),
+        },
+    ))
 }

@@ -5,4 +5,6 @@ pub mod audit;
 pub mod docs;
 pub mod health;
 pub mod keys;
+pub mod org;
+pub mod users;
 pub mod verify;

@@ -1,0 +1,300 @@
+//! Members of an organization and their roles.
+//!
+//! Rules: owners and admins manage members (`users:write`); only an owner may create an owner,
+//! change an owner, or make someone an owner; the organization always keeps at least one active
+//! owner. Disabling a member suspends their keys (verification answers `owner_disabled` until the
+//! member is enabled again); deleting a member revokes every key they own at once.
+
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::audit::{self, Target};
+use super::{Caller, Ctx, Result, ServiceError, passwords};
+use crate::domain::model::{Role, User, UserStatus};
+use crate::domain::new_id;
+use crate::domain::validate::{self, Errors};
+use crate::store::StoreError;
+
+/// Body of `POST /v1/users`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    pub name: String,
+    /// `owner`, `admin`, `developer` or `viewer`.
+    pub role: String,
+    /// For dashboard sign-in; 10 to 256 characters. Without it the member signs in only after a
+    /// password is set.
+    pub password: Option<String>,
+}
+
+/// Body of `PATCH /v1/users/{id}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    /// `active` or `disabled` (use DELETE to delete).
+    pub status: Option<String>,
+}
+
+/// A normalized email address, or a field error.
+pub fn check_email(e: &mut Errors, field: &str, email: &str) -> String {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
+    if !valid {
+        e.add(field, "must be an email address");
+    }
+    email
+}
+
+fn parse_role(e: &mut Errors, role: &str) -> Option<Role> {
+    let r = Role::parse(role);
+    if r.is_none() {
+        e.add("role", "must be one of owner, admin, developer, viewer");
+    }
+    r
+}
+
+pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Vec<User>> {
+    caller.require("keys:read")?;
+    Ok(ctx.store.list_users(&caller.org_id).await?)
+}
+
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<User> {
+    caller.require("keys:read")?;
+    find(ctx, caller, id).await
+}
+
+async fn find(ctx: &Ctx, caller: &Caller, id: &str) -> Result<User> {
+    ctx.store
+        .get_user_in_org(&caller.org_id, id)
+        .await?
+        .filter(|u| u.status != UserStatus::Deleted)
+        .ok_or(ServiceError::NotFound("member"))
+}
+
+fn only_owners(caller: &Caller, what: &str) -> Result<()> {
+    if caller.user.role == Role::Owner {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "Only an owner can {what}."
+        )))
+    }
+}
+
+pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<User> {
+    caller.require("users:write")?;
+    let mut e = Errors::default();
+    let email = check_email(&mut e, "email", &input.email);
+    let name = validate::text(&mut e, "name", &input.name, validate::NAME_MAX);
+    let role = parse_role(&mut e, &input.role);
+    if let Some(p) = &input.password {
+        if let Err(ServiceError::Validation(errors)) = passwords::check_new("password", p) {
+            e.0.extend(errors);
+        }
+    }
+    let role = e.finish(role)?.expect("a role when there are no errors");
+    if role == Role::Owner {
+        only_owners(caller, "add an owner")?;
+    }
+    let password_hash = match &input.password {
+        Some(p) => Some(passwords::hash(p).await?),
+        None => None,
+    };
+    let user = User {
+        id: new_id("usr"),
+        org_id: caller.org_id.clone(),
+        email,
+        name,
+        role,
+        status: UserStatus::Active,
+        created_at: ctx.now(),
+    };
+    match ctx.store.create_user(&user, password_hash.as_deref()).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ServiceError::Conflict(
+                "A member with this email already exists.".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    audit::record(
+        ctx,
+        caller,
+        "user.created",
+        Target {
+            kind: "user",
+            id: &user.id,
+            label: &user.email,
+        },
+        json!({"role": user.role.as_str(), "password_set": password_hash.is_some()}),
+    )
+    .await?;
+    Ok(user)
+}
+
+/// Refuses to leave the organization without an active owner.
+async fn keep_an_owner(ctx: &Ctx, target: &User) -> Result<()> {
+    if target.role == Role::Owner
+        && target.status == UserStatus::Active
+        && ctx.store.count_active_owners(&target.org_id).await? <= 1
+    {
+        return Err(ServiceError::Conflict(
+            "The organization must keep at least one active owner; make someone else an owner first.".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> Result<User> {
+    caller.require("users:write")?;
+    let mut user = find(ctx, caller, id).await?;
+    let mut e = Errors::default();
+    let name = input
+        .name
+        .as_deref()
+        .map(|n| validate::text(&mut e, "name", n, validate::NAME_MAX));
+    let role = input.role.as_deref().and_then(|r| parse_role(&mut e, r));
+    let status = match input.status.as_deref() {
+        None => None,
+        Some("active") => Some(UserStatus::Active),
+        Some("disabled") => Some(UserStatus::Disabled),
+        Some(_) => {
+            e.add(
+                "status",
+                "must be active or disabled (use DELETE to delete a member)",
+            );
+            None
+        }
+    };
+    e.finish(())?;
+    if user.role == Role::Owner {
+        only_owners(caller, "change an owner")?;
+    }
+    if role == Some(Role::Owner) {
+        only_owners(caller, "make someone an owner")?;
+    }
+    let demoted = role.is_some_and(|r| r != Role::Owner);
+    let disabled = status == Some(UserStatus::Disabled);
+    if demoted || disabled {
+        keep_an_owner(ctx, &user).await?;
+    }
+    let before = user.clone();
+    if let Some(n) = name {
+        user.name = n;
+    }
+    if let Some(r) = role {
+        user.role = r;
+    }
+    if let Some(s) = status {
+        user.status = s;
+    }
+    ctx.store.update_user(&user).await?;
+    ctx.verifier.invalidate_user(&user.id);
+    if before.role != user.role {
+        audit::record(
+            ctx,
+            caller,
+            "user.role_changed",
+            Target {
+                kind: "user",
+                id: &user.id,
+                label: &user.email,
+            },
+            json!({"from": before.role.as_str(), "to": user.role.as_str()}),
+        )
+        .await?;
+    }
+    if before.status != user.status {
+        let live = ctx.store.list_keys_of_owner(&user.org_id, &user.id).await?;
+        let now = ctx.now();
+        let live = live
+            .iter()
+            .filter(|k| k.status(now) == crate::domain::model::KeyStatus::Active)
+            .count();
+        let (action, details) = match user.status {
+            UserStatus::Disabled => ("user.disabled", json!({"keys_suspended": live})),
+            _ => ("user.enabled", json!({"keys_restored": live})),
+        };
+        audit::record(
+            ctx,
+            caller,
+            action,
+            Target {
+                kind: "user",
+                id: &user.id,
+                label: &user.email,
+            },
+            details,
+        )
+        .await?;
+    }
+    if before.name != user.name {
+        audit::record(
+            ctx,
+            caller,
+            "user.updated",
+            Target {
+                kind: "user",
+                id: &user.id,
+                label: &user.email,
+            },
+            json!({"fields": ["name"]}),
+        )
+        .await?;
+    }
+    Ok(user)
+}
+
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
+    caller.require("users:write")?;
+    let mut user = find(ctx, caller, id).await?;
+    if user.role == Role::Owner {
+        only_owners(caller, "delete an owner")?;
+    }
+    keep_an_owner(ctx, &user).await?;
+    let now = ctx.now();
+    let revoked = ctx
+        .store
+        .revoke_keys_of_owner(&user.org_id, &user.id, now, "owner deleted")
+        .await?;
+    user.status = UserStatus::Deleted;
+    ctx.store.update_user(&user).await?;
+    ctx.verifier.invalidate_user(&user.id);
+    for key_id in &revoked {
+        ctx.verifier.invalidate_key(key_id);
+        audit::record(
+            ctx,
+            caller,
+            "key.revoked",
+            Target {
+                kind: "key",
+                id: key_id,
+                label: key_id,
+            },
+            json!({"reason": "owner deleted"}),
+        )
+        .await?;
+    }
+    audit::record(
+        ctx,
+        caller,
+        "user.deleted",
+        Target {
+            kind: "user",
+            id: &user.id,
+            label: &user.email,
+        },
+        json!({"keys_revoked": revoked}),
+    )
+    .await?;
+    Ok(())
+}
