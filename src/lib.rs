@@ -158,9 +158,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let public_url = self.public_url();
         let state = Arc::new(http::AppState {
             ctx: self.ctx.clone(),
-            secure_cookies: self.config.public_url.starts_with("https://"),
+            secure_cookies: public_url.starts_with("https://"),
+            public_url,
         });
         let app = http::router(state);
         let verifier = self.ctx.verifier.clone();

@@ -37,7 +37,11 @@ const ACTIONS: &[(&str, &str)] = &[
     ("user.signed_out", "Signed out"),
     ("user.password_set", "Password set"),
     ("user.created", "Member added"),
-    ("user.updated", "Member changed"),
+    ("user.updated", "Member renamed"),
+    ("user.role_changed", "Role changed"),
+    ("user.disabled", "Member disabled"),
+    ("user.enabled", "Member enabled"),
+    ("user.invited", "Invitation link made"),
     ("user.deleted", "Member removed"),
     ("api.created", "API created"),
     ("api.updated", "API changed"),
@@ -84,6 +88,15 @@ fn details_summary(e: &AuditEvent) -> Option<String> {
             let names: Vec<&str> = s.iter().filter_map(|x| x.as_str()).collect();
             parts.push(format!("scopes: {}", names.join(", ")));
         }
+    }
+    if let (Some(from), Some(to)) = (
+        d.get("from").and_then(|v| v.as_str()),
+        d.get("to").and_then(|v| v.as_str()),
+    ) {
+        parts.push(format!("{from} → {to}"));
+    }
+    if let Some(r) = d.get("role").and_then(|v| v.as_str()) {
+        parts.push(format!("role: {r}"));
     }
     if let Some(v) = d.get("via").and_then(|v| v.as_str()) {
         parts.push(format!("via {v}"));

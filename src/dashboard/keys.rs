@@ -25,7 +25,7 @@ use crate::domain::model::{
 use crate::http::AppState;
 use crate::http::views::{decode_cursor, encode_cursor};
 use crate::service::keys::{self, CreateKey, RevokeKey, RotateKey, UpdateKey};
-use crate::service::{ServiceError, apis, audit};
+use crate::service::{ServiceError, apis, audit, users};
 use crate::store::{AuditFilter, KeyFilter, StatusFilter};
 
 pub fn router() -> axum::Router<Arc<AppState>> {
@@ -142,6 +142,30 @@ fn scope_chips(scopes: &[String]) -> Markup {
                 @for s in scopes { li class="chip" { code { (s) } } }
             }
         }
+    }
+}
+
+/// The first scopes of a key, and how many more it has, for the list.
+fn scope_summary(scopes: &[String]) -> Markup {
+    const SHOWN: usize = 3;
+    html! {
+        @if scopes.len() <= SHOWN + 1 {
+            (scope_chips(scopes))
+        } @else {
+            ul class="chips" title=(scopes.join(", ")) {
+                @for s in &scopes[..SHOWN] { li class="chip" { code { (s) } } }
+                li class="muted small" { "+" (scopes.len() - SHOWN) " more" }
+            }
+        }
+    }
+}
+
+/// A member's name (or email), with the email in the title.
+fn member_short(members: &[User], id: &str) -> Markup {
+    match members.iter().find(|u| u.id == id) {
+        Some(u) if !u.name.is_empty() => html! { span title=(u.email) { (u.name) } },
+        Some(u) => html! { span { (u.email) } },
+        None => html! { span { (id) } },
     }
 }
 
@@ -367,7 +391,7 @@ async fn load_list(state: &AppState, m: &Member, q: &ListQuery) -> Result<ListDa
 
 /// The organization's members, for owner names and the owner filter.
 async fn members(state: &AppState, m: &Member) -> Result<Vec<User>, ServiceError> {
-    Ok(state.ctx.store.list_users(&m.caller.org_id).await?)
+    users::list(&state.ctx, &m.caller).await
 }
 
 async fn list_page(
@@ -418,6 +442,11 @@ fn render_list(
         @if data.keys.is_empty() {
             (empty_state(m, q))
         } @else {
+            @if !q.filtered() && q.cursor.is_none() && !data.keys.iter().any(|k| !is_management(data, k)) {
+                (empty_state(m, q))
+                h2 class="section-title" { "Management keys" }
+                p class="muted" { "Keys of Keyward's own management API, for scripts and the CLI." }
+            }
             div class="table-wrap" {
                 table class="table keys-table" {
                     caption class="visually-hidden" { "API keys" }
@@ -456,6 +485,12 @@ fn render_list(
         @if let Some(f) = fresh { (fresh_dialog(f, now)) }
     };
     layout::shell(m, Nav::Keys, "API keys", content)
+}
+
+fn is_management(data: &ListData, k: &Key) -> bool {
+    data.apis
+        .iter()
+        .any(|a| a.id == k.api_id && a.is_management())
 }
 
 fn list_url(q: &ListQuery, cursor: Option<&str>) -> String {
@@ -559,7 +594,7 @@ fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
         tr data-key-id=(k.id) {
             td data-label="Name" {
                 a class="key-name" href={ "/keys/" (k.id) } { (k.name) }
-                div class="muted small" { (member_label(&data.members, &k.owner_id)) }
+                div class="muted small" { (member_short(&data.members, &k.owner_id)) }
             }
             td data-label="Key" { code class="prefix" { (masked(k)) } }
             td data-label="Type" {
@@ -567,7 +602,7 @@ fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
                 @if k.environment == Environment::Test { " " span class="badge neutral" { "test" } }
                 @if let Some(a) = api_name { div class="muted small" { (a) } }
             }
-            td data-label="Scopes" { (scope_chips(&k.scopes)) }
+            td data-label="Scopes" { (scope_summary(&k.scopes)) }
             td data-label="IP allowlist" { (allowlist_cell(k)) }
             td data-label="Expires" { (expiry_cell(k, now)) }
             td data-label="Created" { (time_date(k.created_at)) }
@@ -580,7 +615,7 @@ fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
             td data-label="Status" { (status_badge(k, now)) }
             td class="row-actions" {
                 details class="menu" {
-                    summary class="btn small ghost" aria-label={ "Actions for " (k.name) } { "Actions" }
+                    summary class="btn small ghost icon-menu" aria-label={ "Actions for " (k.name) } title="Actions" { "⋯" }
                     div class="menu-items" {
                         a href={ "/keys/" (k.id) } { "View details" }
                         @if editable {
@@ -868,9 +903,7 @@ async fn create(
                 );
             }
             Err(ServiceError::Validation(e)) => errors = e.into(),
-            Err(ServiceError::Conflict(d)) | Err(ServiceError::Forbidden(d)) => {
-                errors.add("form", d)
-            }
+            Err(ServiceError::Conflict(d)) => errors.add("form", d),
             Err(e) => return error_page(Some(&m), e),
         }
     }

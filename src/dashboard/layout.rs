@@ -364,7 +364,7 @@ mod tests {
         let now = 1_800_000_000_000;
         assert_eq!(relative(now, now - 10_000), "just now");
         assert_eq!(relative(now, now - 3 * 60_000), "3 minutes ago");
-        assert_eq!(relative(now, now - 3600_000), "1 hour ago");
+        assert_eq!(relative(now, now - 3_600_000), "1 hour ago");
         assert_eq!(relative(now, now + 5 * 86_400_000), "in 5 days");
         assert_eq!(relative(now, now - 400 * 86_400_000), "1 year ago");
     }

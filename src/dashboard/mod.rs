@@ -14,6 +14,8 @@ mod audit;
 mod auth;
 mod keys;
 mod layout;
+mod members;
+mod org;
 
 use std::sync::Arc;
 
@@ -44,6 +46,8 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .merge(auth::router())
         .merge(keys::router())
         .merge(audit::router())
+        .merge(members::router())
+        .merge(org::router())
         .merge(apis::router())
         .layer(middleware::map_response(page_headers))
         .merge(assets::router())

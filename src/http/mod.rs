@@ -28,6 +28,8 @@ pub struct AppState {
     pub ctx: Ctx,
     /// Mark cookies `Secure`: the server is reached over TLS (`KEYWARD_PUBLIC_URL` is https).
     pub secure_cookies: bool,
+    /// Base URL of links the server hands out (invitations), without a trailing `/`.
+    pub public_url: String,
 }
 
 /// The whole HTTP application.

@@ -2,6 +2,7 @@
 
 mod apis;
 mod auth;
+mod browser;
 mod cli;
 mod governance;
 mod helpers;

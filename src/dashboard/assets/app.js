@@ -34,6 +34,7 @@
         if (form) form.action = value;
       } else {
         $$(`[data-fill="${name}"]`, dialog).forEach((el) => { el.textContent = value; });
+        $$(`[name="${name}"]`, dialog).forEach((control) => { control.value = value; });
       }
     }
   }

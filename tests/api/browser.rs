@@ -1,0 +1,596 @@
+//! The dashboard in a real browser: Debian's Chromium, headless, driven through `chromedriver`
+//! (WebDriver) against a real `keyward` server. These tests fail, never skip, when the browser
+//! cannot start. Each step saves screenshots (1280 px and 390 px wide) under
+//! `target/screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const WAIT: Duration = Duration::from_secs(15);
+const DESKTOP: (u32, u32) = (1280, 900);
+const MOBILE: (u32, u32) = (390, 844);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A headless Chromium session, with the chromedriver that drives it.
+pub struct Browser {
+    pub client: Client,
+    base: String,
+    name: &'static str,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and Chromium; panics (failing the test) when either cannot start.
+    pub async fn start(base: &str, name: &'static str) -> Browser {
+        let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let port = free_port();
+        let driver = tokio::process::Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {driver_bin}: {e}. Install Debian's chromium and chromium-driver \
+                     (./scripts/test does it)"
+                )
+            });
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let ready = async {
+            loop {
+                if let Ok(r) = http.get(format!("{url}/status")).send().await {
+                    if let Ok(v) = r.json::<Value>().await {
+                        if v["value"]["ready"] == true {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, ready)
+            .await
+            .expect("chromedriver answers within 15 s");
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-extensions", "--disable-sync", "--no-first-run",
+                    "--no-default-browser-check", "--force-device-scale-factor=1",
+                    "--hide-scrollbars", "--lang=en-US",
+                    format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("Chromium ({chromium}) must start headless: {e}"));
+        Browser {
+            client,
+            base: base.to_owned(),
+            name,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    pub async fn go(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    }
+
+    /// The element matching `css`, once it is there.
+    pub async fn find(&self, css: &str) -> Element {
+        match self
+            .client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(el) => el,
+            Err(e) => panic!("no element {css} on {}: {e}", self.path().await),
+        }
+    }
+
+    pub async fn has(&self, css: &str) -> bool {
+        !self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("find_all")
+            .is_empty()
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// Replaces the value of a text control.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        el.clear().await.expect("clear");
+        el.send_keys(text).await.expect("type");
+    }
+
+    pub async fn value(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .prop("value")
+            .await
+            .expect("value")
+            .unwrap_or_default()
+    }
+
+    /// Runs a script and returns its result.
+    pub async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}"))
+    }
+
+    pub async fn path(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The visible text of the page.
+    pub async fn text(&self) -> String {
+        self.find("body").await.text().await.expect("text")
+    }
+
+    /// Waits until `check` (a script returning a boolean) holds.
+    pub async fn until(&self, what: &str, check: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if self.js(check).await == Value::Bool(true) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "waited 15 s for {what} on {}; the page says: {}",
+                    self.path().await,
+                    self.text().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the page shows `text` somewhere.
+    pub async fn until_text(&self, text: &str) {
+        let check = format!(
+            "return document.body && document.body.innerText.includes({})",
+            serde_json::to_string(text).unwrap()
+        );
+        self.until(&format!("the text {text:?}"), &check).await;
+    }
+
+    /// Waits for the dialog `id` to be open.
+    pub async fn until_open(&self, id: &str) {
+        self.until(
+            &format!("the dialog #{id} to open"),
+            &format!("const d = document.getElementById('{id}'); return !!(d && d.open)"),
+        )
+        .await;
+    }
+
+    /// Saves the page at desktop and mobile width: the whole page, or the viewport while a
+    /// dialog is open.
+    pub async fn shoot(&self, step: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).expect("target/screenshots");
+        for ((width, height), label) in [(DESKTOP, "desktop"), (MOBILE, "mobile")] {
+            self.client
+                .set_window_size(width, height)
+                .await
+                .expect("resize");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let full = self
+                .js("return document.querySelector('dialog[open]') ? 0 : document.documentElement.scrollHeight")
+                .await
+                .as_u64()
+                .unwrap_or(0) as u32;
+            if full > height {
+                self.client
+                    .set_window_size(width, full.min(6000))
+                    .await
+                    .expect("resize");
+            }
+            let png = self.client.screenshot().await.expect("screenshot");
+            std::fs::write(dir.join(format!("{}-{step}-{label}.png", self.name)), png)
+                .expect("write screenshot");
+        }
+        self.client
+            .set_window_size(DESKTOP.0, DESKTOP.1)
+            .await
+            .expect("resize");
+    }
+
+    /// What the system clipboard holds, read by pasting it (Ctrl+V) into a new text field.
+    pub async fn clipboard(&self) -> String {
+        self.js(
+            "const t = document.createElement('textarea'); t.id = 'clipboard-probe'; \
+             document.body.appendChild(t);",
+        )
+        .await;
+        let probe = self.find("#clipboard-probe").await;
+        probe.click().await.expect("focus the probe");
+        probe.send_keys("\u{E009}v\u{E000}").await.expect("paste");
+        let text = probe
+            .prop("value")
+            .await
+            .expect("value")
+            .unwrap_or_default();
+        self.js("document.getElementById('clipboard-probe').remove()")
+            .await;
+        text
+    }
+
+    pub async fn stop(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// Signs in through the form.
+async fn sign_in(b: &Browser, email: &str, password: &str) {
+    b.go("/sign-in").await;
+    b.fill("#email", email).await;
+    b.fill("#password", password).await;
+    b.click("form[action='/sign-in'] button[type=submit]").await;
+}
+
+/// Gives the default API a scope catalogue, so that the create dialog offers checkboxes.
+async fn add_scopes(app: &TestApp) {
+    app.patch(
+        &format!("/v1/apis/{}", app.default_api_id),
+        json!({"scopes": [
+            {"name": "transcripts:read", "description": "Read transcripts"},
+            {"name": "transcripts:write", "description": "Upload audio and create transcripts"},
+        ]}),
+    )
+    .await
+    .assert_status(200);
+}
+
+const OWNER_PASSWORD: &str = "correct horse battery staple";
+
+#[tokio::test]
+async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_deletes_a_key() {
+    let app = spawn_app().await;
+    add_scopes(&app).await;
+    let b = Browser::start(&app.base, "owner").await;
+    let api = app.default_api_id.clone();
+
+    // The setup link printed on the first start: choose an email and a password.
+    let setup_path = &app.setup_url[app.setup_url.find("/setup/").unwrap()..];
+    b.go(setup_path).await;
+    b.find("#email").await;
+    b.shoot("setup").await;
+    b.fill("#email", "olivia@example.com").await;
+    b.fill("#name", "Olivia").await;
+    b.fill("#password", OWNER_PASSWORD).await;
+    b.fill("#password_confirmation", OWNER_PASSWORD).await;
+    b.click("form button[type=submit]").await;
+    b.until_text("Your password is set").await;
+    assert_eq!(b.path().await, "/keys");
+    b.shoot("keys-empty").await;
+    assert!(b.text().await.contains("An API key lets a program"));
+
+    // Sign out, fail once, sign in.
+    b.click("form[action='/sign-out'] button").await;
+    b.until_text("You have signed out").await;
+    sign_in(&b, "olivia@example.com", "not the password").await;
+    b.until_text("The email or password is incorrect").await;
+    b.shoot("sign-in-error").await;
+    sign_in(&b, "olivia@example.com", OWNER_PASSWORD).await;
+    b.find(".page-actions button[data-open='create-key']").await;
+    assert_eq!(b.path().await, "/keys");
+
+    // Create a key: the dialog, inline validation of the allowlist, then the key shown once.
+    b.click(".page-actions button[data-open='create-key']")
+        .await;
+    b.until_open("create-key").await;
+    b.shoot("create-key").await;
+    b.fill("#create-name", "Production integration").await;
+    b.click(&format!("#create-type-{api}-batch")).await;
+    b.click("label[for='create-expires-1y']").await;
+    b.click(&format!("#create-scopes-{api}-0")).await;
+    b.fill("#create-ip", "203.0.113.0/24\nnot-an-ip").await;
+    b.until(
+        "the inline allowlist error",
+        "const e = document.getElementById('create-ip-error'); return !e.hidden && e.textContent.includes(\"'not-an-ip'\")",
+    )
+    .await;
+    b.shoot("create-key-invalid").await;
+    b.fill("#create-ip", "203.0.113.0/24").await;
+    b.until(
+        "the error to go",
+        "return document.getElementById('create-ip-error').hidden",
+    )
+    .await;
+    b.fill("#create-rate-requests", "100").await;
+    b.click("#create-key button[type=submit]").await;
+    b.until_open("key-created").await;
+    b.shoot("key-created").await;
+    let secret = b.value("#new-key").await;
+    assert!(
+        secret.starts_with("kw_live_") && secret.len() == 76,
+        "{secret}"
+    );
+    let id = format!("key_{}", &secret[8..20]);
+    b.click("button[data-copy='new-key']").await;
+    b.until_text("Copied to the clipboard").await;
+    b.click("#key-created .dialog-footer button[data-close]")
+        .await;
+    b.until(
+        "the key dialog to close",
+        "return !document.getElementById('key-created')",
+    )
+    .await;
+    let source = b.client.source().await.unwrap();
+    assert!(
+        !source.contains(&secret),
+        "closing the dialog leaves only the masked prefix"
+    );
+    assert!(source.contains(&format!("kw_live_{}••••", &secret[8..20])));
+    assert_eq!(b.path().await, "/keys");
+    assert_eq!(
+        b.clipboard().await,
+        secret,
+        "the Copy button put the key on the clipboard"
+    );
+
+    // Use it, as a backend would.
+    let verdict = app
+        .verify(
+            &secret,
+            json!({"ip": "203.0.113.9", "token_type": "batch", "required_scopes": ["transcripts:read"]}),
+        )
+        .await;
+    assert_eq!(verdict["code"], "VALID", "{verdict}");
+    b.go("/keys").await;
+    let row = b.find(&format!("tr[data-key-id='{id}']")).await;
+    let row_text = row.text().await.unwrap();
+    for expected in [
+        "Production integration",
+        "batch",
+        "transcripts:read",
+        "203.0.113.0/24",
+        "just now",
+        "Active",
+    ] {
+        assert!(row_text.contains(expected), "{expected} in {row_text}");
+    }
+    b.shoot("keys").await;
+
+    // Edit from the row's menu.
+    b.click(&format!("tr[data-key-id='{id}'] details.menu summary"))
+        .await;
+    b.click(&format!("a[href='/keys/{id}?dialog=edit']")).await;
+    b.until_open("edit-key").await;
+    b.shoot("edit-key").await;
+    b.fill("#edit-name", "Nightly export").await;
+    b.fill("#edit-ip", "203.0.113.0/24\n198.51.100.7").await;
+    b.click("#edit-key button[type=submit]").await;
+    b.until_text("Saved the changes to Nightly export").await;
+    assert_eq!(b.path().await, format!("/keys/{id}"));
+    assert!(b.text().await.contains("198.51.100.7/32"));
+    b.shoot("key-detail").await;
+
+    // Rotate with no grace period: the new key is shown once, the old one stops.
+    b.click(".page-actions button[data-open='rotate-key']")
+        .await;
+    b.until_open("rotate-key").await;
+    b.find("#rotate-grace")
+        .await
+        .select_by_value("0")
+        .await
+        .unwrap();
+    b.shoot("rotate-key").await;
+    b.click("#rotate-key button[type=submit]").await;
+    b.until_open("key-created").await;
+    assert!(b.text().await.contains("Key rotated"));
+    let rotated = b.value("#new-key").await;
+    assert!(rotated.starts_with("kw_live_") && rotated != secret);
+    let new_id = format!("key_{}", &rotated[8..20]);
+    b.shoot("key-rotated").await;
+    b.click("#key-created .dialog-footer button[data-close]")
+        .await;
+    b.until(
+        "the key dialog to close",
+        "return !document.getElementById('key-created')",
+    )
+    .await;
+    assert_eq!(b.path().await, format!("/keys/{new_id}"));
+    assert_eq!(app.verify(&secret, json!({})).await["code"], "REVOKED");
+    let verdict = app
+        .verify(
+            &rotated,
+            json!({"ip": "198.51.100.7", "token_type": "batch"}),
+        )
+        .await;
+    assert_eq!(verdict["code"], "VALID", "{verdict}");
+
+    // Delete from the list, after a confirmation that names the key.
+    b.go("/keys").await;
+    b.click(&format!("tr[data-key-id='{new_id}'] details.menu summary"))
+        .await;
+    b.click(&format!(
+        "tr[data-key-id='{new_id}'] button[data-open='delete-key']"
+    ))
+    .await;
+    b.until_open("delete-key").await;
+    let confirm = b.find("#delete-key").await.text().await.unwrap();
+    assert!(confirm.contains("Nightly export"), "{confirm}");
+    assert!(
+        confirm.contains(&format!("{}••••", &rotated[..20])),
+        "{confirm}"
+    );
+    b.shoot("delete-key").await;
+    b.click("#delete-key button.danger").await;
+    b.until_text("Deleted Nightly export").await;
+    assert!(!b.has(&format!("tr[data-key-id='{new_id}']")).await);
+    assert_eq!(app.verify(&rotated, json!({})).await["code"], "REVOKED");
+
+    // Every step is in the audit log.
+    b.go("/audit").await;
+    b.find(".audit-table").await;
+    b.shoot("audit").await;
+    let log = b.text().await;
+    for step in [
+        "Password set",
+        "Signed out",
+        "Failed sign-in",
+        "Signed in",
+        "Key created",
+        "Key edited",
+        "Key rotated",
+        "Key deleted",
+    ] {
+        assert!(log.contains(step), "the audit log shows {step:?}");
+    }
+    assert!(!log.contains(&secret) && !log.contains(&rotated));
+
+    // The old key's page: revoked, with its history.
+    b.go(&format!("/keys/{id}")).await;
+    b.until_text("Recent activity").await;
+    assert!(b.text().await.contains("Revoked"));
+
+    // Members: invite one, and get their one-time link.
+    b.go("/members").await;
+    b.click(".page-actions button[data-open='invite-member']")
+        .await;
+    b.until_open("invite-member").await;
+    b.fill("#invite-email", "dev@example.com").await;
+    b.fill("#invite-name", "Dana Developer").await;
+    b.find("#invite-role")
+        .await
+        .select_by_value("developer")
+        .await
+        .unwrap();
+    b.shoot("invite-member").await;
+    b.click("#invite-member button[type=submit]").await;
+    b.until_open("member-link").await;
+    let link = b.value("#member-link-url").await;
+    assert!(link.contains("/setup/"), "{link}");
+    b.shoot("member-link").await;
+    b.click("#member-link .dialog-footer button[data-close]")
+        .await;
+    b.until_text("dev@example.com").await;
+    b.shoot("members").await;
+
+    // Organization and APIs.
+    b.go("/org").await;
+    b.until_text("Key policies").await;
+    b.shoot("org").await;
+    b.click(".page-actions button[data-open='edit-org']").await;
+    b.until_open("edit-org").await;
+    b.shoot("org-edit").await;
+    b.go("/apis").await;
+    b.until_text("transcripts:write").await;
+    b.shoot("apis").await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_is_offered_no_create_edit_or_delete_and_the_server_refuses_them_anyway() {
+    let app = spawn_app().await;
+    let created = app.create_key(json!({"name": "Owner's integration"})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.post(
+        "/v1/users",
+        json!({"email": "vera@example.com", "name": "Vera Viewer", "role": "viewer",
+               "password": "viewer password 123"}),
+    )
+    .await
+    .assert_status(201);
+    let b = Browser::start(&app.base, "viewer").await;
+    sign_in(&b, "vera@example.com", "viewer password 123").await;
+    b.find(&format!("tr[data-key-id='{id}']")).await;
+    assert!(
+        !b.has("button[data-open='create-key']").await,
+        "no create button"
+    );
+    b.click(&format!("tr[data-key-id='{id}'] details.menu summary"))
+        .await;
+    let menu = b
+        .find(&format!("tr[data-key-id='{id}'] .menu-items"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(menu.trim(), "View details", "a viewer may only look");
+    assert!(!b.has("#create-key").await && !b.has("[data-open='delete-key']").await);
+    b.shoot("keys").await;
+
+    b.go(&format!("/keys/{id}")).await;
+    b.until_text("Owner's integration").await;
+    for action in ["edit-key", "rotate-key", "revoke-key", "delete-key"] {
+        assert!(
+            !b.has(&format!("[data-open='{action}']")).await,
+            "{action} is not offered"
+        );
+    }
+    b.shoot("key-detail").await;
+
+    // The server refuses what the page does not offer, for the same session and CSRF token.
+    let statuses = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const csrf = document.querySelector('meta[name=csrf-token]').content;
+             const body = new URLSearchParams({csrf, name: 'sneaky'});
+             Promise.all([
+               fetch('/v1/keys', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf}, body: JSON.stringify({name: 'sneaky'})}),
+               fetch(arguments[0], {method: 'POST', body}),
+               fetch('/keys', {method: 'POST', body}),
+             ]).then(rs => done(rs.map(r => r.status)));",
+            vec![json!(format!("/keys/{id}/delete"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(statuses, json!([403, 403, 403]));
+    assert_eq!(
+        app.get(&format!("/v1/keys/{id}")).await.body["status"],
+        "active"
+    );
+    b.stop().await;
+}
