@@ -19,10 +19,12 @@ pub fn router() -> axum::Router<Arc<AppState>> {
 }
 
 async fn apis_page(State(state): State<Arc<AppState>>, m: Member) -> Response {
-    let list = match apis::list(&state.ctx, &m.caller).await {
+    let mut list = match apis::list(&state.ctx, &m.caller).await {
         Ok(l) => l,
         Err(e) => return error_page(Some(&m), e),
     };
+    // The organization's own APIs first, Keyward's management API last.
+    list.sort_by_key(|a| a.is_management());
     let content = html! {
         (page_header("APIs", Some(html! {
             "The services your keys protect. Each has its own key prefix and scope catalogue. "
@@ -69,7 +71,7 @@ async fn apis_page(State(state): State<Arc<AppState>>, m: Member) -> Response {
                     div class="table-wrap" {
                         table class="table compact" {
                             caption class="visually-hidden" { "Scopes of " (a.name) }
-                            thead { tr { th scope="col" { "Scope" } th scope="col" { "Description" } } }
+                            thead { tr { th scope="col" class="col-scope" { "Scope" } th scope="col" { "Description" } } }
                             tbody {
                                 @for s in &a.scopes {
                                     tr { td data-label="Scope" { code { (s.name) } } td data-label="Description" { (s.description) } }

@@ -121,7 +121,9 @@ pub fn event_row(e: &AuditEvent, now: Millis) -> Markup {
             }
             td data-label="Target" {
                 @match (e.target_type.as_str(), e.target_id.as_deref()) {
-                    ("key", Some(id)) => a href={ "/keys/" (id) } { code { (target_label.unwrap_or(id)) } },
+                    ("key", Some(id)) => a href={ "/keys/" (id) } {
+                        code { (target_label.unwrap_or(id)) @if target_label.is_some_and(|l| !l.ends_with('•') && l != id) { "••••" } }
+                    },
                     _ => @if let Some(l) = target_label { (l) },
                 }
             }

@@ -584,11 +584,11 @@ fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
     let editable = may_edit(m, k) && is_live(k, now);
     let deletable = may_delete(m, k) && k.deleted_at.is_none();
     let revocable = may_delete(m, k) && is_live(k, now);
-    let api_name = data
-        .apis
-        .iter()
-        .find(|a| a.id == k.api_id)
-        .filter(|_| data.apis.len() > 1)
+    let protected_apis = data.apis.iter().filter(|a| !a.is_management()).count();
+    let api = data.apis.iter().find(|a| a.id == k.api_id);
+    let management = api.is_some_and(Api::is_management);
+    let api_name = api
+        .filter(|a| protected_apis > 1 && !a.is_management())
         .map(|a| a.name.as_str());
     html! {
         tr data-key-id=(k.id) {
@@ -600,6 +600,7 @@ fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
             td data-label="Type" {
                 (k.token_type)
                 @if k.environment == Environment::Test { " " span class="badge neutral" { "test" } }
+                @if management { div { span class="badge neutral" title="A key of Keyward's own management API" { "management" } } }
                 @if let Some(a) = api_name { div class="muted small" { (a) } }
             }
             td data-label="Scopes" { (scope_summary(&k.scopes)) }
@@ -947,12 +948,12 @@ fn fresh_dialog(f: &Fresh<'_>, now: Millis) -> Markup {
                 }
                 label for="new-key" { "Your API key" }
                 div class="copy-row" {
-                    input id="new-key" class="mono secret" type="text" readonly value=(f.secret.expose())
-                        autocomplete="off" spellcheck="false" data-secret;
+                    textarea id="new-key" class="mono secret" rows="2" readonly autocomplete="off"
+                        spellcheck="false" data-secret aria-describedby="new-key-hint" { (f.secret.expose()) }
                     button type="button" class="btn primary" data-copy="new-key" { "Copy" }
                 }
                 p class="hint" role="status" data-copy-status {}
-                p class="hint" {
+                p class="hint" id="new-key-hint" {
                     "Send it in the " code { "Authorization: Bearer <key>" } " header. Store it in a secrets manager or an environment variable, never in source code."
                 }
             }

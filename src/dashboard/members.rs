@@ -131,7 +131,7 @@ fn render_page(
                             td class="row-actions" {
                                 @if may_manage(m, u) {
                                     details class="menu" {
-                                        summary class="btn small ghost" aria-label={ "Actions for " (u.email) } { "Actions" }
+                                        summary class="btn small ghost icon-menu" aria-label={ "Actions for " (u.email) } title="Actions" { "⋯" }
                                         div class="menu-items" {
                                             button type="button" data-open="role-member" data-fill-name=(u.email)
                                                 data-fill-role=(u.role.as_str())

@@ -71,7 +71,7 @@ fn render(
                 "Management keys and this dashboard keep working."
             }
         }
-        div class="detail-grid" {
+        div class="two-col" {
             section class="card" aria-labelledby="org-title" {
                 h2 id="org-title" { "Plan status" }
                 dl class="props" {

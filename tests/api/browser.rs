@@ -218,11 +218,21 @@ impl Browser {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).expect("target/screenshots");
         for ((width, height), label) in [(DESKTOP, "desktop"), (MOBILE, "mobile")] {
+            // The window's size includes the browser's own frame; the page gets the rest.
             self.client
                 .set_window_size(width, height)
                 .await
                 .expect("resize");
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            let frame = self
+                .js("return window.outerHeight - window.innerHeight")
+                .await
+                .as_u64()
+                .unwrap_or(0) as u32;
+            self.client
+                .set_window_size(width, height + frame)
+                .await
+                .expect("resize");
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let full = self
                 .js("return document.querySelector('dialog[open]') ? 0 : document.documentElement.scrollHeight")
                 .await
@@ -230,9 +240,10 @@ impl Browser {
                 .unwrap_or(0) as u32;
             if full > height {
                 self.client
-                    .set_window_size(width, full.min(6000))
+                    .set_window_size(width, full.min(6000) + frame)
                     .await
                     .expect("resize");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let png = self.client.screenshot().await.expect("screenshot");
             std::fs::write(dir.join(format!("{}-{step}-{label}.png", self.name)), png)

@@ -122,7 +122,7 @@
     }
   }
 
-  $$('input[data-secret]').forEach((input) => {
+  $$('[data-secret]').forEach((input) => {
     input.addEventListener('focus', () => input.select());
   });
 
