@@ -247,7 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
             }
             let token = sessions::create_setup_link(&ctx, &user, Purpose::Setup).await?;
-            print_setup_link(&config.public_url, &token);
+            print_setup_link_for(&format!("{email}'s"), &config.public_url, &token);
             Ok(0)
         }
         Command::Keys(cmd) => keys(cmd).await,
@@ -281,10 +281,15 @@ fn print_management_key(key: &str) {
 }
 
 fn print_setup_link(public_url: &str, token: &Token) {
+    print_setup_link_for("the owner's", public_url, token);
+}
+
+/// Prints the link on a line of its own, below a line that says what it is for.
+fn print_setup_link_for(whose: &str, public_url: &str, token: &Token) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "Dashboard: set the owner's email and password at this one-time link (valid {}):",
+        "Dashboard: set {whose} email and password at this one-time link (valid {}):",
         Purpose::Setup.ttl_text()
     );
     let _ = writeln!(out, "{}", sessions::setup_url(public_url, token));

@@ -148,6 +148,34 @@ async fn init_prints_a_key_once_and_refuses_a_second_time() {
         .expect("a key line");
     assert_eq!(key.len(), 76);
     assert!(text.contains("will not be shown again"));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| *l == key).unwrap();
+    assert!(
+        lines[at + 1].contains("one-time link")
+            && lines[at + 2].starts_with("http://127.0.0.1:8080/setup/"),
+        "the setup link follows the key, on a line of its own: {text}"
+    );
+    let link = lines[at + 2];
+    assert_eq!(link.len(), "http://127.0.0.1:8080/setup/".len() + 64);
+    let again = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["setup-link", "--email", "owner@localhost"])
+        .env("KEYWARD_DATA_DIR", dir.path())
+        .env_remove("KEYWARD_PEPPER")
+        .env_remove("KEYWARD_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let fresh = stdout(&again);
+    let fresh = fresh.lines().last().unwrap();
+    assert!(
+        fresh.contains("/setup/") && fresh != link,
+        "a new link: {fresh}"
+    );
     assert!(
         dir.path().join("pepper").exists(),
         "a development pepper was generated"

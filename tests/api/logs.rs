@@ -126,6 +126,59 @@ async fn no_key_or_pepper_appears_in_the_server_output_across_a_full_run() {
     .await;
     call(Method::GET, "/v1/audit-log".into(), None, admin.clone()).await;
 
+    // The dashboard: the setup link, a password, a session, its CSRF token, a sign-out.
+    let link = first_out
+        .lines()
+        .find(|l| l.contains("/setup/"))
+        .expect("the setup link")
+        .to_owned();
+    let setup_token = link.rsplit('/').next().unwrap().to_owned();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie_of = |res: &reqwest::Response, name: &str| {
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+            .unwrap()
+    };
+    let page = browser.get(format!("{base}/sign-in")).send().await.unwrap();
+    let pre_csrf = cookie_of(&page, "keyward_csrf");
+    let password = "a passphrase nobody logs";
+    let done = browser
+        .post(format!("{base}/setup/{setup_token}"))
+        .header("cookie", format!("keyward_csrf={pre_csrf}"))
+        .form(&[
+            ("csrf", pre_csrf.as_str()),
+            ("email", "owner@example.com"),
+            ("password", password),
+            ("password_confirmation", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    let session = cookie_of(&done, "keyward_session");
+    let csrf = keyward::service::sessions::csrf_token(&session);
+    let keys_page = browser
+        .get(format!("{base}/keys"))
+        .header("cookie", format!("keyward_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys_page.status(), 200);
+    browser
+        .post(format!("{base}/sign-out"))
+        .header("cookie", format!("keyward_session={session}"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+
     let pid = child.id().unwrap();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -170,6 +223,16 @@ async fn no_key_or_pepper_appears_in_the_server_output_across_a_full_run() {
         !err_text.contains(PEPPER) && !all_out.contains(PEPPER),
         "the pepper appears in the output"
     );
+    for (what, s) in [
+        ("password", password),
+        ("session token", session.as_str()),
+        ("setup link token", setup_token.as_str()),
+        ("CSRF token", csrf.as_str()),
+        ("pre-session CSRF token", pre_csrf.as_str()),
+    ] {
+        assert!(!err_text.contains(s), "the {what} appears in the log");
+    }
+    assert!(!all_out.contains(password) && !all_out.contains(&session));
     assert_eq!(
         all_out.matches(admin.as_str()).count(),
         1,

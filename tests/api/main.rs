@@ -4,6 +4,7 @@ mod apis;
 mod auth;
 mod browser;
 mod cli;
+mod dashboard;
 mod governance;
 mod helpers;
 mod keys;

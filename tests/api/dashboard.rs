@@ -1,0 +1,506 @@
+//! Dashboard sign-in over plain HTTP: setup links, sessions, CSRF, throttling, and the JSON API
+//! used with a session cookie.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::helpers::{Options, TestApp, spawn_app, spawn_with};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// An HTTP answer of the dashboard.
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Page {
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    /// The value a `Set-Cookie` gives `name`.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookie(name).map(|c| {
+            c[name.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+    }
+
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+async fn request(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    cookies: &str,
+    form: Option<&[(&str, &str)]>,
+) -> Page {
+    let mut req = app.http.request(method, app.url(path));
+    if !cookies.is_empty() {
+        req = req.header("cookie", cookies);
+    }
+    if let Some(f) = form {
+        req = req.form(f);
+    }
+    let res = req.send().await.expect("the server answers");
+    Page {
+        status: res.status(),
+        headers: res.headers().clone(),
+        text: res.text().await.unwrap(),
+    }
+}
+
+async fn get(app: &TestApp, path: &str, cookies: &str) -> Page {
+    request(app, Method::GET, path, cookies, None).await
+}
+
+async fn post(app: &TestApp, path: &str, cookies: &str, form: &[(&str, &str)]) -> Page {
+    request(app, Method::POST, path, cookies, Some(form)).await
+}
+
+/// The CSRF token of pages shown before sign-in (a double-submit cookie).
+async fn pre_session_csrf(app: &TestApp) -> String {
+    get(app, "/sign-in", "")
+        .await
+        .cookie("keyward_csrf")
+        .expect("the sign-in page sets a CSRF cookie")
+}
+
+/// A signed-in session: its cookie header and its CSRF token.
+struct Session {
+    token: String,
+    csrf: String,
+}
+
+impl Session {
+    fn cookie(&self) -> String {
+        format!("keyward_session={}", self.token)
+    }
+}
+
+fn csrf_in(html: &str) -> String {
+    let marker = "name=\"csrf-token\" content=\"";
+    let start = html.find(marker).expect("a csrf meta tag") + marker.len();
+    html[start..start + 64].to_owned()
+}
+
+async fn session_of(app: &TestApp, signed_in: &Page) -> Session {
+    let token = signed_in
+        .cookie("keyward_session")
+        .expect("a session cookie");
+    let page = get(app, "/keys", &format!("keyward_session={token}")).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    Session {
+        csrf: csrf_in(&page.text),
+        token,
+    }
+}
+
+fn setup_path(app: &TestApp) -> String {
+    app.setup_url[app.setup_url.find("/setup/").unwrap()..].to_owned()
+}
+
+/// Uses the first start's setup link: the owner becomes `owner@example.com`.
+async fn set_up_owner(app: &TestApp) -> Page {
+    let csrf = pre_session_csrf(app).await;
+    post(
+        app,
+        &setup_path(app),
+        &format!("keyward_csrf={csrf}"),
+        &[
+            ("csrf", &csrf),
+            ("email", "Owner@Example.com"),
+            ("name", "Olivia"),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    )
+    .await
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> Page {
+    let csrf = pre_session_csrf(app).await;
+    post(
+        app,
+        "/sign-in",
+        &format!("keyward_csrf={csrf}"),
+        &[("csrf", &csrf), ("email", email), ("password", password)],
+    )
+    .await
+}
+
+async fn audit_actions(app: &TestApp) -> Vec<Value> {
+    app.get("/v1/audit-log?limit=100").await.assert_status(200)["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn the_setup_link_sets_the_owners_email_and_password_once_and_signs_them_in() {
+    let app = spawn_app().await;
+    let path = setup_path(&app);
+    let page = get(&app, &path, "").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("Set up your account"));
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let csrf = page.cookie("keyward_csrf").unwrap();
+    let cookie = format!("keyward_csrf={csrf}");
+
+    let no_csrf = post(&app, &path, &cookie, &[("email", "a@example.com")]).await;
+    assert_eq!(
+        no_csrf.status, 403,
+        "a form without its CSRF token is refused"
+    );
+    let mismatch = post(
+        &app,
+        &path,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("email", "not an email"),
+            ("password", PASSWORD),
+            ("password_confirmation", "something else"),
+        ],
+    )
+    .await;
+    assert_eq!(mismatch.status, 422);
+    assert!(mismatch.text.contains("Must be an email address"));
+    assert!(mismatch.text.contains("Does not match the password"));
+
+    let done = set_up_owner(&app).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(done.location(), "/keys");
+    let set = done.set_cookie("keyward_session").unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
+        "{set}"
+    );
+    assert!(!set.contains("Secure"), "plain http: no Secure flag");
+    let token = done.cookie("keyward_session").unwrap();
+    assert_eq!(token.len(), 64);
+
+    let again = get(&app, &path, "").await;
+    assert_eq!(again.status, 404, "the link works once");
+    assert!(again.text.contains("expired or was already used"));
+    assert_eq!(
+        sign_in(&app, "owner@example.com", PASSWORD).await.status,
+        303
+    );
+
+    // Only a digest of the session token is stored.
+    use sqlx::Connection;
+    let mut db = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        app.dir.path().join("keyward.db").display()
+    ))
+    .await
+    .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM sessions")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(!stored.contains(&token));
+    assert!(stored.contains(&hex::encode(sha2::Sha256::digest(token.as_bytes()))));
+
+    let actions: Vec<String> = audit_actions(&app)
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(actions.contains(&"user.password_set".to_owned()));
+    assert!(actions.contains(&"user.signed_in".to_owned()));
+}
+
+#[tokio::test]
+async fn setup_links_expire_after_a_day() {
+    let app = spawn_app().await;
+    app.clock.advance(24 * 3600 * 1000 + 1);
+    let page = get(&app, &setup_path(&app), "").await;
+    assert_eq!(page.status, 404);
+    assert_eq!(set_up_owner(&app).await.status, 404);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_email_with_a_clear_message_and_audited() {
+    let app = spawn_app().await;
+    assert_eq!(set_up_owner(&app).await.status, 303);
+    let unknown = sign_in(&app, "nobody@example.com", PASSWORD).await;
+    assert_eq!(unknown.status, 401);
+    assert!(unknown.text.contains("The email or password is incorrect."));
+    for _ in 0..5 {
+        let wrong = sign_in(&app, "owner@example.com", "wrong password!").await;
+        assert_eq!(wrong.status, 401);
+        assert!(wrong.text.contains("The email or password is incorrect."));
+    }
+    let throttled = sign_in(&app, "owner@example.com", PASSWORD).await;
+    assert_eq!(throttled.status, 429, "even the right password waits");
+    assert!(
+        throttled
+            .text
+            .contains("Too many failed sign-ins. Try again in 15 minute(s)."),
+        "{}",
+        throttled.text
+    );
+    assert!(throttled.headers.contains_key("retry-after"));
+    assert!(throttled.cookie("keyward_session").is_none());
+
+    let failed: Vec<Value> = audit_actions(&app)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "user.sign_in_failed")
+        .collect();
+    assert_eq!(failed.len(), 5);
+    assert_eq!(failed[0]["details"]["reason"], "wrong password");
+    assert_eq!(failed[0]["actor"]["label"], "owner@example.com");
+    assert!(!failed[0].to_string().contains("wrong password!"));
+
+    app.clock.advance(15 * 60 * 1000);
+    assert_eq!(
+        sign_in(&app, "owner@example.com", PASSWORD).await.status,
+        303
+    );
+}
+
+#[tokio::test]
+async fn the_json_api_takes_a_session_cookie_and_needs_the_csrf_header_to_change_anything() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let call = |method: Method, path: &'static str, csrf: Option<String>, body: Option<Value>| {
+        let mut req = app
+            .http
+            .request(method, app.url(path))
+            .header("cookie", s.cookie());
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, list) = call(Method::GET, "/v1/keys", None, None).await;
+    assert_eq!(status, 200, "{list}");
+    let body = json!({"name": "from the dashboard's script"});
+    let (status, refused) = call(Method::POST, "/v1/keys", None, Some(body.clone())).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("forbidden")));
+    let (status, _) = call(
+        Method::POST,
+        "/v1/keys",
+        Some("0".repeat(64)),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, created) = call(Method::POST, "/v1/keys", Some(s.csrf.clone()), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let event = audit_actions(&app)
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "key.created")
+        .unwrap();
+    assert_eq!(event["actor"]["kind"], "user");
+    assert_eq!(event["actor"]["label"], "owner@example.com");
+
+    // Signing out ends the session everywhere.
+    let out = post(&app, "/sign-out", &s.cookie(), &[("csrf", &s.csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert!(
+        out.set_cookie("keyward_session")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (status, after) = call(Method::GET, "/v1/keys", None, None).await;
+    assert_eq!(
+        (status, after["code"].as_str()),
+        (401, Some("missing_credentials"))
+    );
+    let page = get(&app, "/keys?status=active", &s.cookie()).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), "/sign-in?next=%2Fkeys%3Fstatus%3Dactive");
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_public_url_is_https() {
+    let app = spawn_with(Options {
+        public_url: Some("https://keys.example.com".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(app.setup_url.starts_with("https://keys.example.com/setup/"));
+    let page = get(&app, "/sign-in", "").await;
+    assert!(
+        page.set_cookie("keyward_csrf")
+            .unwrap()
+            .ends_with("; Secure")
+    );
+    let done = set_up_owner(&app).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let set = done.set_cookie("keyward_session").unwrap();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly"),
+        "{set}"
+    );
+}
+
+#[tokio::test]
+async fn dashboard_forms_need_the_csrf_token_and_show_each_error_next_to_its_field() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let cookie = s.cookie();
+    let api = format!("type:{}", app.default_api_id);
+    let refused = post(&app, "/keys", &cookie, &[("name", "x")]).await;
+    assert_eq!(refused.status, 403);
+    let wrong = post(
+        &app,
+        "/keys",
+        &cookie,
+        &[("csrf", &"a".repeat(64)), ("name", "x")],
+    )
+    .await;
+    assert_eq!(wrong.status, 403);
+
+    let invalid = post(
+        &app,
+        "/keys",
+        &cookie,
+        &[
+            ("csrf", &s.csrf),
+            ("name", "Nightly"),
+            (&api, "batch"),
+            ("expires", "1y"),
+            ("ip_allowlist", "10.0.0.0/8\nnope"),
+            ("rate_requests", "0"),
+            ("rate_per", "60"),
+        ],
+    )
+    .await;
+    assert_eq!(invalid.status, 422);
+    let html = &invalid.text;
+    let ip_error = html
+        .find("id=\"create-ip-error\"")
+        .expect("the allowlist's error");
+    assert!(
+        html[ip_error..].starts_with(
+            "id=\"create-ip-error\" role=\"alert\">'nope' is not an IPv4/IPv6 address or CIDR block"
+        ),
+        "{}",
+        &html[ip_error..ip_error + 200]
+    );
+    assert!(html.contains("id=\"create-rate-error\" role=\"alert\">Must be between 1 and 1000000"));
+    assert!(
+        html.contains("data-autoopen=\"true\""),
+        "the dialog opens again"
+    );
+    assert!(html.contains("Nightly"), "what was typed is kept");
+
+    let created = post(
+        &app,
+        "/keys",
+        &cookie,
+        &[
+            ("csrf", &s.csrf),
+            ("name", "Nightly"),
+            (&api, "batch"),
+            ("expires", "1y"),
+            ("ip_allowlist", "10.0.0.0/8"),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.headers["cache-control"], "no-store");
+    let keys = app.get("/v1/keys").await.assert_status(200).clone();
+    let key = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "Nightly")
+        .unwrap()
+        .clone();
+    assert_eq!(key["type"], "batch");
+    assert_eq!(key["ip_allowlist"], json!(["10.0.0.0/8"]));
+    let start = created.text.find("id=\"new-key\"").unwrap();
+    let secret_start = created.text[start..].find("kw_live_").unwrap() + start;
+    let secret = &created.text[secret_start..secret_start + 76];
+    assert_eq!(
+        app.verify(secret, json!({"ip": "10.1.2.3", "token_type": "batch"}))
+            .await["code"],
+        "VALID"
+    );
+    let listed = get(&app, "/keys", &cookie).await;
+    assert!(
+        !listed.text.contains(secret),
+        "the list shows only the masked key"
+    );
+    assert!(
+        listed
+            .text
+            .contains(&format!("{}••••", key["prefix"].as_str().unwrap()))
+    );
+}
+
+#[tokio::test]
+async fn pages_without_a_session_go_to_sign_in_and_a_disabled_members_session_ends() {
+    let app = spawn_app().await;
+    for path in ["/keys", "/audit", "/members", "/org", "/apis"] {
+        let page = get(&app, path, "").await;
+        assert_eq!(page.status, 303, "{path}");
+        assert!(page.location().starts_with("/sign-in?next=%2F"), "{path}");
+    }
+    let created = app
+        .post(
+            "/v1/users",
+            json!({"email": "dev@example.com", "name": "Dev", "role": "developer", "password": PASSWORD}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+    let dev = session_of(&app, &sign_in(&app, "dev@example.com", PASSWORD).await).await;
+    let page = get(&app, "/keys", &dev.cookie()).await;
+    assert!(
+        page.text.contains("data-open=\"create-key\""),
+        "a developer may create"
+    );
+    assert!(
+        !page.text.contains("href=\"/audit\""),
+        "but not read the audit log"
+    );
+    assert_eq!(get(&app, "/audit", &dev.cookie()).await.status, 403);
+    app.patch(
+        &format!("/v1/users/{}", created["id"].as_str().unwrap()),
+        json!({"status": "disabled"}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(get(&app, "/keys", &dev.cookie()).await.status, 303);
+    assert_eq!(sign_in(&app, "dev@example.com", PASSWORD).await.status, 401);
+}
