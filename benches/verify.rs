@@ -128,10 +128,7 @@ fn run_axum_hmac() {
     struct Body {
         key: String,
     }
-    async fn check(
-        State(st): State<Table>,
-        Json(body): Json<Body>,
-    ) -> Json<serde_json::Value> {
+    async fn check(State(st): State<Table>, Json(body): Json<Body>) -> Json<serde_json::Value> {
         let found = st.1.contains_key(&st.0.hash(&body.key).0);
         Json(serde_json::json!({"valid": found}))
     }

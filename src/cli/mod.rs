@@ -256,7 +256,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(%addr, "KEYWARD_GATEWAY_LISTEN is set, but this version has no gateway yet; it is not started");
     }
     if config.redis_url.is_some() {
-        tracing::warn!("KEYWARD_REDIS_URL is set, but this version does not use Redis yet; limits and revocations stay per instance");
+        tracing::warn!(
+            "KEYWARD_REDIS_URL is set, but this version does not use Redis yet; limits and revocations stay per instance"
+        );
     }
     let mut app = crate::Application::build(config).await?;
     if let Some(b) = app.take_first_start() {
