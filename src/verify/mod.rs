@@ -231,6 +231,11 @@ impl Verifier {
     }
 
     fn rate_limit(&self, key_id: &str, limit: RateLimit, cost: u32, now: Millis) -> RateDecision {
+        if let Some(mut tat) = self.limits.get_mut(key_id) {
+            let (decision, new_tat) = check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
+            *tat = new_tat;
+            return decision;
+        }
         let mut tat = self.limits.entry(key_id.to_owned()).or_insert(0);
         let (decision, new_tat) = check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
         *tat = new_tat;
