@@ -273,6 +273,9 @@ impl Verifier {
 
     async fn flush_pending(&self, all: bool) -> Result<usize, VerifyError> {
         let now = self.clock.now_ms();
+        // A limiter whose theoretical arrival time has passed is a fresh one: drop it, so that the
+        // map holds only keys used within their window.
+        self.limits.retain(|_, tat| *tat > now * 1000);
         let batch: Vec<UsageTouch> = {
             let mut touches = self.touches.lock();
             let mut written = self.written.lock();
