@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use crate::domain::Clock;
 use crate::domain::check::{self, Denial, RateDecision, Requirements};
 use crate::domain::key::{self, Peppers};
-use crate::domain::model::{Api, Key, Millis, Org, RateLimit, User};
+use crate::domain::model::{Api, Key, MANAGEMENT_PREFIXES, Millis, Org, RateLimit, User};
 use crate::store::{Store, StoreError, UsageTouch};
 
 /// How long a cached record is trusted before it is read again.
@@ -155,6 +155,18 @@ impl Verifier {
             Err(e) => return Ok(Err(Denial::Malformed(malformed_reason(e)).into())),
         };
         let now = self.clock.now_ms();
+        if scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix) {
+            return Ok(Err(Denial::Malformed("wrong prefix").into()));
+        }
+        if let Some(api_id) = scope.api_id {
+            // Only an API of the caller's own organization may tell its prefixes apart.
+            if let Some(api) = self.api(api_id, now).await? {
+                let own = scope.org_id.is_none_or(|o| o == api.org_id);
+                if own && parsed.prefix != api.prefix_live && parsed.prefix != api.prefix_test {
+                    return Ok(Err(Denial::Malformed("wrong prefix").into()));
+                }
+            }
+        }
         let Some(key) = self.key_by_public_id(parsed.id, now).await? else {
             return Ok(Err(Denial::UnknownKey.into()));
         };
@@ -232,7 +244,8 @@ impl Verifier {
 
     fn rate_limit(&self, key_id: &str, limit: RateLimit, cost: u32, now: Millis) -> RateDecision {
         if let Some(mut tat) = self.limits.get_mut(key_id) {
-            let (decision, new_tat) = check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
+            let (decision, new_tat) =
+                check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
             *tat = new_tat;
             return decision;
         }
