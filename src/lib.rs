@@ -197,7 +197,7 @@ impl Application {
         let _ = flusher.await;
         self.ctx
             .verifier
-            .flush()
+            .flush_all()
             .await
             .context("final flush of last-used times")?;
         self.ctx.store.close().await;

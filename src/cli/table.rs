@@ -66,6 +66,14 @@ pub fn print_key(k: &Value) {
     }
 }
 
+/// A list cut to its first two entries and a count of the rest, for table cells.
+fn short_list(v: &Value) -> String {
+    match v.as_array() {
+        Some(a) if a.len() > 2 => format!("{},{} (+{})", s(&a[0]), s(&a[1]), a.len() - 2),
+        _ => s(v),
+    }
+}
+
 pub fn print_key_list(page: &Value) {
     let empty = Vec::new();
     let keys = page["data"].as_array().unwrap_or(&empty);
@@ -82,7 +90,7 @@ pub fn print_key_list(page: &Value) {
                 format!("{}••••", s(&k["prefix"])),
                 s(&k["type"]),
                 s(&k["status"]),
-                s(&k["scopes"]),
+                short_list(&k["scopes"]),
                 s(&k["expires_at"]),
                 s(&k["last_used_at"]),
             ]

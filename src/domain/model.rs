@@ -15,6 +15,9 @@ pub type Millis = i64;
 /// The built-in API whose keys are management keys.
 pub const MANAGEMENT_API_SLUG: &str = "keyward";
 
+/// Prefixes of management keys (the built-in API's are fixed).
+pub const MANAGEMENT_PREFIXES: [&str; 2] = ["kw_live_", "kw_test_"];
+
 /// Every scope a management key can hold.
 pub const MANAGEMENT_SCOPES: &[(&str, &str)] = &[
     ("keys:read", "List and read keys"),

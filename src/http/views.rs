@@ -68,7 +68,9 @@ pub fn rfc3339(ms: Millis) -> String {
     buf[16] = b':';
     buf[19] = b'.';
     buf[len] = b'Z';
-    String::from_utf8_lossy(&buf[..=len]).into_owned()
+    std::str::from_utf8(&buf[..=len])
+        .expect("ASCII digits and separators")
+        .to_owned()
 }
 
 fn opt_time(ms: Option<Millis>) -> Option<String> {

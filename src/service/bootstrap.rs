@@ -8,8 +8,8 @@ use super::sessions::{self, Purpose, Token};
 use super::{Ctx, Result};
 use crate::domain::key::{self, SecretKey};
 use crate::domain::model::{
-    Api, BUILT_IN_TOKEN_TYPES, Environment, Key, MANAGEMENT_API_SLUG, MANAGEMENT_SCOPES, Org,
-    Policies, Role, ScopeDef, User, UserStatus,
+    Api, BUILT_IN_TOKEN_TYPES, Environment, Key, MANAGEMENT_API_SLUG, MANAGEMENT_PREFIXES,
+    MANAGEMENT_SCOPES, Org, Policies, Role, ScopeDef, User, UserStatus,
 };
 use crate::domain::new_id;
 
@@ -56,8 +56,8 @@ pub async fn create_org(
         org_id: org.id.clone(),
         name: "Keyward management API".into(),
         slug: MANAGEMENT_API_SLUG.into(),
-        prefix_live: "kw_live_".into(),
-        prefix_test: "kw_test_".into(),
+        prefix_live: MANAGEMENT_PREFIXES[0].into(),
+        prefix_test: MANAGEMENT_PREFIXES[1].into(),
         scopes: MANAGEMENT_SCOPES
             .iter()
             .map(|(n, d)| ScopeDef {

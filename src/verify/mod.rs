@@ -17,13 +17,15 @@ use parking_lot::Mutex;
 use crate::domain::Clock;
 use crate::domain::check::{self, Denial, RateDecision, Requirements};
 use crate::domain::key::{self, Peppers};
-use crate::domain::model::{Api, Key, Millis, Org, RateLimit, User};
+use crate::domain::model::{Api, Key, MANAGEMENT_PREFIXES, Millis, Org, RateLimit, User};
 use crate::store::{Store, StoreError, UsageTouch};
 
 /// How long a cached record is trusted before it is read again.
 const POSITIVE_TTL_MS: i64 = 30_000;
 /// How long "no such key" is remembered, so garbage with a valid checksum cannot flood storage.
 const NEGATIVE_TTL_MS: i64 = 2_000;
+/// Shortest time between two writes of one key's `last_used` to storage.
+pub const LAST_USED_WRITE_INTERVAL_MS: i64 = 60_000;
 /// Most "no such key" entries kept at once.
 const NEGATIVE_MAX: usize = 100_000;
 
@@ -101,6 +103,8 @@ pub struct Verifier {
     orgs: Map<Cached<Org>>,
     limits: Map<i64>,
     touches: Mutex<HashMap<String, (Millis, Option<IpAddr>), RandomState>>,
+    /// When each recently written key's `last_used` was last written.
+    written: Mutex<HashMap<String, Millis, RandomState>>,
 }
 
 impl Verifier {
@@ -123,6 +127,7 @@ impl Verifier {
             orgs: Map::default(),
             limits: Map::default(),
             touches: Mutex::new(HashMap::default()),
+            written: Mutex::new(HashMap::default()),
         }
     }
 
@@ -150,6 +155,18 @@ impl Verifier {
             Err(e) => return Ok(Err(Denial::Malformed(malformed_reason(e)).into())),
         };
         let now = self.clock.now_ms();
+        if scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix) {
+            return Ok(Err(Denial::Malformed("wrong prefix").into()));
+        }
+        if let Some(api_id) = scope.api_id {
+            // Only an API of the caller's own organization may tell its prefixes apart.
+            if let Some(api) = self.api(api_id, now).await? {
+                let own = scope.org_id.is_none_or(|o| o == api.org_id);
+                if own && parsed.prefix != api.prefix_live && parsed.prefix != api.prefix_test {
+                    return Ok(Err(Denial::Malformed("wrong prefix").into()));
+                }
+            }
+        }
         let Some(key) = self.key_by_public_id(parsed.id, now).await? else {
             return Ok(Err(Denial::UnknownKey.into()));
         };
@@ -226,6 +243,12 @@ impl Verifier {
     }
 
     fn rate_limit(&self, key_id: &str, limit: RateLimit, cost: u32, now: Millis) -> RateDecision {
+        if let Some(mut tat) = self.limits.get_mut(key_id) {
+            let (decision, new_tat) =
+                check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
+            *tat = new_tat;
+            return decision;
+        }
         let mut tat = self.limits.entry(key_id.to_owned()).or_insert(0);
         let (decision, new_tat) = check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
         *tat = new_tat;
@@ -249,23 +272,50 @@ impl Verifier {
         Some((pending.0, pending.1.map(|ip| ip.to_string())))
     }
 
-    /// Writes collected `last_used` observations in one batch.
+    /// Writes collected `last_used` observations in one batch. A key whose `last_used` was
+    /// written less than [`LAST_USED_WRITE_INTERVAL_MS`] ago stays pending (still shown by the API
+    /// from memory), so a hot key costs one row update a minute, not one a second.
     pub async fn flush(&self) -> Result<usize, VerifyError> {
+        self.flush_pending(false).await
+    }
+
+    /// Writes every pending `last_used` observation now (on shutdown).
+    pub async fn flush_all(&self) -> Result<usize, VerifyError> {
+        self.flush_pending(true).await
+    }
+
+    async fn flush_pending(&self, all: bool) -> Result<usize, VerifyError> {
+        let now = self.clock.now_ms();
+        // A limiter whose theoretical arrival time has passed is a fresh one: drop it, so that the
+        // map holds only keys used within their window.
+        self.limits.retain(|_, tat| *tat > now * 1000);
         let batch: Vec<UsageTouch> = {
             let mut touches = self.touches.lock();
-            std::mem::take(&mut *touches)
-                .into_iter()
-                .map(|(key_id, (at, ip))| UsageTouch {
-                    key_id,
-                    at,
+            let mut written = self.written.lock();
+            written.retain(|_, at| now - *at < LAST_USED_WRITE_INTERVAL_MS);
+            let mut batch = Vec::new();
+            touches.retain(|key_id, (at, ip)| {
+                if !all && written.contains_key(key_id) {
+                    return true;
+                }
+                batch.push(UsageTouch {
+                    key_id: key_id.clone(),
+                    at: *at,
                     ip: ip.map(|ip| ip.to_string()),
-                })
-                .collect()
+                });
+                false
+            });
+            for t in &batch {
+                written.insert(t.key_id.clone(), now);
+            }
+            batch
         };
         if let Err(e) = self.store.touch_keys(&batch).await {
             // Put them back so that the next flush tries again, unless newer ones arrived.
             let mut touches = self.touches.lock();
+            let mut written = self.written.lock();
             for t in batch {
+                written.remove(&t.key_id);
                 let ip = t.ip.and_then(|ip| ip.parse().ok());
                 touches.entry(t.key_id).or_insert((t.at, ip));
             }

@@ -57,6 +57,15 @@ async fn requests_without_credentials_or_with_bad_ones_get_the_right_401() {
     app.get_as(unknown.expose(), "/v1/keys")
         .await
         .assert_problem(401, "unknown_key");
+    let foreign_prefix = keyward::domain::key::generate("sk_live_", &mut rand::rngs::OsRng);
+    let res = app.get_as(foreign_prefix.expose(), "/v1/keys").await;
+    res.assert_problem(401, "malformed_credentials");
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("wrong prefix")
+    );
     // Lowercase scheme is accepted.
     let r = app
         .http

@@ -151,7 +151,13 @@ pub async fn verify_key(
             code: "VALID",
             status: 200,
             detail: None,
-            key: Some(view(verifier, &v.key, now)),
+            key: Some({
+                let mut view = view(verifier, &v.key, now);
+                if let Some(left) = v.quota_remaining {
+                    view.quota.remaining = Some(left);
+                }
+                view
+            }),
             ratelimit: v.ratelimit.map(Into::into),
             quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
         },
