@@ -84,6 +84,11 @@ fn may_delete(m: &Member, k: &Key) -> bool {
             || k.created_by == m.caller.user.id)
 }
 
+/// May the member reveal this key: recoverable, still live, and a role holding `keys:reveal`?
+fn may_reveal(m: &Member, k: &Key, now: Millis) -> bool {
+    k.recoverable && m.can("keys:reveal") && is_live(k, now)
+}
+
 fn is_live(k: &Key, now: Millis) -> bool {
     !matches!(k.status(now), KeyStatus::Revoked | KeyStatus::Deleted)
 }
@@ -596,7 +601,13 @@ fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
                 a class="key-name" href={ "/keys/" (k.id) } { (k.name) }
                 div class="muted small" { (member_short(&data.members, &k.owner_id)) }
             }
-            td data-label="Key" { code class="prefix" { (masked(k)) } }
+            td data-label="Key" {
+                code class="prefix" { (masked(k)) }
+                @if may_reveal(m, k, now) {
+                    " " a class="icon-link" href={ "/keys/" (k.id) "?dialog=reveal" }
+                        aria-label={ "Reveal the full key of " (k.name) } title="Reveal the full key" { (eye()) }
+                }
+            }
             td data-label="Type" {
                 (k.token_type)
                 @if k.environment == Environment::Test { " " span class="badge neutral" { "test" } }
@@ -1036,6 +1047,7 @@ fn render_detail(m: &Member, d: &DetailData, open: Open<'_>, fresh: Option<&Fres
     let editable = may_edit(m, k) && is_live(k, now);
     let revocable = may_delete(m, k) && is_live(k, now);
     let deletable = may_delete(m, k) && k.deleted_at.is_none();
+    let revealable = may_reveal(m, k, now);
     let named = |n: &str| matches!(open, Open::Named(x) if x == n);
     let actions = html! {
         @if editable {
@@ -1056,7 +1068,13 @@ fn render_detail(m: &Member, d: &DetailData, open: Open<'_>, fresh: Option<&Fres
             section class="card" aria-labelledby="settings-title" {
                 h2 id="settings-title" { "Settings" }
                 dl class="props" {
-                    dt { "Key" } dd { code class="prefix" { (masked(k)) } }
+                    dt { "Key" } dd {
+                        code class="prefix" { (masked(k)) }
+                        @if revealable {
+                            " " button type="button" class="btn small ghost" data-open="reveal-key"
+                                aria-label="Reveal the full key" title="Reveal the full key" { (eye()) " Reveal" }
+                        }
+                    }
                     dt { "ID" } dd { code { (k.id) } }
                     @if let Some(desc) = &k.description { dt { "Description" } dd { (desc) } }
                     dt { "API" } dd { (d.api.as_ref().map_or(k.api_id.as_str(), |a| a.name.as_str())) }
@@ -1127,6 +1145,7 @@ fn render_detail(m: &Member, d: &DetailData, open: Open<'_>, fresh: Option<&Fres
             (rotate_dialog(m, k, match &open { Open::Rotate(e) => Some(e), _ => None }, named("rotate")))
         }
         @if revocable { (revoke_dialog(m, k, named("revoke"))) }
+        @if revealable { (reveal_dialog(k, named("reveal"))) }
         @if deletable { (delete_dialog(m, Some(k), named("delete"))) }
         @if let Some(f) = fresh { (fresh_dialog(f, now)) }
     };
@@ -1280,6 +1299,44 @@ fn revoke_dialog(m: &Member, k: &Key, open: bool) -> Markup {
                     button type="button" class="btn" data-close { "Cancel" }
                     button type="submit" class="btn danger" { "Revoke key" }
                 }
+            }
+        },
+    )
+}
+
+/// An eye icon.
+fn eye() -> Markup {
+    html! {
+        svg class="icon" viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" focusable="false" {
+            path d="M12 5C6.5 5 2.7 9.2 1.5 12c1.2 2.8 5 7 10.5 7s9.3-4.2 10.5-7C21.3 9.2 17.5 5 12 5Zm0 11.5a4.5 4.5 0 1 1 0-9 4.5 4.5 0 0 1 0 9Zm0-2.2a2.3 2.3 0 1 0 0-4.6 2.3 2.3 0 0 0 0 4.6Z" fill="currentColor" {}
+        }
+    }
+}
+
+/// Reveals a recoverable key through the API (`GET /v1/keys/{id}/secret`, audited).
+fn reveal_dialog(k: &Key, open: bool) -> Markup {
+    dialog(
+        "reveal-key",
+        "Reveal key",
+        open,
+        false,
+        html! {
+            div class="dialog-body" data-return={ "/keys/" (k.id) } data-reusable {
+                p {
+                    strong { (k.name) } " is recoverable: Keyward keeps it encrypted. Revealing it is "
+                    "recorded in the audit log with your name."
+                }
+                div class="copy-row" hidden {
+                    textarea id="revealed-key" class="mono secret" rows="2" readonly autocomplete="off"
+                        spellcheck="false" data-secret aria-label="The full key" {}
+                    button type="button" class="btn" data-copy="revealed-key" { "Copy" }
+                }
+                p class="hint" role="status" id="revealed-key-status" data-copy-status {}
+            }
+            div class="dialog-footer" {
+                button type="button" class="btn" data-close { "Close" }
+                button type="button" class="btn primary" data-reveal={ "/v1/keys/" (k.id) "/secret" }
+                    data-reveal-target="revealed-key" { "Reveal key" }
             }
         },
     )

@@ -11,7 +11,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{Options, TEST_ENCRYPTION_KEY, TestApp, spawn_app, spawn_with};
 
 const WAIT: Duration = Duration::from_secs(15);
 const DESKTOP: (u32, u32) = (1280, 900);
@@ -305,7 +305,11 @@ const OWNER_PASSWORD: &str = "correct horse battery staple";
 
 #[tokio::test]
 async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_deletes_a_key() {
-    let app = spawn_app().await;
+    let app = spawn_with(Options {
+        encryption_key: Some(TEST_ENCRYPTION_KEY.into()),
+        ..Default::default()
+    })
+    .await;
     add_scopes(&app).await;
     let b = Browser::start(&app.base, "owner").await;
     let api = app.default_api_id.clone();
@@ -504,6 +508,46 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     b.go(&format!("/keys/{id}")).await;
     b.until_text("Recent activity").await;
     assert!(b.text().await.contains("Revoked"));
+
+    // A recoverable key can be revealed again, and the reveal is audited.
+    app.patch("/v1/org", json!({"policies": {"recoverable_keys": true}}))
+        .await
+        .assert_status(200);
+    let recoverable = app
+        .create_key(json!({"name": "Recoverable", "recoverable": true}))
+        .await;
+    let rec_id = recoverable["id"].as_str().unwrap();
+    b.go("/keys").await;
+    b.click(&format!("tr[data-key-id='{rec_id}'] a.icon-link"))
+        .await;
+    b.until_open("reveal-key").await;
+    b.click("#reveal-key button[data-reveal]").await;
+    b.until(
+        "the revealed key",
+        "return document.getElementById('revealed-key').value.length === 76",
+    )
+    .await;
+    assert_eq!(
+        b.value("#revealed-key").await,
+        recoverable["key"].as_str().unwrap()
+    );
+    b.shoot("reveal-key").await;
+    b.click("#reveal-key .dialog-footer button[data-close]")
+        .await;
+    assert_eq!(
+        b.value("#revealed-key").await,
+        "",
+        "closing forgets the key"
+    );
+    let revealed = app
+        .get(&format!(
+            "/v1/audit-log?action=key.revealed&target_id={rec_id}"
+        ))
+        .await;
+    assert_eq!(
+        revealed.body["data"][0]["actor"]["label"],
+        "olivia@example.com"
+    );
 
     // Members: invite one, and get their one-time link.
     b.go("/members").await;

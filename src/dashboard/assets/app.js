@@ -44,10 +44,17 @@
   }
 
   // A dialog that shows a secret forgets it when it closes: the page keeps only the masked key.
+  // A reusable one (reveal) only hides what it showed.
   function forgetSecret(dialog) {
     $$('[data-secret]', dialog).forEach((input) => { input.value = ''; });
-    const back = dialog.querySelector('[data-return]')?.dataset.return || location.pathname;
-    dialog.remove();
+    const body = dialog.querySelector('[data-return]');
+    const back = body?.dataset.return || location.pathname;
+    if (body && 'reusable' in body.dataset) {
+      $$('.copy-row', dialog).forEach((row) => { row.hidden = true; });
+      $$('[data-copy-status]', dialog).forEach((status) => { status.textContent = ''; });
+    } else {
+      dialog.remove();
+    }
     history.replaceState(null, '', back);
   }
 
