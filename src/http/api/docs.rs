@@ -7,7 +7,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::response::Html;
 use axum::routing::get;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
@@ -60,6 +62,34 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "dashboard_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::service::sessions::SESSION_COOKIE,
+                "A signed-in dashboard session: acts with the member's role. POST, PATCH and \
+                 DELETE must also send the session's CSRF token in `X-CSRF-Token`.",
+            ))),
+        );
+        // Every operation that takes a management key also takes a session.
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(security) = op.security.as_mut().filter(|s| !s.is_empty()) {
+                    security.push(SecurityRequirement::new(
+                        "dashboard_session",
+                        Vec::<String>::new(),
+                    ));
+                }
+            }
+        }
     }
 }
 
