@@ -443,7 +443,7 @@ fn render_list(
         (page_header("API keys", Some(html! {
             "Keys let your services and integrations call your APIs. Each one is shown in full only once."
         }), actions))
-        (filters(m, q, data))
+        (filters(q, data))
         @if data.keys.is_empty() {
             (empty_state(m, q))
         } @else {
@@ -514,11 +514,10 @@ fn list_url(q: &ListQuery, cursor: Option<&str>) -> String {
     }
 }
 
-fn filters(m: &Member, q: &ListQuery, data: &ListData) -> Markup {
+fn filters(q: &ListQuery, data: &ListData) -> Markup {
     let status = q.status.as_deref().unwrap_or_default();
     let owner = q.owner.as_deref().unwrap_or_default();
     let api = q.api.as_deref().unwrap_or_default();
-    let _ = m;
     html! {
         form class="filters" method="get" action="/keys" role="search" aria-label="Filter keys" {
             div class="filter" {
@@ -671,7 +670,8 @@ fn default_expiry(org: &Org) -> &'static str {
     }
 }
 
-fn expiry_label(c: ExpiryChoice) -> &'static str {
+/// How an expiry choice reads in forms.
+pub(super) fn expiry_label(c: ExpiryChoice) -> &'static str {
     match c {
         ExpiryChoice::OneYear => "1 year",
         ExpiryChoice::TwoYears => "2 years",

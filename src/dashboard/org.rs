@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 use maud::{Markup, html};
 
+use super::keys::expiry_label;
 use super::layout::{
     self, Input, Nav, badge, csrf_field, described_by, dialog, field, form_errors, input,
     page_header, time_date,
@@ -20,15 +21,6 @@ use crate::service::org::{self, PoliciesPatch, UpdateOrg};
 
 pub fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new().route("/org", get(org_page).post(update))
-}
-
-fn expiry_label(c: ExpiryChoice) -> &'static str {
-    match c {
-        ExpiryChoice::OneYear => "1 year",
-        ExpiryChoice::TwoYears => "2 years",
-        ExpiryChoice::FiveYears => "5 years",
-        ExpiryChoice::Never => "never",
-    }
 }
 
 fn yes_no(v: bool) -> Markup {

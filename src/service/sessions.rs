@@ -468,11 +468,11 @@ pub async fn complete_setup(
     let mut e = Errors::default();
     if link.purpose == Purpose::Setup {
         let email = users::check_email(&mut e, "email", input.email.as_deref().unwrap_or_default());
-        if !e.is_empty() {
-            // Already reported.
-        } else if let Some((other, _)) = ctx.store.get_user_by_email(&email).await? {
-            if other.id != user.id {
-                e.add("email", "is already used by another member");
+        if e.is_empty() {
+            if let Some((other, _)) = ctx.store.get_user_by_email(&email).await? {
+                if other.id != user.id {
+                    e.add("email", "is already used by another member");
+                }
             }
         }
         user.email = email;
