@@ -177,6 +177,36 @@ fn ensure_manageable(caller: &Caller, key: &Key) -> Result<()> {
     }
 }
 
+/// A management key acts with its owner's role, so nobody may create, rotate, reveal or re-scope
+/// one owned by a member whose role is above their own: that would let an admin act as an owner.
+fn ensure_not_above(caller: &Caller, owner: &User) -> Result<()> {
+    if owner.role > caller.user.role {
+        return Err(ServiceError::Forbidden(format!(
+            "Only an {} can manage management keys owned by an {}.",
+            owner.role.as_str(),
+            owner.role.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// [`ensure_not_above`] for an existing key, when it is a management key.
+async fn ensure_management_key_not_above(ctx: &Ctx, caller: &Caller, key: &Key) -> Result<()> {
+    let now = ctx.now();
+    let is_management = ctx
+        .verifier
+        .api(&key.api_id, now)
+        .await?
+        .is_some_and(|a| a.is_management());
+    if !is_management {
+        return Ok(());
+    }
+    match ctx.verifier.user(&key.owner_id, now).await? {
+        Some(owner) => ensure_not_above(caller, &owner),
+        None => Ok(()),
+    }
+}
+
 /// A key of the caller's organization, or 404.
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Key> {
     caller.require("keys:read")?;
@@ -279,18 +309,12 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
     };
     let scopes = e.finish(scopes)?;
     if api.is_management() {
+        ensure_not_above(caller, &owner)?;
         if let Some(s) = scopes.iter().find(|s| !caller.can(s)) {
             return Err(ServiceError::Forbidden(format!(
                 "You cannot grant the scope '{s}', which you do not hold yourself."
             )));
         }
-    }
-    let live = ctx.store.count_live_keys(&caller.org_id, now).await?;
-    if live >= i64::from(org.policies.key_limit) {
-        return Err(ServiceError::Conflict(format!(
-            "The organization has reached its limit of {} keys. Revoke or delete a key first.",
-            org.policies.key_limit
-        )));
     }
     let revoke = if org.policies.single_active_key {
         ctx.store
@@ -299,6 +323,14 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
     } else {
         Vec::new()
     };
+    // Keys the one-active-key policy is about to revoke make room for the new one.
+    let live = ctx.store.count_live_keys(&caller.org_id, now).await? - revoke.len() as i64;
+    if live >= i64::from(org.policies.key_limit) {
+        return Err(ServiceError::Conflict(format!(
+            "The organization has reached its limit of {} keys. Revoke or delete a key first.",
+            org.policies.key_limit
+        )));
+    }
     let environment = input.environment.unwrap_or(Environment::Live);
     let template = Key {
         id: String::new(),
@@ -340,6 +372,10 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
     let (key, secret) = insert_fresh(ctx, template, &revoke, now).await?;
     for id in &revoke {
         ctx.verifier.invalidate_key(id);
+        let label = match ctx.store.get_key(id).await? {
+            Some(k) => format!("{}••••", k.display_prefix()),
+            None => id.clone(),
+        };
         audit::record(
             ctx,
             caller,
@@ -347,7 +383,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
             Target {
                 kind: "key",
                 id,
-                label: id,
+                label: &label,
             },
             json!({"reason": "replaced under the one-active-key policy", "replaced_by": key.id}),
         )
@@ -418,6 +454,7 @@ fn seal_if_recoverable(ctx: &Ctx, key: &Key, secret: &SecretKey) -> Result<Optio
 pub async fn reveal(ctx: &Ctx, caller: &Caller, id: &str) -> Result<(Key, SecretKey)> {
     caller.require("keys:reveal")?;
     let key = find(ctx, caller, id).await?;
+    ensure_management_key_not_above(ctx, caller, &key).await?;
     let now = ctx.now();
     if !key.recoverable {
         return Err(ServiceError::Conflict(
@@ -500,6 +537,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
     caller.require("keys:write")?;
     let mut key = find(ctx, caller, id).await?;
     ensure_manageable(caller, &key)?;
+    ensure_management_key_not_above(ctx, caller, &key).await?;
     let now = ctx.now();
     if matches!(key.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
         return Err(ServiceError::Conflict(
@@ -568,7 +606,11 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
     }
     e.finish(())?;
     key.updated_at = now;
-    ctx.store.update_key(&key).await?;
+    if !ctx.store.update_key_settings(&key, now).await? {
+        return Err(ServiceError::Conflict(
+            "The key was revoked or deleted meanwhile; it cannot be edited.".into(),
+        ));
+    }
     ctx.verifier.invalidate_key(&key.id);
     if changed.contains(&"rate_limit") {
         ctx.verifier.reset_rate_limit(&key.id);
@@ -605,6 +647,7 @@ pub async fn rotate(
     }
     let mut old = find(ctx, caller, id).await?;
     ensure_manageable(caller, &old)?;
+    ensure_management_key_not_above(ctx, caller, &old).await?;
     let now = ctx.now();
     if matches!(old.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
         return Err(ServiceError::Conflict(
@@ -645,8 +688,13 @@ pub async fn rotate(
         template.pepper_version = pepper.version();
         template.encrypted_secret = seal_if_recoverable(ctx, &template, &secret)?;
         old.replaced_by = Some(template.id.clone());
-        match ctx.store.rotate_key(&old, &template).await {
-            Ok(()) => break (template, secret),
+        match ctx.store.rotate_key(&old, &template, now).await {
+            Ok(true) => break (template, secret),
+            Ok(false) => {
+                return Err(ServiceError::Conflict(
+                    "The key was rotated, revoked or deleted meanwhile.".into(),
+                ));
+            }
             Err(StoreError::Conflict(_)) if attempt < 5 => continue,
             Err(e) => return Err(e.into()),
         }
@@ -692,10 +740,19 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
     let reason = input
         .reason
         .map(|r| r.trim().chars().take(500).collect::<String>());
+    let stored_reason = reason.clone().unwrap_or_else(|| "revoked".into());
+    if !ctx
+        .store
+        .revoke_key(&key.org_id, &key.id, now, &stored_reason)
+        .await?
+    {
+        // Revoked by someone else meanwhile: answer with the key as it now is.
+        ctx.verifier.invalidate_key(&key.id);
+        return find(ctx, caller, id).await;
+    }
     key.revoked_at = Some(now);
-    key.revoke_reason = reason.clone().or(Some("revoked".into()));
+    key.revoke_reason = Some(stored_reason);
     key.updated_at = now;
-    ctx.store.update_key(&key).await?;
     ctx.verifier.invalidate_key(&key.id);
     let prefix = key.display_prefix();
     audit::record(
@@ -715,20 +772,17 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
     caller.require("keys:delete")?;
-    let mut key = find(ctx, caller, id).await?;
+    let key = find(ctx, caller, id).await?;
     ensure_deletable(caller, &key)?;
     if key.deleted_at.is_some() {
         return Ok(());
     }
     let now = ctx.now();
-    key.deleted_at = Some(now);
-    if key.revoked_at.is_none_or(|t| t > now) {
-        key.revoked_at = Some(now);
-        key.revoke_reason = Some("deleted".into());
-    }
-    key.updated_at = now;
-    ctx.store.update_key(&key).await?;
+    let changed = ctx.store.delete_key(&key.org_id, &key.id, now).await?;
     ctx.verifier.invalidate_key(&key.id);
+    if !changed {
+        return Ok(());
+    }
     let prefix = key.display_prefix();
     audit::record(
         ctx,
@@ -756,7 +810,7 @@ pub async fn mark_exposed(
     let Ok(parsed) = key::parse(token) else {
         return Ok(());
     };
-    let Some(mut key) = ctx.store.get_key(&format!("key_{}", parsed.id)).await? else {
+    let Some(key) = ctx.store.get_key(&format!("key_{}", parsed.id)).await? else {
         return Ok(());
     };
     let authentic = ctx
@@ -767,9 +821,9 @@ pub async fn mark_exposed(
     if !authentic || key.exposed_at.is_some() {
         return Ok(());
     }
-    let now = ctx.now();
-    key.exposed_at = Some(now);
-    ctx.store.update_key(&key).await?;
+    if !ctx.store.mark_key_exposed(&key.id, ctx.now()).await? {
+        return Ok(());
+    }
     ctx.verifier.invalidate_key(&key.id);
     let prefix = key.display_prefix();
     audit::record_as(

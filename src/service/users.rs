@@ -269,7 +269,7 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
     user.status = UserStatus::Deleted;
     ctx.store.update_user(&user).await?;
     ctx.verifier.invalidate_user(&user.id);
-    for key_id in &revoked {
+    for (key_id, prefix) in &revoked {
         ctx.verifier.invalidate_key(key_id);
         audit::record(
             ctx,
@@ -278,7 +278,7 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
             Target {
                 kind: "key",
                 id: key_id,
-                label: key_id,
+                label: &format!("{prefix}••••"),
             },
             json!({"reason": "owner deleted"}),
         )
@@ -293,7 +293,7 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
             id: &user.id,
             label: &user.email,
         },
-        json!({"keys_revoked": revoked}),
+        json!({"keys_revoked": revoked.iter().map(|(id, _)| id).collect::<Vec<_>>()}),
     )
     .await?;
     Ok(())

@@ -461,40 +461,33 @@ impl Store {
         rows.iter().map(key_from_row).collect()
     }
 
-    /// Revokes every live key of one owner at `at`; returns the ids revoked.
+    /// Revokes every live key of one owner at `at`, in one statement; returns the keys revoked
+    /// (id and masked prefix).
     pub async fn revoke_keys_of_owner(
         &self,
         org_id: &str,
         owner_id: &str,
         at: Millis,
         reason: &str,
-    ) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT id FROM keys WHERE org_id = $1 AND owner_id = $2 AND deleted_at IS NULL \
-             AND (revoked_at IS NULL OR revoked_at > $3)",
-        )
-        .bind(org_id)
-        .bind(owner_id)
-        .bind(at)
-        .fetch_all(&mut *tx)
-        .await?;
-        let ids = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        sqlx::query(
             "UPDATE keys SET revoked_at = $1, revoke_reason = $2, updated_at = $1 WHERE org_id = $3 AND owner_id = $4 \
-             AND deleted_at IS NULL AND (revoked_at IS NULL OR revoked_at > $1)",
+             AND deleted_at IS NULL AND (revoked_at IS NULL OR revoked_at > $1) RETURNING id, key_prefix",
         )
         .bind(at)
         .bind(reason)
         .bind(org_id)
         .bind(owner_id)
-        .execute(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
-        Ok(ids)
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let prefix: String = r.try_get("key_prefix")?;
+                let masked = format!("{prefix}{}", id.strip_prefix("key_").unwrap_or(&id));
+                Ok((id, masked))
+            })
+            .collect()
     }
 
     /// Active owners of an organization.
@@ -585,24 +578,108 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the replacement `new` and points `old` at it, revoked at `old_revoked_at`, atomically.
-    pub async fn rotate_key(&self, old: &Key, new: &Key) -> Result<()> {
+    /// Stores the replacement `new` and points `old` at it, revoked at `old.revoked_at`,
+    /// atomically; only while `old` is still live and not yet replaced. Returns false (and stores
+    /// nothing) when another change got there first.
+    pub async fn rotate_key(&self, old: &Key, new: &Key, now: Millis) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        insert_key(&mut tx, new).await?;
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE keys SET replaced_by = $1, revoked_at = $2, revoke_reason = $3, updated_at = $4 \
-             WHERE id = $5 AND org_id = $6",
+             WHERE id = $5 AND org_id = $6 AND replaced_by IS NULL AND deleted_at IS NULL \
+             AND (revoked_at IS NULL OR revoked_at > $4)",
         )
         .bind(&new.id)
         .bind(old.revoked_at)
         .bind(&old.revoke_reason)
-        .bind(old.updated_at)
+        .bind(now)
         .bind(&old.id)
         .bind(&old.org_id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_key(&mut tx, new).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Writes the editable settings of a live key (name, description, scopes, allowlist,
+    /// metadata, enabled, rate limit). Returns false when the key was revoked or deleted meanwhile.
+    pub async fn update_key_settings(&self, key: &Key, now: Millis) -> Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE keys SET name = $1, description = $2, scopes = $3, ip_allowlist = $4, metadata = $5, \
+             enabled = $6, rate_limit_requests = $7, rate_limit_per_seconds = $8, updated_at = $9 \
+             WHERE id = $10 AND org_id = $11 AND deleted_at IS NULL AND (revoked_at IS NULL OR revoked_at > $9)",
+        )
+        .bind(&key.name)
+        .bind(&key.description)
+        .bind(to_json(&key.scopes))
+        .bind(to_json(&nets_to_strings(key)))
+        .bind(to_json(&key.metadata))
+        .bind(i64::from(key.enabled))
+        .bind(key.rate_limit.map(|r| i64::from(r.requests)))
+        .bind(key.rate_limit.map(|r| i64::from(r.per_seconds)))
+        .bind(now)
+        .bind(&key.id)
+        .bind(&key.org_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Revokes a key at `at` unless it already stopped working by then. Returns whether it changed.
+    pub async fn revoke_key(
+        &self,
+        org_id: &str,
+        id: &str,
+        at: Millis,
+        reason: &str,
+    ) -> Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE keys SET revoked_at = $1, revoke_reason = $2, updated_at = $1 \
+             WHERE id = $3 AND org_id = $4 AND (revoked_at IS NULL OR revoked_at > $1)",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(id)
+        .bind(org_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Deletes (and, if still live, revokes) a key at `at`. Returns whether it changed.
+    pub async fn delete_key(&self, org_id: &str, id: &str, at: Millis) -> Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE keys SET deleted_at = $1, updated_at = $1, \
+             revoke_reason = CASE WHEN revoked_at IS NULL OR revoked_at > $1 THEN 'deleted' ELSE revoke_reason END, \
+             revoked_at = CASE WHEN revoked_at IS NULL OR revoked_at > $1 THEN $1 ELSE revoked_at END \
+             WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(org_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Marks a key exposed, once. Returns whether this call marked it.
+    pub async fn mark_key_exposed(&self, id: &str, at: Millis) -> Result<bool> {
+        let changed =
+            sqlx::query("UPDATE keys SET exposed_at = $1 WHERE id = $2 AND exposed_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(changed == 1)
     }
 
     /// Writes a batch of `last_used` observations; never moves `last_used_at` backwards. Rows go

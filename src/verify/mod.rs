@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
@@ -103,6 +104,8 @@ pub struct Verifier {
     orgs: Map<Cached<Org>>,
     limits: Map<i64>,
     touches: Mutex<HashMap<String, (Millis, Option<IpAddr>), RandomState>>,
+    /// Counts invalidations, so that a load racing with one does not cache what it read.
+    epoch: AtomicU64,
     /// When each recently written key's `last_used` was last written.
     written: Mutex<HashMap<String, Millis, RandomState>>,
 }
@@ -128,6 +131,7 @@ impl Verifier {
             limits: Map::default(),
             touches: Mutex::new(HashMap::default()),
             written: Mutex::new(HashMap::default()),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -326,18 +330,22 @@ impl Verifier {
 
     /// Forgets a key (by `key_...` id), so the next verify reads it again.
     pub fn invalidate_key(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.keys.remove(id.strip_prefix("key_").unwrap_or(id));
     }
 
     pub fn invalidate_api(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.apis.remove(id);
     }
 
     pub fn invalidate_user(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.users.remove(id);
     }
 
     pub fn invalidate_org(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.orgs.remove(id);
     }
 
@@ -361,6 +369,7 @@ impl Verifier {
                 return Ok(c.value.clone());
             }
         }
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let value = self
             .store
             .get_key(&format!("key_{public_id}"))
@@ -369,34 +378,62 @@ impl Verifier {
         if value.is_none() && self.keys.len() >= NEGATIVE_MAX {
             self.keys.retain(|_, c| c.value.is_some());
         }
-        self.keys.insert(
-            public_id.to_owned(),
-            Cached {
-                value: value.clone(),
-                loaded_at: now,
-            },
-        );
+        store_unless_invalidated(&self.keys, &self.epoch, epoch, public_id, &value, now);
         Ok(value)
     }
 
     /// An API, cached.
     pub async fn api(&self, id: &str, now: Millis) -> Result<Option<Arc<Api>>, StoreError> {
-        cached(&self.apis, id, now, || self.store.get_api(id)).await
+        cached(&self.apis, &self.epoch, id, now, || self.store.get_api(id)).await
     }
 
     /// A user, cached.
     pub async fn user(&self, id: &str, now: Millis) -> Result<Option<Arc<User>>, StoreError> {
-        cached(&self.users, id, now, || self.store.get_user(id)).await
+        cached(&self.users, &self.epoch, id, now, || {
+            self.store.get_user(id)
+        })
+        .await
     }
 
     /// An organization, cached.
     pub async fn org(&self, id: &str, now: Millis) -> Result<Option<Arc<Org>>, StoreError> {
-        cached(&self.orgs, id, now, || self.store.get_org(id)).await
+        cached(&self.orgs, &self.epoch, id, now, || self.store.get_org(id)).await
+    }
+}
+
+/// Caches a freshly loaded value, unless an invalidation happened since `epoch` was read before
+/// the load: the value may predate the change that caused it, and caching it would resurrect
+/// the old state (say, a key revoked while this load was waiting on the database). The check and
+/// the insert happen under the map shard's lock, and invalidations bump the epoch before they
+/// remove, so no stale value can slip in between.
+fn store_unless_invalidated<T>(
+    map: &Map<Cached<T>>,
+    epochs: &AtomicU64,
+    epoch: u64,
+    id: &str,
+    value: &Option<Arc<T>>,
+    now: Millis,
+) {
+    match map.entry(id.to_owned()) {
+        dashmap::Entry::Occupied(mut e) if epochs.load(Ordering::SeqCst) == epoch => {
+            e.insert(Cached {
+                value: value.clone(),
+                loaded_at: now,
+            });
+        }
+        dashmap::Entry::Vacant(e) if epochs.load(Ordering::SeqCst) == epoch => {
+            e.insert(Cached {
+                value: value.clone(),
+                loaded_at: now,
+            });
+        }
+        _ => {}
     }
 }
 
 async fn cached<T, F, Fut>(
     map: &Map<Cached<T>>,
+    epochs: &AtomicU64,
     id: &str,
     now: Millis,
     load: F,
@@ -410,15 +447,10 @@ where
             return Ok(c.value.clone());
         }
     }
+    let epoch = epochs.load(Ordering::SeqCst);
     let value = load().await?.map(Arc::new);
     if value.is_some() {
-        map.insert(
-            id.to_owned(),
-            Cached {
-                value: value.clone(),
-                loaded_at: now,
-            },
-        );
+        store_unless_invalidated(map, epochs, epoch, id, &value, now);
     }
     Ok(value)
 }
@@ -429,5 +461,26 @@ fn malformed_reason(e: key::FormatError) -> &'static str {
         key::FormatError::Prefix => "wrong prefix",
         key::FormatError::Characters => "unexpected characters",
         key::FormatError::Checksum => "bad checksum",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_that_raced_with_an_invalidation_is_not_cached() {
+        let map: Map<Cached<u32>> = Map::default();
+        let epochs = AtomicU64::new(0);
+        let before = epochs.load(Ordering::SeqCst);
+        // An invalidation lands while the load is in flight.
+        epochs.fetch_add(1, Ordering::SeqCst);
+        map.remove("k");
+        store_unless_invalidated(&map, &epochs, before, "k", &Some(Arc::new(1)), 5);
+        assert!(map.get("k").is_none(), "the stale value must not be cached");
+        // Without a race the value is cached.
+        let now = epochs.load(Ordering::SeqCst);
+        store_unless_invalidated(&map, &epochs, now, "k", &Some(Arc::new(2)), 6);
+        assert_eq!(map.get("k").map(|c| *c.value.clone().unwrap()), Some(2));
     }
 }

@@ -335,6 +335,48 @@ async fn usage_touches_never_move_backwards_and_quotas_never_go_negative(postgre
     );
 }
 
+async fn guarded_writes_never_undo_a_revoke_or_a_delete(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    let id = "key_aaaaaaaaaaaa";
+    let stale = store.get_key(id).await.unwrap().unwrap();
+    assert!(store.revoke_key("org_1", id, 500, "leaked").await.unwrap());
+    assert!(
+        !store.revoke_key("org_1", id, 600, "again").await.unwrap(),
+        "idempotent"
+    );
+    assert!(
+        !store.revoke_key("org_2", id, 400, "foreign").await.unwrap(),
+        "scoped by organization"
+    );
+    // An edit prepared before the revoke must not bring the key back.
+    let mut edit = stale.clone();
+    edit.name = "edited".into();
+    assert!(!store.update_key_settings(&edit, 700).await.unwrap());
+    let k = store.get_key(id).await.unwrap().unwrap();
+    assert_eq!(
+        (k.revoked_at, k.revoke_reason.as_deref(), k.name.as_str()),
+        (Some(500), Some("leaked"), "key aaaaaaaaaaaa")
+    );
+    assert!(store.delete_key("org_1", id, 800).await.unwrap());
+    assert!(!store.delete_key("org_1", id, 900).await.unwrap());
+    let k = store.get_key(id).await.unwrap().unwrap();
+    assert_eq!(
+        (k.deleted_at, k.revoked_at, k.revoke_reason.as_deref()),
+        (Some(800), Some(500), Some("leaked"))
+    );
+    assert!(store.mark_key_exposed(id, 10).await.unwrap());
+    assert!(!store.mark_key_exposed(id, 20).await.unwrap());
+    assert_eq!(
+        store.get_key(id).await.unwrap().unwrap().exposed_at,
+        Some(10)
+    );
+    let revoked = store
+        .revoke_keys_of_owner("org_1", "usr_1", 1000, "owner deleted")
+        .await
+        .unwrap();
+    assert!(revoked.is_empty(), "nothing live is left to revoke");
+}
+
 async fn a_flush_of_hundreds_of_keys_updates_each_one(postgres: bool) {
     let (store, _h) = seeded(postgres).await;
     let keys: Vec<Key> = (0..650)
@@ -372,7 +414,17 @@ async fn rotation_and_updates_are_stored_atomically(postgres: bool) {
     old.revoked_at = Some(900);
     old.revoke_reason = Some("rotated".into());
     old.replaced_by = Some(new.id.clone());
-    store.rotate_key(&old, &new).await.unwrap();
+    assert!(store.rotate_key(&old, &new, 800).await.unwrap());
+    let mut again = key("abababababab", "org_1", "api_1", "usr_1", 301);
+    again.replaces = Some(old.id.clone());
+    assert!(
+        !store.rotate_key(&old, &again, 800).await.unwrap(),
+        "a key is replaced once"
+    );
+    assert!(
+        store.get_key(&again.id).await.unwrap().is_none(),
+        "nothing stored for the loser"
+    );
     let stored_old = store.get_key(&old.id).await.unwrap().unwrap();
     assert_eq!(
         (stored_old.revoked_at, stored_old.replaced_by.as_deref()),
@@ -533,6 +585,7 @@ on_both_backends!(
     usage_touches_never_move_backwards_and_quotas_never_go_negative,
     rotation_and_updates_are_stored_atomically,
     a_flush_of_hundreds_of_keys_updates_each_one,
+    guarded_writes_never_undo_a_revoke_or_a_delete,
     the_audit_log_appends_filters_and_pages,
     reopening_runs_migrations_once_and_keeps_the_data,
 );

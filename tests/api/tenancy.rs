@@ -361,3 +361,61 @@ async fn organizations_with_the_same_key_names_see_nothing_of_each_other() {
     let b_apis = app.get_as(&b, "/v1/apis").await;
     assert!(!b_apis.text.contains(a_api_id));
 }
+
+#[tokio::test]
+async fn an_admin_cannot_act_as_an_owner_through_management_keys() {
+    let app = spawn_with(Options {
+        encryption_key: Some(TEST_ENCRYPTION_KEY.into()),
+        ..Default::default()
+    })
+    .await;
+    app.patch("/v1/org", json!({"policies": {"recoverable_keys": true}}))
+        .await
+        .assert_status(200);
+    let (admin_id, admin) = app.member("admin").await;
+    // Creating a management key owned by the owner would let the admin act as the owner.
+    let res = app
+        .post_as(
+            &admin,
+            "/v1/keys",
+            json!({"name": "as owner", "api_id": app.management_api_id,
+                                              "owner_id": app.owner_id, "scopes": ["users:write"]}),
+        )
+        .await;
+    res.assert_problem(403, "forbidden");
+    // Nor may the admin rotate, reveal or re-scope the owner's management keys.
+    let owners = app
+        .create_key(json!({"name": "owner's", "api_id": app.management_api_id, "scopes": ["users:write"], "recoverable": true}))
+        .await;
+    let id = owners["id"].as_str().unwrap();
+    app.post_as(&admin, &format!("/v1/keys/{id}/rotate"), json!({}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.get_as(&admin, &format!("/v1/keys/{id}/secret"))
+        .await
+        .assert_problem(403, "forbidden");
+    app.patch_as(
+        &admin,
+        &format!("/v1/keys/{id}"),
+        json!({"scopes": ["users:write", "org:admin"]}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    // The promotion the escalation would have allowed stays refused.
+    app.patch_as(
+        &admin,
+        &format!("/v1/users/{admin_id}"),
+        json!({"role": "owner"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    // Protected-API keys of the owner remain manageable by admins, as before.
+    let service_key = app.create_key(json!({"name": "service"})).await;
+    app.post_as(
+        &admin,
+        &format!("/v1/keys/{}/rotate", service_key["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await
+    .assert_status(201);
+}
