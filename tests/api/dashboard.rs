@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use crate::helpers::{Options, TestApp, spawn_app, spawn_with};
+use crate::helpers::{Db, Options, TestApp, spawn_app, spawn_app_on, spawn_with};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -503,4 +503,35 @@ async fn pages_without_a_session_go_to_sign_in_and_a_disabled_members_session_en
     .assert_status(200);
     assert_eq!(get(&app, "/keys", &dev.cookie()).await.status, 303);
     assert_eq!(sign_in(&app, "dev@example.com", PASSWORD).await.status, 401);
+}
+
+#[tokio::test]
+async fn setup_links_sessions_and_throttling_work_the_same_on_postgresql() {
+    let app = spawn_app_on(Db::Postgres).await;
+    assert_eq!(set_up_owner(&app).await.status, 303);
+    assert_eq!(get(&app, &setup_path(&app), "").await.status, 404);
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&app, "owner@example.com", "wrong password!")
+                .await
+                .status,
+            401
+        );
+    }
+    assert_eq!(
+        sign_in(&app, "owner@example.com", PASSWORD).await.status,
+        429
+    );
+    app.clock.advance(15 * 60 * 1000);
+    let idle = session_of(&app, &sign_in(&app, "owner@example.com", PASSWORD).await).await;
+    app.clock.advance(12 * 3600 * 1000);
+    assert_eq!(
+        get(&app, "/keys", &idle.cookie()).await.status,
+        303,
+        "12 hours without a request end a session"
+    );
+    let s = session_of(&app, &sign_in(&app, "owner@example.com", PASSWORD).await).await;
+    let out = post(&app, "/sign-out", &s.cookie(), &[("csrf", &s.csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(get(&app, "/keys", &s.cookie()).await.status, 303);
 }
