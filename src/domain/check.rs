@@ -130,8 +130,14 @@ pub fn check_key(
     req: &Requirements<'_>,
     now: Millis,
 ) -> Result<(), Denial> {
+    let owner_active = owner.is_some_and(|u| u.status == UserStatus::Active);
     match key.status(now) {
         KeyStatus::Active => {}
+        // Disabling or deleting a member revokes their keys; while the member stays disabled or
+        // deleted, the answer names that cause.
+        KeyStatus::Revoked | KeyStatus::Deleted if !owner_active => {
+            return Err(Denial::OwnerDisabled);
+        }
         KeyStatus::Revoked | KeyStatus::Deleted => return Err(Denial::Revoked { disabled: false }),
         KeyStatus::Expired => return Err(Denial::Expired),
         KeyStatus::Disabled => return Err(Denial::Revoked { disabled: true }),
@@ -338,6 +344,14 @@ mod tests {
         let u = user(UserStatus::Disabled);
         assert_eq!(
             check_key(&k, Some(&u), &o, &[], &r, 5).unwrap_err().code(),
+            "owner_disabled",
+            "a key revoked along with its disabled owner names the owner"
+        );
+        let active = user(UserStatus::Active);
+        assert_eq!(
+            check_key(&k, Some(&active), &o, &[], &r, 5)
+                .unwrap_err()
+                .code(),
             "key_revoked"
         );
         k.revoked_at = None;

@@ -70,7 +70,12 @@ impl Role {
             Role::Owner | Role::Admin => true,
             Role::Developer => matches!(
                 scope,
-                "keys:read" | "keys:write" | "keys:delete" | "keys:verify" | "usage:read"
+                "keys:read"
+                    | "keys:write"
+                    | "keys:delete"
+                    | "keys:verify"
+                    | "usage:read"
+                    | "audit:read"
             ),
             Role::Viewer => matches!(scope, "keys:read" | "usage:read" | "audit:read"),
         }

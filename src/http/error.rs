@@ -63,6 +63,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A dependency (storage) is unreachable; for readiness.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Validation(_) => "validation_failed",
             ApiError::Internal(_) => "internal_error",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -123,6 +128,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => "This method is not allowed on this path.".into(),
             ApiError::Internal(_) => {
                 "Something went wrong on our side. Quote the request id if you report it.".into()
+            }
+            ApiError::Unavailable(_) => {
+                "Storage is unreachable; this instance is not ready.".into()
             }
         }
     }
@@ -159,7 +167,7 @@ pub fn rate_limit_headers(headers: &mut HeaderMap, d: &RateDecision) {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
+        if let ApiError::Internal(cause) | ApiError::Unavailable(cause) = &self {
             tracing::error!(request_id = %request_id(), %cause, "internal error");
         }
         let status = self.status();

@@ -649,10 +649,18 @@ pub async fn rotate(
     ensure_manageable(caller, &old)?;
     ensure_management_key_not_above(ctx, caller, &old).await?;
     let now = ctx.now();
-    if matches!(old.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
-        return Err(ServiceError::Conflict(
-            "A revoked or deleted key cannot be rotated.".into(),
-        ));
+    match old.status(now) {
+        KeyStatus::Revoked | KeyStatus::Deleted => {
+            return Err(ServiceError::Conflict(
+                "A revoked or deleted key cannot be rotated.".into(),
+            ));
+        }
+        KeyStatus::Expired => {
+            return Err(ServiceError::Conflict(
+                "An expired key cannot be rotated: its replacement would be expired too. Create a new key.".into(),
+            ));
+        }
+        KeyStatus::Active | KeyStatus::Disabled => {}
     }
     if let Some(next) = &old.replaced_by {
         return Err(ServiceError::Conflict(format!(

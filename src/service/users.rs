@@ -2,8 +2,9 @@
 //!
 //! Rules: owners and admins manage members (`users:write`); only an owner may create an owner,
 //! change an owner, or make someone an owner; the organization always keeps at least one active
-//! owner. Disabling a member suspends their keys (verification answers `owner_disabled` until the
-//! member is enabled again); deleting a member revokes every key they own at once.
+//! owner. Disabling or deleting a member revokes every key they own at once (contract section 5);
+//! while the member stays disabled or deleted, verification of those keys answers
+//! `owner_disabled`. Enabling the member again does not bring the keys back.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -214,15 +215,12 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
         .await?;
     }
     if before.status != user.status {
-        let live = ctx.store.list_keys_of_owner(&user.org_id, &user.id).await?;
-        let now = ctx.now();
-        let live = live
-            .iter()
-            .filter(|k| k.status(now) == crate::domain::model::KeyStatus::Active)
-            .count();
         let (action, details) = match user.status {
-            UserStatus::Disabled => ("user.disabled", json!({"keys_suspended": live})),
-            _ => ("user.enabled", json!({"keys_restored": live})),
+            UserStatus::Disabled => {
+                let revoked = revoke_all_keys(ctx, caller, &user, "owner disabled").await?;
+                ("user.disabled", json!({"keys_revoked": revoked}))
+            }
+            _ => ("user.enabled", json!({})),
         };
         audit::record(
             ctx,
@@ -261,14 +259,36 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
         only_owners(caller, "delete an owner")?;
     }
     keep_an_owner(ctx, &user).await?;
-    let now = ctx.now();
-    let revoked = ctx
-        .store
-        .revoke_keys_of_owner(&user.org_id, &user.id, now, "owner deleted")
-        .await?;
     user.status = UserStatus::Deleted;
     ctx.store.update_user(&user).await?;
     ctx.verifier.invalidate_user(&user.id);
+    let revoked = revoke_all_keys(ctx, caller, &user, "owner deleted").await?;
+    audit::record(
+        ctx,
+        caller,
+        "user.deleted",
+        Target {
+            kind: "user",
+            id: &user.id,
+            label: &user.email,
+        },
+        json!({"keys_revoked": revoked}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Revokes every live key a member owns, each audited; returns their ids.
+async fn revoke_all_keys(
+    ctx: &Ctx,
+    caller: &Caller,
+    user: &User,
+    reason: &str,
+) -> Result<Vec<String>> {
+    let revoked = ctx
+        .store
+        .revoke_keys_of_owner(&user.org_id, &user.id, ctx.now(), reason)
+        .await?;
     for (key_id, prefix) in &revoked {
         ctx.verifier.invalidate_key(key_id);
         audit::record(
@@ -280,21 +300,9 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
                 id: key_id,
                 label: &format!("{prefix}••••"),
             },
-            json!({"reason": "owner deleted"}),
+            json!({"reason": reason}),
         )
         .await?;
     }
-    audit::record(
-        ctx,
-        caller,
-        "user.deleted",
-        Target {
-            kind: "user",
-            id: &user.id,
-            label: &user.email,
-        },
-        json!({"keys_revoked": revoked.iter().map(|(id, _)| id).collect::<Vec<_>>()}),
-    )
-    .await?;
-    Ok(())
+    Ok(revoked.into_iter().map(|(id, _)| id).collect())
 }

@@ -162,15 +162,6 @@ impl Verifier {
         if scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix) {
             return Ok(Err(Denial::Malformed("wrong prefix").into()));
         }
-        if let Some(api_id) = scope.api_id {
-            // Only an API of the caller's own organization may tell its prefixes apart.
-            if let Some(api) = self.api(api_id, now).await? {
-                let own = scope.org_id.is_none_or(|o| o == api.org_id);
-                if own && parsed.prefix != api.prefix_live && parsed.prefix != api.prefix_test {
-                    return Ok(Err(Denial::Malformed("wrong prefix").into()));
-                }
-            }
-        }
         let Some(key) = self.key_by_public_id(parsed.id, now).await? else {
             return Ok(Err(Denial::UnknownKey.into()));
         };

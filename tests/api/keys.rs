@@ -268,6 +268,9 @@ async fn expired_keys_are_listed_as_expired_once_the_clock_passes_their_expiry()
     );
     let expired = app.get("/v1/keys?status=expired").await;
     assert_eq!(expired.body["data"][0]["id"], id);
+    let res = app.post(&format!("/v1/keys/{id}/rotate"), json!({})).await;
+    res.assert_problem(409, "conflict");
+    assert!(res.body["detail"].as_str().unwrap().contains("expired"));
     app.post(
         "/v1/keys",
         json!({"name": "past", "expires_at": "2001-01-01T00:00:00Z"}),

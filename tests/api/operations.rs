@@ -26,7 +26,7 @@ async fn readiness_fails_when_storage_is_gone() {
     let app = spawn_app().await;
     app.ctx.store.close().await;
     let r = app.http.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 500);
+    assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
 

@@ -43,7 +43,7 @@ const TABLE: &[(Action, [u16; 4])] = &[
     (Action::DeleteOthersKey, [204, 204, 403, 403]),
     (Action::RevealRecoverableKey, [200, 200, 403, 403]),
     (Action::VerifyKey, [200, 200, 200, 403]),
-    (Action::ReadAuditLog, [200, 200, 403, 200]),
+    (Action::ReadAuditLog, [200, 200, 200, 200]),
     (Action::CreateApi, [201, 201, 403, 403]),
     (Action::ReadOrg, [200, 200, 200, 200]),
     (Action::UpdateOrg, [200, 200, 403, 403]),

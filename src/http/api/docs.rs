@@ -31,7 +31,7 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         audit::list_audit_log,
         users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
         org::get_org, org::update_org,
-        health::healthz, health::readyz,
+        health::healthz, health::readyz, openapi, docs,
     ),
     components(schemas(crate::http::error::Problem, crate::domain::validate::FieldError)),
     modifiers(&BearerAuth),
@@ -107,11 +107,17 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .route("/docs", get(docs))
 }
 
-async fn openapi() -> Json<serde_json::Value> {
+/// This document: OpenAPI 3.1 of the whole HTTP surface.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi() -> Json<serde_json::Value> {
     Json(serde_json::from_str(&openapi_json()).expect("valid JSON"))
 }
 
-async fn docs() -> Html<String> {
+/// The API reference as HTML, rendered from this document on the server.
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "HTML reference", content_type = "text/html")))]
+pub async fn docs() -> Html<String> {
     Html(render(
         &serde_json::from_str(&openapi_json()).expect("valid JSON"),
     ))

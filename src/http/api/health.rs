@@ -28,8 +28,13 @@ pub async fn healthz() -> Json<Health> {
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 500, description = "Storage unreachable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Health), (status = 503, description = "Storage unreachable", body = Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
-    state.ctx.store.ping().await?;
+    state
+        .ctx
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(Json(Health { status: "ready" }))
 }
