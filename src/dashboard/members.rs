@@ -40,7 +40,7 @@ const ROLES: &[(Role, &str)] = &[
     ),
     (
         Role::Developer,
-        "Creates keys; edits, rotates and deletes their own. Cannot read the audit log.",
+        "Creates keys; edits, rotates and deletes their own; reads the audit log.",
     ),
     (
         Role::Viewer,
@@ -106,7 +106,7 @@ fn render_page(
     let can_write = m.can("users:write");
     let content = html! {
         (page_header("Members", Some(html! {
-            "People who can sign in to this dashboard. Disabling a member suspends their keys; removing one revokes them."
+            "People who can sign in to this dashboard. Disabling or removing a member revokes their keys."
         }), html! {
             @if can_write { button type="button" class="btn primary" data-open="invite-member" { "+ Invite member" } }
         }))
@@ -173,7 +173,7 @@ fn render_page(
             (invite_dialog(m, invite))
             (role_dialog(m))
             (confirm_dialog(m, "disable-member", "Disable member", "Disable",
-                html! { "Disable " strong data-fill="name" {} "? They can no longer sign in, and their keys are refused until you enable them again." },
+                html! { "Disable " strong data-fill="name" {} "? They can no longer sign in, and every key they own is revoked at once. Enabling them later does not bring the keys back." },
                 html! { input type="hidden" name="status" value="disabled"; }))
             (confirm_dialog(m, "remove-member", "Remove member", "Remove member",
                 html! { "Remove " strong data-fill="name" {} "? Their keys are revoked at once. This cannot be undone." },
@@ -397,9 +397,9 @@ async fn change_status(
         Ok(u) => {
             // A disabled member's sessions end too: every request checks the member's status.
             let notice = if u.status == UserStatus::Active {
-                format!("Enabled {}; their keys work again.", u.email)
+                format!("Enabled {}; they can sign in again.", u.email)
             } else {
-                format!("Disabled {}; their keys are suspended.", u.email)
+                format!("Disabled {}; their keys are revoked.", u.email)
             };
             redirect_with_notice(&m, "/members", &notice)
         }

@@ -227,10 +227,12 @@ fn parse(form: &FormData, o: &Org) -> (UpdateOrg, FieldErrors) {
     if access != o.api_access {
         patch.api_access = Some(access);
     }
-    match form.text("policies.key_limit").parse::<u32>() {
-        Ok(n) if n != o.policies.key_limit => pol.key_limit = Some(n),
-        Ok(_) => {}
-        Err(_) => errors.add("policies.key_limit", "must be a whole number"),
+    if form.has("policies.key_limit") {
+        match form.text("policies.key_limit").parse::<u32>() {
+            Ok(n) if n != o.policies.key_limit => pol.key_limit = Some(n),
+            Ok(_) => {}
+            Err(_) => errors.add("policies.key_limit", "must be a whole number"),
+        }
     }
     let expiries: Vec<ExpiryChoice> = ExpiryChoice::ALL
         .into_iter()

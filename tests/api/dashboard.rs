@@ -490,11 +490,24 @@ async fn pages_without_a_session_go_to_sign_in_and_a_disabled_members_session_en
         page.text.contains("data-open=\"create-key\""),
         "a developer may create"
     );
+    let members = get(&app, "/members", &dev.cookie()).await;
     assert!(
-        !page.text.contains("href=\"/audit\""),
-        "but not read the audit log"
+        !members.text.contains("invite-member"),
+        "but not invite members"
     );
-    assert_eq!(get(&app, "/audit", &dev.cookie()).await.status, 403);
+    let org = get(&app, "/org", &dev.cookie()).await;
+    assert!(
+        !org.text.contains("edit-org"),
+        "nor change the organization"
+    );
+    let refused = post(
+        &app,
+        "/org",
+        &dev.cookie(),
+        &[("csrf", &dev.csrf), ("name", "Mine")],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "and the server refuses it anyway");
     app.patch(
         &format!("/v1/users/{}", created["id"].as_str().unwrap()),
         json!({"status": "disabled"}),
