@@ -534,11 +534,13 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     b.shoot("reveal-key").await;
     b.click("#reveal-key .dialog-footer button[data-close]")
         .await;
-    assert_eq!(
-        b.value("#revealed-key").await,
-        "",
-        "closing forgets the key"
-    );
+    // The dialog clears the field as it closes; wait for that rather than race it.
+    b.until(
+        "closing forgets the key",
+        "return document.getElementById('revealed-key').value === ''",
+    )
+    .await;
+    assert_eq!(b.value("#revealed-key").await, "");
     let revealed = app
         .get(&format!(
             "/v1/audit-log?action=key.revealed&target_id={rec_id}"
