@@ -323,7 +323,9 @@ async fn drive(
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        if !ok || !body.starts_with(b"{\"valid\":true") {
+                        let valid =
+                            std::str::from_utf8(&body).is_ok_and(|b| b.contains("\"valid\":true"));
+                        if !ok || !valid {
                             errors += 1;
                         }
                     }

@@ -173,6 +173,61 @@ impl<'a> KeyView<'a> {
     }
 }
 
+/// Fields of [`KeyView`] that change from one request to the next.
+const DYNAMIC_FIELDS: [&str; 4] = ["status", "last_used_at", "last_used_ip", "quota"];
+
+#[derive(Serialize)]
+struct KeyDynamic {
+    status: &'static str,
+    last_used_at: Option<String>,
+    last_used_ip: Option<String>,
+    quota: QuotaView,
+}
+
+/// The JSON object of a key's [`KeyView`] without the fields that change per request. Rendered
+/// once per cached key record (see [`crate::verify::Verifier::rendered`]), so that a verification
+/// does not serialize the whole key every time.
+pub fn render_fixed(k: &Key) -> String {
+    let mut value = serde_json::to_value(KeyView::new(k, 0)).expect("a key view serializes");
+    if let Some(map) = value.as_object_mut() {
+        for f in DYNAMIC_FIELDS {
+            map.remove(f);
+        }
+    }
+    value.to_string()
+}
+
+/// The JSON of [`KeyView::with_usage`], built from `fixed` (from [`render_fixed`]) plus the fields
+/// that change per request; `quota_remaining` overrides the stored quota (spent just now).
+pub fn splice_key_json(
+    fixed: &str,
+    k: &Key,
+    now: Millis,
+    usage: Option<(Millis, Option<String>)>,
+    quota_remaining: Option<i64>,
+) -> String {
+    let (last_used_at, last_used_ip) = match usage {
+        Some((at, ip)) if k.last_used_at.is_none_or(|t| t < at) => (Some(at), ip),
+        _ => (k.last_used_at, k.last_used_ip.clone()),
+    };
+    let dynamic = KeyDynamic {
+        status: k.status(now).as_str(),
+        last_used_at: opt_time(last_used_at),
+        last_used_ip,
+        quota: QuotaView {
+            remaining: quota_remaining.or(k.quota.map(|q| q.remaining)),
+            refill: k.quota.and_then(|q| q.refill),
+        },
+    };
+    let dynamic = serde_json::to_string(&dynamic).expect("plain data serializes");
+    // Both are JSON objects with at least one field: join them into one.
+    let mut out = String::with_capacity(fixed.len() + dynamic.len());
+    out.push_str(&fixed[..fixed.len() - 1]);
+    out.push(',');
+    out.push_str(&dynamic[1..]);
+    out
+}
+
 /// A new key: everything above plus the full `key`, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedKeyView<'a> {
@@ -253,6 +308,81 @@ pub fn decode_cursor(c: &str) -> Option<(Millis, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spliced_key_equals_the_full_view_in_every_state() {
+        use crate::domain::key::KeyHash;
+        use crate::domain::model::{Environment, Quota, Refill, RefillInterval};
+        let mut k = Key {
+            id: "key_3f9a0c1e7b2d".into(),
+            org_id: "org_1".into(),
+            api_id: "api_1".into(),
+            name: "Quote \" and ünïcode".into(),
+            description: Some("line\nbreak".into()),
+            key_prefix: "kw_live_".into(),
+            token_type: "batch".into(),
+            environment: Environment::Live,
+            scopes: vec!["a:read".into()],
+            ip_allowlist: vec!["203.0.113.0/24".parse().unwrap()],
+            expires_at: Some(2_000_000),
+            enabled: true,
+            hash: KeyHash([0; 32]),
+            pepper_version: 1,
+            owner_id: "usr_1".into(),
+            created_by: "usr_1".into(),
+            created_at: 1_000,
+            updated_at: 1_500,
+            last_used_at: Some(1_600),
+            last_used_ip: Some("198.51.100.1".into()),
+            rate_limit: Some(RateLimit {
+                requests: 5,
+                per_seconds: 60,
+            }),
+            quota: Some(Quota {
+                remaining: 9,
+                refill: Some(Refill {
+                    interval: RefillInterval::Daily,
+                    amount: 10,
+                }),
+                refilled_at: 0,
+            }),
+            metadata: serde_json::json!({"team": "x", "n": 1})
+                .as_object()
+                .unwrap()
+                .clone(),
+            replaces: Some("key_000000000000".into()),
+            replaced_by: None,
+            revoked_at: Some(3_000_000),
+            revoke_reason: Some("rotated".into()),
+            deleted_at: None,
+            exposed_at: None,
+            recoverable: false,
+            encrypted_secret: None,
+        };
+        let fixed = render_fixed(&k);
+        let cases = [
+            (1_700, None, None),
+            (1_700, Some((1_800, Some("192.0.2.1".to_string()))), Some(4)),
+            (2_500_000, Some((1_000, None)), None),
+            (3_500_000, None, None),
+        ];
+        for (now, usage, quota) in cases {
+            let spliced: serde_json::Value =
+                serde_json::from_str(&splice_key_json(&fixed, &k, now, usage.clone(), quota))
+                    .unwrap();
+            let mut view = KeyView::with_usage(&k, now, usage);
+            if let Some(q) = quota {
+                view.quota.remaining = Some(q);
+            }
+            assert_eq!(spliced, serde_json::to_value(view).unwrap(), "at {now}");
+        }
+        k.quota = None;
+        k.last_used_at = None;
+        let fixed = render_fixed(&k);
+        let spliced: serde_json::Value =
+            serde_json::from_str(&splice_key_json(&fixed, &k, 5, None, None)).unwrap();
+        assert_eq!(spliced, serde_json::to_value(KeyView::new(&k, 5)).unwrap());
+    }
 
     #[test]
     fn the_fast_rfc3339_formatter_agrees_with_the_time_crate() {

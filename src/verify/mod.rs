@@ -104,6 +104,8 @@ pub struct Verifier {
     orgs: Map<Cached<Org>>,
     limits: Map<i64>,
     touches: Mutex<HashMap<String, (Millis, Option<IpAddr>), RandomState>>,
+    /// Renderings of cached keys, each valid while its record is the cached one.
+    rendered: Map<(Arc<Key>, Arc<str>)>,
     /// Counts invalidations, so that a load racing with one does not cache what it read.
     epoch: AtomicU64,
     /// When each recently written key's `last_used` was last written.
@@ -132,6 +134,7 @@ impl Verifier {
             touches: Mutex::new(HashMap::default()),
             written: Mutex::new(HashMap::default()),
             epoch: AtomicU64::new(0),
+            rendered: Map::default(),
         }
     }
 
@@ -284,6 +287,9 @@ impl Verifier {
         // A limiter whose theoretical arrival time has passed is a fresh one: drop it, so that the
         // map holds only keys used within their window.
         self.limits.retain(|_, tat| *tat > now * 1000);
+        // A rendering whose record nobody else holds belongs to a record the cache dropped.
+        self.rendered
+            .retain(|_, memo| Arc::strong_count(&memo.0) > 1);
         let batch: Vec<UsageTouch> = {
             let mut touches = self.touches.lock();
             let mut written = self.written.lock();
@@ -322,7 +328,23 @@ impl Verifier {
     /// Forgets a key (by `key_...` id), so the next verify reads it again.
     pub fn invalidate_key(&self, id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.keys.remove(id.strip_prefix("key_").unwrap_or(id));
+        let public_id = id.strip_prefix("key_").unwrap_or(id);
+        self.keys.remove(public_id);
+        self.rendered.remove(&format!("key_{public_id}"));
+    }
+
+    /// A rendering of `key` (say, its JSON), computed once per cached record: reused while `key`
+    /// is the very record the cache holds, computed again once the record is reloaded.
+    pub fn rendered(&self, key: &Arc<Key>, render: impl FnOnce(&Key) -> String) -> Arc<str> {
+        if let Some(memo) = self.rendered.get(&key.id) {
+            if Arc::ptr_eq(&memo.0, key) {
+                return memo.1.clone();
+            }
+        }
+        let text: Arc<str> = render(key).into();
+        self.rendered
+            .insert(key.id.clone(), (key.clone(), text.clone()));
+        text
     }
 
     pub fn invalidate_api(&self, id: &str) {

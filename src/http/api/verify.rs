@@ -4,19 +4,20 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::check::{RateDecision, Requirements};
+use crate::domain::model::Key;
 use crate::domain::validate::FieldError;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
-use crate::http::views::KeyView;
+use crate::http::views::{self, KeyView};
 use crate::service::Caller;
 use crate::verify::Scope;
 
@@ -138,38 +139,114 @@ pub async fn verify_key(
         .await?;
     let now = state.ctx.now();
     let verifier = &state.ctx.verifier;
-    fn view<'k>(
-        verifier: &crate::verify::Verifier,
-        k: &'k crate::domain::model::Key,
-        now: i64,
-    ) -> KeyView<'k> {
-        KeyView::with_usage(k, now, verifier.pending_touch(&k.id))
+    // The key object is spliced from a rendering cached per key record plus the per-request
+    // fields; `VerifyResponse` documents (and a test checks) the same shape.
+    let key_json = |k: &Arc<Key>, quota: Option<i64>| {
+        let fixed = verifier.rendered(k, views::render_fixed);
+        views::splice_key_json(&fixed, k, now, verifier.pending_touch(&k.id), quota)
+    };
+    let (outer, key) = match &outcome {
+        Ok(v) => (
+            VerifyOuter {
+                valid: true,
+                code: "VALID",
+                status: 200,
+                detail: None,
+                ratelimit: v.ratelimit.map(Into::into),
+                quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
+            },
+            Some(key_json(&v.key, v.quota_remaining)),
+        ),
+        Err(r) => (
+            VerifyOuter {
+                valid: false,
+                code: r.denial.verify_code(),
+                status: r.denial.status(),
+                detail: Some(r.denial.detail()),
+                ratelimit: r.ratelimit.map(Into::into),
+                quota: None,
+            },
+            r.key.as_ref().map(|k| key_json(k, None)),
+        ),
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        verdict_json(&outer, key.as_deref()),
+    )
+        .into_response())
+}
+
+/// The verdict without its key, which is added by [`verdict_json`].
+#[derive(Serialize)]
+struct VerifyOuter {
+    valid: bool,
+    code: &'static str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratelimit: Option<RateLimitState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota: Option<QuotaState>,
+}
+
+/// `{"valid":...}` with `"key":<key>` joined in front when there is a key.
+fn verdict_json(outer: &VerifyOuter, key: Option<&str>) -> String {
+    let outer = serde_json::to_string(outer).expect("plain data serializes");
+    match key {
+        Some(key) => {
+            let mut out = String::with_capacity(outer.len() + key.len() + 8);
+            out.push_str("{\"key\":");
+            out.push_str(key);
+            out.push(',');
+            out.push_str(&outer[1..]);
+            out
+        }
+        None => outer,
     }
-    Ok(Json(match &outcome {
-        Ok(v) => VerifyResponse {
-            valid: true,
-            code: "VALID",
-            status: 200,
-            detail: None,
-            key: Some({
-                let mut view = view(verifier, &v.key, now);
-                if let Some(left) = v.quota_remaining {
-                    view.quota.remaining = Some(left);
-                }
-                view
-            }),
-            ratelimit: v.ratelimit.map(Into::into),
-            quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
-        },
-        Err(r) => VerifyResponse {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spliced_verdict_is_the_documented_verify_response() {
+        let outer = VerifyOuter {
             valid: false,
-            code: r.denial.verify_code(),
-            status: r.denial.status(),
-            detail: Some(r.denial.detail()),
-            key: r.key.as_deref().map(|k| view(verifier, k, now)),
-            ratelimit: r.ratelimit.map(Into::into),
+            code: "RATE_LIMITED",
+            status: 429,
+            detail: Some("slow down".into()),
+            ratelimit: Some(RateLimitState {
+                limit: 5,
+                remaining: 0,
+                reset_ms: 99,
+            }),
             quota: None,
-        },
-    })
-    .into_response())
+        };
+        let spliced: serde_json::Value =
+            serde_json::from_str(&verdict_json(&outer, Some("{\"id\":\"key_1\"}"))).unwrap();
+        let documented = serde_json::json!({
+            "valid": false, "code": "RATE_LIMITED", "status": 429, "detail": "slow down",
+            "key": {"id": "key_1"}, "ratelimit": {"limit": 5, "remaining": 0, "reset_ms": 99}
+        });
+        assert_eq!(spliced, documented);
+        let bare: serde_json::Value = serde_json::from_str(&verdict_json(&outer, None)).unwrap();
+        assert!(bare.get("key").is_none());
+        // The documented struct serializes to the same shape.
+        let doc = VerifyResponse {
+            valid: false,
+            code: "RATE_LIMITED",
+            status: 429,
+            detail: Some("slow down".into()),
+            key: None,
+            ratelimit: Some(RateLimitState {
+                limit: 5,
+                remaining: 0,
+                reset_ms: 99,
+            }),
+            quota: None,
+        };
+        assert_eq!(serde_json::to_value(doc).unwrap(), bare);
+    }
 }
