@@ -34,6 +34,32 @@ const NEGATIVE_MAX: usize = 100_000;
 /// on these short keys, which matters on the hot path.
 type Map<V> = DashMap<String, V, RandomState>;
 
+/// Maps keyed by a key's public id (12 hex characters, 6 bytes) packed into a `u64`: no heap
+/// allocation and no string comparison per lookup, which keeps lookups among many keys cheap.
+type IdMap<V> = DashMap<u64, V, RandomState>;
+
+/// The packed public id of `key_3f9a0c1e7b2d` or `3f9a0c1e7b2d`.
+fn packed(id: &str) -> Option<u64> {
+    let hex = id.strip_prefix("key_").unwrap_or(id);
+    if hex.len() != key::ID_LEN {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// The `key_...` id of a packed public id.
+fn unpacked(id: u64) -> String {
+    format!("key_{id:012x}")
+}
+
+/// A cached key record (or the knowledge that there is none), with renderings of it computed at
+/// most once while the record stays cached.
+struct KeyEntry {
+    value: Option<Arc<Key>>,
+    loaded_at: Millis,
+    rendered: std::sync::OnceLock<Arc<str>>,
+}
+
 struct Cached<T> {
     value: Option<Arc<T>>,
     loaded_at: Millis,
@@ -65,6 +91,8 @@ pub struct Verified {
     pub owner: Arc<User>,
     pub ratelimit: Option<RateDecision>,
     pub quota_remaining: Option<i64>,
+    /// When this verification happened (and so the key's last use).
+    pub at: Millis,
 }
 
 /// A refusal, with the key when it was identified (for the verify endpoint's `key` field).
@@ -98,18 +126,16 @@ pub struct Verifier {
     clock: Arc<dyn Clock>,
     plans_without_access: Vec<String>,
     plan_rate_limits: HashMap<String, RateLimit>,
-    keys: Map<Cached<Key>>,
+    keys: IdMap<KeyEntry>,
     apis: Map<Cached<Api>>,
     users: Map<Cached<User>>,
     orgs: Map<Cached<Org>>,
-    limits: Map<i64>,
-    touches: Mutex<HashMap<String, (Millis, Option<IpAddr>), RandomState>>,
-    /// Renderings of cached keys, each valid while its record is the cached one.
-    rendered: Map<(Arc<Key>, Arc<str>)>,
+    limits: IdMap<i64>,
+    touches: Mutex<HashMap<u64, (Millis, Option<IpAddr>), RandomState>>,
     /// Counts invalidations, so that a load racing with one does not cache what it read.
     epoch: AtomicU64,
     /// When each recently written key's `last_used` was last written.
-    written: Mutex<HashMap<String, Millis, RandomState>>,
+    written: Mutex<HashMap<u64, Millis, RandomState>>,
 }
 
 impl Verifier {
@@ -126,15 +152,14 @@ impl Verifier {
             clock,
             plans_without_access,
             plan_rate_limits,
-            keys: Map::default(),
+            keys: IdMap::default(),
             apis: Map::default(),
             users: Map::default(),
             orgs: Map::default(),
-            limits: Map::default(),
+            limits: IdMap::default(),
             touches: Mutex::new(HashMap::default()),
             written: Mutex::new(HashMap::default()),
             epoch: AtomicU64::new(0),
-            rendered: Map::default(),
         }
     }
 
@@ -165,7 +190,10 @@ impl Verifier {
         if scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix) {
             return Ok(Err(Denial::Malformed("wrong prefix").into()));
         }
-        let Some(key) = self.key_by_public_id(parsed.id, now).await? else {
+        let Some(id) = packed(parsed.id) else {
+            return Ok(Err(Denial::Malformed("unexpected characters").into()));
+        };
+        let Some(key) = self.key_by_public_id(id, now).await? else {
             return Ok(Err(Denial::UnknownKey.into()));
         };
         let authentic = key.key_prefix == parsed.prefix
@@ -215,7 +243,7 @@ impl Verifier {
                 .then(|| self.plan_rate_limits.get(&org.plan).copied())
                 .flatten()
         });
-        let ratelimit = limit.map(|l| self.rate_limit(&key.id, l, cost, now));
+        let ratelimit = limit.map(|l| self.rate_limit(id, l, cost, now));
         if let Some(d) = ratelimit.filter(|d| !d.allowed) {
             return Ok(Err(reject(Denial::RateLimited(d), Some(d))));
         }
@@ -230,43 +258,32 @@ impl Verifier {
             },
             None => None,
         };
-        self.touch(&key.id, now, req.client_ip);
+        self.touch(id, now, req.client_ip);
         Ok(Ok(Verified {
             key,
             api,
             owner,
             ratelimit,
             quota_remaining,
+            at: now,
         }))
     }
 
-    fn rate_limit(&self, key_id: &str, limit: RateLimit, cost: u32, now: Millis) -> RateDecision {
-        if let Some(mut tat) = self.limits.get_mut(key_id) {
-            let (decision, new_tat) =
-                check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
-            *tat = new_tat;
-            return decision;
-        }
-        let mut tat = self.limits.entry(key_id.to_owned()).or_insert(0);
+    fn rate_limit(&self, id: u64, limit: RateLimit, cost: u32, now: Millis) -> RateDecision {
+        let mut tat = self.limits.entry(id).or_insert(0);
         let (decision, new_tat) = check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
         *tat = new_tat;
         decision
     }
 
-    fn touch(&self, key_id: &str, now: Millis, ip: Option<IpAddr>) {
+    fn touch(&self, id: u64, now: Millis, ip: Option<IpAddr>) {
         let ip = ip.map(crate::domain::model::normalize_ip);
-        let mut touches = self.touches.lock();
-        match touches.get_mut(key_id) {
-            Some(t) => *t = (now, ip),
-            None => {
-                touches.insert(key_id.to_owned(), (now, ip));
-            }
-        }
+        self.touches.lock().insert(id, (now, ip));
     }
 
     /// The newest not yet written `last_used` of a key, to overlay on what storage returns.
     pub fn pending_touch(&self, key_id: &str) -> Option<(Millis, Option<String>)> {
-        let pending = *self.touches.lock().get(key_id)?;
+        let pending = *self.touches.lock().get(&packed(key_id)?)?;
         Some((pending.0, pending.1.map(|ip| ip.to_string())))
     }
 
@@ -287,27 +304,26 @@ impl Verifier {
         // A limiter whose theoretical arrival time has passed is a fresh one: drop it, so that the
         // map holds only keys used within their window.
         self.limits.retain(|_, tat| *tat > now * 1000);
-        // A rendering whose record nobody else holds belongs to a record the cache dropped.
-        self.rendered
-            .retain(|_, memo| Arc::strong_count(&memo.0) > 1);
         let batch: Vec<UsageTouch> = {
             let mut touches = self.touches.lock();
             let mut written = self.written.lock();
             written.retain(|_, at| now - *at < LAST_USED_WRITE_INTERVAL_MS);
             let mut batch = Vec::new();
-            touches.retain(|key_id, (at, ip)| {
-                if !all && written.contains_key(key_id) {
+            touches.retain(|id, (at, ip)| {
+                if !all && written.contains_key(id) {
                     return true;
                 }
                 batch.push(UsageTouch {
-                    key_id: key_id.clone(),
+                    key_id: unpacked(*id),
                     at: *at,
                     ip: ip.map(|ip| ip.to_string()),
                 });
                 false
             });
             for t in &batch {
-                written.insert(t.key_id.clone(), now);
+                if let Some(id) = packed(&t.key_id) {
+                    written.insert(id, now);
+                }
             }
             batch
         };
@@ -316,9 +332,12 @@ impl Verifier {
             let mut touches = self.touches.lock();
             let mut written = self.written.lock();
             for t in batch {
-                written.remove(&t.key_id);
+                let Some(id) = packed(&t.key_id) else {
+                    continue;
+                };
+                written.remove(&id);
                 let ip = t.ip.and_then(|ip| ip.parse().ok());
-                touches.entry(t.key_id).or_insert((t.at, ip));
+                touches.entry(id).or_insert((t.at, ip));
             }
             return Err(e.into());
         }
@@ -328,23 +347,24 @@ impl Verifier {
     /// Forgets a key (by `key_...` id), so the next verify reads it again.
     pub fn invalidate_key(&self, id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        let public_id = id.strip_prefix("key_").unwrap_or(id);
-        self.keys.remove(public_id);
-        self.rendered.remove(&format!("key_{public_id}"));
+        if let Some(id) = packed(id) {
+            self.keys.remove(&id);
+        }
     }
 
     /// A rendering of `key` (say, its JSON), computed once per cached record: reused while `key`
     /// is the very record the cache holds, computed again once the record is reloaded.
     pub fn rendered(&self, key: &Arc<Key>, render: impl FnOnce(&Key) -> String) -> Arc<str> {
-        if let Some(memo) = self.rendered.get(&key.id) {
-            if Arc::ptr_eq(&memo.0, key) {
-                return memo.1.clone();
+        if let Some(entry) = packed(&key.id).and_then(|id| self.keys.get(&id)) {
+            if entry
+                .value
+                .as_ref()
+                .is_some_and(|cached| Arc::ptr_eq(cached, key))
+            {
+                return entry.rendered.get_or_init(|| render(key).into()).clone();
             }
         }
-        let text: Arc<str> = render(key).into();
-        self.rendered
-            .insert(key.id.clone(), (key.clone(), text.clone()));
-        text
+        render(key).into()
     }
 
     pub fn invalidate_api(&self, id: &str) {
@@ -364,15 +384,13 @@ impl Verifier {
 
     /// Forgets a key's rate-limit state (when its limit changes).
     pub fn reset_rate_limit(&self, key_id: &str) {
-        self.limits.remove(key_id);
+        if let Some(id) = packed(key_id) {
+            self.limits.remove(&id);
+        }
     }
 
-    async fn key_by_public_id(
-        &self,
-        public_id: &str,
-        now: Millis,
-    ) -> Result<Option<Arc<Key>>, StoreError> {
-        if let Some(c) = self.keys.get(public_id) {
+    async fn key_by_public_id(&self, id: u64, now: Millis) -> Result<Option<Arc<Key>>, StoreError> {
+        if let Some(c) = self.keys.get(&id) {
             let ttl = if c.value.is_some() {
                 POSITIVE_TTL_MS
             } else {
@@ -383,15 +401,25 @@ impl Verifier {
             }
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let value = self
-            .store
-            .get_key(&format!("key_{public_id}"))
-            .await?
-            .map(Arc::new);
+        let value = self.store.get_key(&unpacked(id)).await?.map(Arc::new);
         if value.is_none() && self.keys.len() >= NEGATIVE_MAX {
             self.keys.retain(|_, c| c.value.is_some());
         }
-        store_unless_invalidated(&self.keys, &self.epoch, epoch, public_id, &value, now);
+        // As in `store_unless_invalidated`: not if an invalidation raced with this load.
+        let entry = KeyEntry {
+            value: value.clone(),
+            loaded_at: now,
+            rendered: Default::default(),
+        };
+        match self.keys.entry(id) {
+            dashmap::Entry::Occupied(mut e) if self.epoch.load(Ordering::SeqCst) == epoch => {
+                e.insert(entry);
+            }
+            dashmap::Entry::Vacant(e) if self.epoch.load(Ordering::SeqCst) == epoch => {
+                e.insert(entry);
+            }
+            _ => {}
+        }
         Ok(value)
     }
 

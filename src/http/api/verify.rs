@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::check::{RateDecision, Requirements};
-use crate::domain::model::Key;
+use crate::domain::model::{Key, normalize_ip};
 use crate::domain::validate::FieldError;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
@@ -155,7 +155,14 @@ pub async fn verify_key(
                 ratelimit: v.ratelimit.map(Into::into),
                 quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
             },
-            Some(key_json(&v.key, v.quota_remaining)),
+            // This very request is the key's last use.
+            Some(views::splice_key_json(
+                &verifier.rendered(&v.key, views::render_fixed),
+                &v.key,
+                now,
+                Some((v.at, ip.map(|ip| normalize_ip(ip).to_string()))),
+                v.quota_remaining,
+            )),
         ),
         Err(r) => (
             VerifyOuter {
