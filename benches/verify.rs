@@ -236,6 +236,7 @@ impl Server {
     }
 }
 
+#[derive(Default)]
 struct Run {
     requests: usize,
     errors: usize,
@@ -245,6 +246,15 @@ struct Run {
 }
 
 impl Run {
+    /// Adds another round's figures.
+    fn add(&mut self, other: Run) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
+        self.latencies_us.extend(other.latencies_us);
+    }
+
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -391,62 +401,51 @@ async fn bench(o: Opts) {
     std::fs::write(dir.path().join("secrets.txt"), secrets.join("\n")).unwrap();
     let secrets = Arc::new(secrets);
 
+    // All three servers run at once (idle ones cost nothing) and are measured in interleaved
+    // rounds, so that a machine whose speed drifts during the run affects each target alike.
     let kw = Server::spawn("keyward", &dir_s);
+    let calib = Server::spawn("axum-hmac", &dir_s);
+    let bare_server = Server::spawn("bare", &dir_s);
     println!("Warming Keyward's cache with every key once...");
     let warm = drive(&kw, &admin, secrets.clone(), o.connections, 600, true).await;
     assert_eq!(warm.errors, 0, "every key verifies during warm-up");
-    println!(
-        "Measuring Keyward for {} s with {} connections...",
-        o.seconds, o.connections
-    );
-    let verify = drive(
-        &kw,
-        &admin,
-        secrets.clone(),
-        o.connections,
-        o.seconds,
-        false,
-    )
-    .await;
-    kw.stop();
-
-    let calib = Server::spawn("axum-hmac", &dir_s);
-    drive(&calib, &admin, secrets.clone(), o.connections, 2, false).await;
-    println!(
-        "Measuring a plain axum handler doing an HMAC lookup for {} s...",
-        o.seconds
-    );
-    let axum_hmac = drive(
-        &calib,
-        &admin,
-        secrets.clone(),
-        o.connections,
-        o.seconds,
-        false,
-    )
-    .await;
-    calib.stop();
-
-    let bare_server = Server::spawn("bare", &dir_s);
+    drive(&calib, &admin, secrets.clone(), o.connections, 1, false).await;
     drive(
         &bare_server,
         &admin,
         secrets.clone(),
         o.connections,
-        2,
+        1,
         false,
     )
     .await;
-    println!("Measuring the bare hyper server for {} s...", o.seconds);
-    let bare = drive(
-        &bare_server,
-        &admin,
-        secrets.clone(),
-        o.connections,
-        o.seconds,
-        false,
-    )
-    .await;
+    let rounds = o.seconds.div_ceil(2).max(1);
+    println!(
+        "Measuring each server for {} s in {rounds} interleaved rounds, {} connections...",
+        rounds * 2,
+        o.connections
+    );
+    let (mut verify, mut axum_hmac, mut bare) = (Run::default(), Run::default(), Run::default());
+    for _ in 0..rounds {
+        verify.add(drive(&kw, &admin, secrets.clone(), o.connections, 2, false).await);
+        axum_hmac.add(drive(&calib, &admin, secrets.clone(), o.connections, 2, false).await);
+        bare.add(
+            drive(
+                &bare_server,
+                &admin,
+                secrets.clone(),
+                o.connections,
+                2,
+                false,
+            )
+            .await,
+        );
+    }
+    for r in [&mut verify, &mut axum_hmac, &mut bare] {
+        r.latencies_us.sort_unstable();
+    }
+    kw.stop();
+    calib.stop();
     bare_server.stop();
 
     println!();
@@ -471,8 +470,10 @@ async fn bench(o: Opts) {
     }
     println!();
     println!(
-        "keys: {}  connections: {}  seconds: {}",
-        o.keys, o.connections, o.seconds
+        "keys: {}  connections: {}  seconds per server: {}",
+        o.keys,
+        o.connections,
+        verify.elapsed.as_secs()
     );
     println!(
         "ratio verify/bare (requests/s): {:.3}",
