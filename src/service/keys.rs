@@ -207,6 +207,29 @@ async fn ensure_management_key_not_above(ctx: &Ctx, caller: &Caller, key: &Key) 
     }
 }
 
+/// Records an event about `key` by `caller`; the key appears by its masked prefix.
+async fn audit_key(
+    ctx: &Ctx,
+    caller: &Caller,
+    action: &str,
+    key: &Key,
+    details: serde_json::Value,
+) -> Result<()> {
+    let label = format!("{}••••", key.display_prefix());
+    audit::record(
+        ctx,
+        caller,
+        action,
+        Target {
+            kind: "key",
+            id: &key.id,
+            label: &label,
+        },
+        details,
+    )
+    .await
+}
+
 /// A key of the caller's organization, or 404.
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Key> {
     caller.require("keys:read")?;
@@ -389,16 +412,11 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
         )
         .await?;
     }
-    let prefix = key.display_prefix();
-    audit::record(
+    audit_key(
         ctx,
         caller,
         "key.created",
-        Target {
-            kind: "key",
-            id: &key.id,
-            label: &prefix,
-        },
+        &key,
         json!({"name": key.name, "api_id": key.api_id, "type": key.token_type, "scopes": key.scopes,
                "owner_id": key.owner_id, "expires_at": key.expires_at}),
     )
@@ -483,20 +501,19 @@ pub async fn reveal(ctx: &Ctx, caller: &Caller, id: &str) -> Result<(Key, Secret
         ServiceError::Store(StoreError::Corrupt("sealed secret is not a key".into()))
     })?;
     let secret = SecretKey::from_parsed(&parsed);
-    let prefix = key.display_prefix();
-    audit::record(
-        ctx,
-        caller,
-        "key.revealed",
-        Target {
-            kind: "key",
-            id: &key.id,
-            label: &prefix,
-        },
-        json!({}),
-    )
-    .await?;
+    audit_key(ctx, caller, "key.revealed", &key, json!({})).await?;
     Ok((key, secret))
+}
+
+/// Gives `key` a fresh secret: its id, hash (under `pepper`) and, if recoverable, sealed copy.
+fn assign_secret(ctx: &Ctx, key: &mut Key, pepper: &key::Pepper) -> Result<SecretKey> {
+    let secret = key::generate(&key.key_prefix, &mut OsRng);
+    let parsed = key::parse(secret.expose()).expect("generated keys are well-formed");
+    key.id = format!("key_{}", parsed.id);
+    key.hash = pepper.hash(secret.expose());
+    key.pepper_version = pepper.version();
+    key.encrypted_secret = seal_if_recoverable(ctx, key, &secret)?;
+    Ok(secret)
 }
 
 /// Generates a secret for `template` and stores it, retrying on the (unlikely) id collision.
@@ -508,12 +525,7 @@ async fn insert_fresh(
 ) -> Result<(Key, SecretKey)> {
     let pepper = ctx.verifier.peppers().current().clone();
     for _ in 0..5 {
-        let secret = key::generate(&template.key_prefix, &mut OsRng);
-        let parsed = key::parse(secret.expose()).expect("generated keys are well-formed");
-        template.id = format!("key_{}", parsed.id);
-        template.hash = pepper.hash(secret.expose());
-        template.pepper_version = pepper.version();
-        template.encrypted_secret = seal_if_recoverable(ctx, &template, &secret)?;
+        let secret = assign_secret(ctx, &mut template, &pepper)?;
         let res = if revoke.is_empty() {
             ctx.store.create_key(&template).await
         } else {
@@ -615,16 +627,11 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
     if changed.contains(&"rate_limit") {
         ctx.verifier.reset_rate_limit(&key.id);
     }
-    let prefix = key.display_prefix();
-    audit::record(
+    audit_key(
         ctx,
         caller,
         "key.updated",
-        Target {
-            kind: "key",
-            id: &key.id,
-            label: &prefix,
-        },
+        &key,
         json!({ "fields": changed }),
     )
     .await?;
@@ -689,12 +696,7 @@ pub async fn rotate(
     let mut attempt = 0;
     let (new, secret) = loop {
         attempt += 1;
-        let secret = key::generate(&template.key_prefix, &mut OsRng);
-        let parsed = key::parse(secret.expose()).expect("generated keys are well-formed");
-        template.id = format!("key_{}", parsed.id);
-        template.hash = pepper.hash(secret.expose());
-        template.pepper_version = pepper.version();
-        template.encrypted_secret = seal_if_recoverable(ctx, &template, &secret)?;
+        let secret = assign_secret(ctx, &mut template, &pepper)?;
         old.replaced_by = Some(template.id.clone());
         match ctx.store.rotate_key(&old, &template, now).await {
             Ok(true) => break (template, secret),
@@ -709,16 +711,11 @@ pub async fn rotate(
     };
     ctx.verifier.invalidate_key(&old.id);
     ctx.verifier.invalidate_key(&new.id);
-    let prefix = old.display_prefix();
-    audit::record(
+    audit_key(
         ctx,
         caller,
         "key.rotated",
-        Target {
-            kind: "key",
-            id: &old.id,
-            label: &prefix,
-        },
+        &old,
         json!({"replaced_by": new.id, "new_prefix": new.display_prefix(), "grace_period_s": grace,
                "old_key_revoked_at": old.revoked_at}),
     )
@@ -762,19 +759,7 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
     key.revoke_reason = Some(stored_reason);
     key.updated_at = now;
     ctx.verifier.invalidate_key(&key.id);
-    let prefix = key.display_prefix();
-    audit::record(
-        ctx,
-        caller,
-        "key.revoked",
-        Target {
-            kind: "key",
-            id: &key.id,
-            label: &prefix,
-        },
-        json!({"reason": reason}),
-    )
-    .await?;
+    audit_key(ctx, caller, "key.revoked", &key, json!({"reason": reason})).await?;
     Ok(key)
 }
 
@@ -791,19 +776,7 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
     if !changed {
         return Ok(());
     }
-    let prefix = key.display_prefix();
-    audit::record(
-        ctx,
-        caller,
-        "key.deleted",
-        Target {
-            kind: "key",
-            id: &key.id,
-            label: &prefix,
-        },
-        json!({}),
-    )
-    .await?;
+    audit_key(ctx, caller, "key.deleted", &key, json!({})).await?;
     Ok(())
 }
 
@@ -833,7 +806,7 @@ pub async fn mark_exposed(
         return Ok(());
     }
     ctx.verifier.invalidate_key(&key.id);
-    let prefix = key.display_prefix();
+    let prefix = format!("{}••••", key.display_prefix());
     audit::record_as(
         ctx,
         &key.org_id,
