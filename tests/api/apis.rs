@@ -62,12 +62,7 @@ async fn api_definitions_are_validated() {
         )
         .await;
     res.assert_problem(422, "validation_failed");
-    let fields: Vec<&str> = res.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = res.error_fields();
     for f in [
         "name",
         "slug",

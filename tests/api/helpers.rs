@@ -239,6 +239,14 @@ impl Res {
         self
     }
 
+    /// The `field` of each entry of a 422's `errors`.
+    pub fn error_fields(&self) -> Vec<&str> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|e| e["field"].as_str()).collect())
+            .unwrap_or_default()
+    }
+
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Value {
         assert_eq!(self.status.as_u16(), status, "{}", self.text);
@@ -266,6 +274,29 @@ impl TestApp {
             req = req.json(b);
         }
         let res = req.send().await.expect("the server answers");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Res {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Posts a raw body with a content type, as the admin.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &'static str) -> Res {
+        let res = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.admin_key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers");
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
