@@ -127,7 +127,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         match state.ctx.verifier.verify(token, scope, &req, 1).await? {
             Ok(v) => Ok(Caller {
                 org_id: v.key.org_id.clone(),
-                user: v.owner.clone(),
+                user: v.owner().clone(),
                 via: Via::Key(v.key.clone()),
                 ip,
                 user_agent,

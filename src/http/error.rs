@@ -16,12 +16,33 @@ use crate::verify::VerifyError;
 
 tokio::task_local! {
     /// The id of the request being handled, for error bodies and logs.
-    pub static REQUEST_ID: String;
+    pub static REQUEST_ID: RequestId;
+}
+
+/// A request id, `req_` and 24 hex digits from the OS-seeded CSPRNG. Plain bytes, so that giving
+/// every request one costs no allocation.
+#[derive(Clone, Copy)]
+pub struct RequestId([u8; 28]);
+
+impl RequestId {
+    pub fn random() -> Self {
+        let mut random = [0u8; 12];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut random);
+        let mut id = *b"req_000000000000000000000000";
+        hex::encode_to_slice(random, &mut id[4..]).expect("24 hex digits fit");
+        RequestId(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII")
+    }
 }
 
 /// The current request's id, or an empty string outside a request.
 pub fn request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+    REQUEST_ID
+        .try_with(|id| id.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 /// RFC 9457 problem details, as every error is answered.

@@ -14,11 +14,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use rand::RngCore;
 
 use crate::domain::key;
 use crate::service::Ctx;
-use error::{ApiError, REQUEST_ID};
+use error::{ApiError, REQUEST_ID, RequestId};
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -47,11 +46,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            reject_keys_in_url,
-        ))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -63,30 +58,41 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Gives every request an id, available to error bodies and returned as `x-request-id`.
-async fn request_id(req: Request, next: Next) -> Response {
-    let mut bytes = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let id = format!("req_{}", hex::encode(bytes));
-    let header_value = HeaderValue::from_str(&id).expect("hex is a valid header value");
-    let mut res = REQUEST_ID.scope(id, next.run(req)).await;
+/// What every request passes through: it gets an id, available to error bodies and returned as
+/// `x-request-id`, and is refused if its URL carries a key. One middleware, not two: this runs
+/// on every verification.
+async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let id = RequestId::random();
+    let header_value =
+        HeaderValue::from_bytes(id.as_str().as_bytes()).expect("hex is a valid header value");
+    let mut res = REQUEST_ID
+        .scope(id, async {
+            if has_key_in_url(&req) {
+                reject_key_in_url(&state, req).await
+            } else {
+                next.run(req).await
+            }
+        })
+        .await;
     res.headers_mut().insert("x-request-id", header_value);
     res
 }
 
-/// Refuses any request whose URL carries a well-formed key, and flags that key as exposed.
-async fn reject_keys_in_url(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
+fn has_key_in_url(req: &Request) -> bool {
+    req.uri()
+        .path_and_query()
+        .is_some_and(|pq| key::find_in(pq.as_str()).is_some())
+}
+
+/// Refuses a request whose URL carries a well-formed key, and flags that key as exposed.
+async fn reject_key_in_url(state: &AppState, req: Request) -> Response {
     let found = req
         .uri()
         .path_and_query()
         .and_then(|pq| key::find_in(pq.as_str()))
         .map(|k| k.whole.to_owned());
     let Some(token) = found else {
-        return next.run(req).await;
+        return ApiError::KeyInUrl.into_response();
     };
     let (parts, _) = req.into_parts();
     let ip = auth::client_ip(&parts).map(|ip| ip.to_string());

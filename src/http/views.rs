@@ -1,5 +1,8 @@
 //! JSON shapes of the resources, as contract section 5 shows them.
 
+use std::io::Write as _;
+use std::net::IpAddr;
+
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -10,6 +13,20 @@ use crate::domain::model::{Api, Key, Millis, RateLimit, Refill, Route, ScopeDef}
 /// RFC 3339 in UTC, e.g. `2028-11-22T10:00:00Z` (milliseconds when not whole seconds). Written
 /// by hand because keys are rendered on every verification; checked against `time` in tests.
 pub fn rfc3339(ms: Millis) -> String {
+    let mut buf = [0u8; 24];
+    match rfc3339_into(ms, &mut buf) {
+        Some(len) => std::str::from_utf8(&buf[..len])
+            .expect("ASCII digits and separators")
+            .to_owned(),
+        None => OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// Writes [`rfc3339`] of `ms` into `buf` and returns its length, for years 0 to 9999.
+fn rfc3339_into(ms: Millis, buf: &mut [u8; 24]) -> Option<usize> {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -25,14 +42,10 @@ pub fn rfc3339(ms: Millis) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     if !(0..=9999).contains(&year) {
-        return OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .ok()
-            .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_default();
+        return None;
     }
     let (h, m, s) = (sod / 3600, sod % 3600 / 60, sod % 60);
-    // Digits written straight into a buffer: no formatting machinery on the hot path.
-    let mut buf = [0u8; 24];
+    // Digits written straight into the buffer: no formatting machinery on the hot path.
     let mut put = |at: usize, value: i64, width: usize| {
         let mut v = value;
         for i in (0..width).rev() {
@@ -68,9 +81,7 @@ pub fn rfc3339(ms: Millis) -> String {
     buf[16] = b':';
     buf[19] = b'.';
     buf[len] = b'Z';
-    std::str::from_utf8(&buf[..=len])
-        .expect("ASCII digits and separators")
-        .to_owned()
+    Some(len + 1)
 }
 
 fn opt_time(ms: Option<Millis>) -> Option<String> {
@@ -176,16 +187,8 @@ impl<'a> KeyView<'a> {
 /// Fields of [`KeyView`] that change from one request to the next.
 const DYNAMIC_FIELDS: [&str; 4] = ["status", "last_used_at", "last_used_ip", "quota"];
 
-#[derive(Serialize)]
-struct KeyDynamic {
-    status: &'static str,
-    last_used_at: Option<String>,
-    last_used_ip: Option<String>,
-    quota: QuotaView,
-}
-
 /// The JSON object of a key's [`KeyView`] without the fields that change per request. Rendered
-/// once per cached key record (see [`crate::verify::Verifier::rendered`]), so that a verification
+/// once per cached key record (see [`crate::verify::CachedKey::rendered`]), so that a verification
 /// does not serialize the whole key every time.
 pub fn render_fixed(k: &Key) -> String {
     let mut value = serde_json::to_value(KeyView::new(k, 0)).expect("a key view serializes");
@@ -197,35 +200,82 @@ pub fn render_fixed(k: &Key) -> String {
     value.to_string()
 }
 
-/// The JSON of [`KeyView::with_usage`], built from `fixed` (from [`render_fixed`]) plus the fields
-/// that change per request; `quota_remaining` overrides the stored quota (spent just now).
-pub fn splice_key_json(
+/// Appends the JSON of [`KeyView::with_usage`] to `out`: `fixed` (from [`render_fixed`]) plus the
+/// fields that change per request, written directly (this runs on every verification).
+/// `quota_remaining` overrides the stored quota (spent just now).
+pub fn write_key_json(
+    out: &mut Vec<u8>,
     fixed: &str,
     k: &Key,
     now: Millis,
-    usage: Option<(Millis, Option<String>)>,
+    usage: Option<(Millis, Option<IpAddr>)>,
     quota_remaining: Option<i64>,
-) -> String {
-    let (last_used_at, last_used_ip) = match usage {
-        Some((at, ip)) if k.last_used_at.is_none_or(|t| t < at) => (Some(at), ip),
-        _ => (k.last_used_at, k.last_used_ip.clone()),
+) {
+    // `fixed` is a JSON object with at least one field: continue it.
+    out.extend_from_slice(&fixed.as_bytes()[..fixed.len() - 1]);
+    out.extend_from_slice(b",\"status\":\"");
+    out.extend_from_slice(k.status(now).as_str().as_bytes());
+    out.extend_from_slice(b"\",\"last_used_at\":");
+    match usage {
+        Some((at, ip)) if k.last_used_at.is_none_or(|t| t < at) => {
+            push_time(out, Some(at));
+            out.extend_from_slice(b",\"last_used_ip\":");
+            match ip {
+                Some(ip) => {
+                    // An address's text needs no escaping.
+                    out.push(b'"');
+                    write!(out, "{ip}").expect("writing to a Vec cannot fail");
+                    out.push(b'"');
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        _ => {
+            push_time(out, k.last_used_at);
+            out.extend_from_slice(b",\"last_used_ip\":");
+            match &k.last_used_ip {
+                Some(ip) => push_str(out, ip),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+    }
+    out.extend_from_slice(b",\"quota\":{\"remaining\":");
+    push_opt_int(out, quota_remaining.or(k.quota.map(|q| q.remaining)));
+    if let Some(refill) = k.quota.and_then(|q| q.refill) {
+        out.extend_from_slice(b",\"refill\":");
+        serde_json::to_writer(&mut *out, &refill).expect("plain data serializes");
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// Appends `s` as a JSON string.
+pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
+}
+
+/// Appends an integer, or `null`.
+pub fn push_opt_int(out: &mut Vec<u8>, n: Option<i64>) {
+    match n {
+        Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends an instant as an RFC 3339 JSON string, or `null`.
+fn push_time(out: &mut Vec<u8>, ms: Option<Millis>) {
+    let Some(ms) = ms else {
+        out.extend_from_slice(b"null");
+        return;
     };
-    let dynamic = KeyDynamic {
-        status: k.status(now).as_str(),
-        last_used_at: opt_time(last_used_at),
-        last_used_ip,
-        quota: QuotaView {
-            remaining: quota_remaining.or(k.quota.map(|q| q.remaining)),
-            refill: k.quota.and_then(|q| q.refill),
-        },
-    };
-    let dynamic = serde_json::to_string(&dynamic).expect("plain data serializes");
-    // Both are JSON objects with at least one field: join them into one.
-    let mut out = String::with_capacity(fixed.len() + dynamic.len());
-    out.push_str(&fixed[..fixed.len() - 1]);
-    out.push(',');
-    out.push_str(&dynamic[1..]);
-    out
+    let mut buf = [0u8; 24];
+    match rfc3339_into(ms, &mut buf) {
+        Some(len) => {
+            out.push(b'"');
+            out.extend_from_slice(&buf[..len]);
+            out.push(b'"');
+        }
+        None => push_str(out, &rfc3339(ms)),
+    }
 }
 
 /// A new key: everything above plus the full `key`, shown this once.
@@ -362,14 +412,22 @@ mod tests {
         let fixed = render_fixed(&k);
         let cases = [
             (1_700, None, None),
-            (1_700, Some((1_800, Some("192.0.2.1".to_string()))), Some(4)),
+            (
+                1_700,
+                Some((1_800, Some("192.0.2.1".parse().unwrap()))),
+                Some(4),
+            ),
+            (
+                1_700,
+                Some((1_800, Some("2001:db8::1".parse().unwrap()))),
+                None,
+            ),
             (2_500_000, Some((1_000, None)), None),
             (3_500_000, None, None),
         ];
         for (now, usage, quota) in cases {
-            let spliced: serde_json::Value =
-                serde_json::from_str(&splice_key_json(&fixed, &k, now, usage.clone(), quota))
-                    .unwrap();
+            let spliced = written(&fixed, &k, now, usage, quota);
+            let usage = usage.map(|(at, ip)| (at, ip.map(|ip: IpAddr| ip.to_string())));
             let mut view = KeyView::with_usage(&k, now, usage);
             if let Some(q) = quota {
                 view.quota.remaining = Some(q);
@@ -379,9 +437,20 @@ mod tests {
         k.quota = None;
         k.last_used_at = None;
         let fixed = render_fixed(&k);
-        let spliced: serde_json::Value =
-            serde_json::from_str(&splice_key_json(&fixed, &k, 5, None, None)).unwrap();
+        let spliced = written(&fixed, &k, 5, None, None);
         assert_eq!(spliced, serde_json::to_value(KeyView::new(&k, 5)).unwrap());
+    }
+
+    fn written(
+        fixed: &str,
+        k: &Key,
+        now: Millis,
+        usage: Option<(Millis, Option<IpAddr>)>,
+        quota: Option<i64>,
+    ) -> serde_json::Value {
+        let mut out = Vec::new();
+        write_key_json(&mut out, fixed, k, now, usage, quota);
+        serde_json::from_slice(&out).expect("the written key is JSON")
     }
 
     #[test]

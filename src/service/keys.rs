@@ -251,7 +251,7 @@ pub fn overlay_usage(ctx: &Ctx, key: &mut Key) {
     if let Some((at, ip)) = ctx.verifier.pending_touch(&key.id) {
         if key.last_used_at.is_none_or(|t| t < at) {
             key.last_used_at = Some(at);
-            key.last_used_ip = ip;
+            key.last_used_ip = ip.map(|ip| ip.to_string());
         }
     }
 }

@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
@@ -52,12 +52,60 @@ fn unpacked(id: u64) -> String {
     format!("key_{id:012x}")
 }
 
-/// A cached key record (or the knowledge that there is none), with renderings of it computed at
-/// most once while the record stays cached.
+/// A cached key record (or the knowledge that there is none).
 struct KeyEntry {
-    value: Option<Arc<Key>>,
+    value: Option<Arc<CachedKey>>,
     loaded_at: Millis,
-    rendered: std::sync::OnceLock<Arc<str>>,
+}
+
+/// A cached key record with what checking and answering it needs, resolved at most once while
+/// the record stays cached. A verification then reads this entry and objects shared by many keys
+/// (its API, organization and owner), not the record's own scattered strings: among many keys,
+/// memory touched per verification is what bounds throughput.
+pub struct CachedKey {
+    pub key: Arc<Key>,
+    /// The key's prefix, inline.
+    prefix: ([u8; key::PREFIX_MAX], u8),
+    deps: OnceLock<Deps>,
+    rendered: OnceLock<Box<str>>,
+}
+
+/// A key's API, organization and owner, as cached when resolved (`None`: not found).
+#[derive(Clone)]
+struct Deps {
+    /// [`Verifier::deps_epoch`] when resolved: valid while it is unchanged.
+    epoch: u64,
+    api: Option<Arc<Api>>,
+    org: Option<Arc<Org>>,
+    owner: Option<Arc<User>>,
+}
+
+impl CachedKey {
+    fn new(key: Arc<Key>, deps: Option<Deps>) -> Self {
+        let mut prefix = [0u8; key::PREFIX_MAX];
+        let len = key.key_prefix.len().min(key::PREFIX_MAX);
+        prefix[..len].copy_from_slice(&key.key_prefix.as_bytes()[..len]);
+        CachedKey {
+            key,
+            prefix: (prefix, len as u8),
+            deps: deps.map(OnceLock::from).unwrap_or_default(),
+            rendered: OnceLock::new(),
+        }
+    }
+
+    fn prefix(&self) -> &[u8] {
+        &self.prefix.0[..usize::from(self.prefix.1)]
+    }
+
+    /// A rendering of the key (its JSON), computed once per cached record.
+    pub fn rendered(&self, render: impl FnOnce(&Key) -> String) -> &str {
+        self.rendered.get_or_init(|| render(&self.key).into())
+    }
+
+    /// The key's owner, when it was found.
+    pub fn owner(&self) -> Option<&Arc<User>> {
+        self.deps.get().and_then(|d| d.owner.as_ref())
+    }
 }
 
 struct Cached<T> {
@@ -84,11 +132,11 @@ pub struct Scope<'a> {
 }
 
 /// A key that passed every check.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Verified {
     pub key: Arc<Key>,
-    pub api: Arc<Api>,
-    pub owner: Arc<User>,
+    /// The cached record, for its owner and renderings.
+    pub cached: Arc<CachedKey>,
     pub ratelimit: Option<RateDecision>,
     pub quota_remaining: Option<i64>,
     /// When this verification happened (and so the key's last use).
@@ -96,10 +144,10 @@ pub struct Verified {
 }
 
 /// A refusal, with the key when it was identified (for the verify endpoint's `key` field).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rejected {
     pub denial: Denial,
-    pub key: Option<Arc<Key>>,
+    pub key: Option<Arc<CachedKey>>,
     pub ratelimit: Option<RateDecision>,
 }
 
@@ -110,6 +158,15 @@ impl From<Denial> for Rejected {
             key: None,
             ratelimit: None,
         }
+    }
+}
+
+impl Verified {
+    /// The key's owner: always found and active for a verified key.
+    pub fn owner(&self) -> &Arc<User> {
+        self.cached
+            .owner()
+            .expect("check_key refuses keys without an active owner")
     }
 }
 
@@ -131,9 +188,12 @@ pub struct Verifier {
     users: Map<Cached<User>>,
     orgs: Map<Cached<Org>>,
     limits: IdMap<i64>,
-    touches: Mutex<HashMap<u64, (Millis, Option<IpAddr>), RandomState>>,
+    /// `last_used` observations not yet written: sharded, as every verification records one.
+    touches: IdMap<(Millis, Option<IpAddr>)>,
     /// Counts invalidations, so that a load racing with one does not cache what it read.
     epoch: AtomicU64,
+    /// Counts invalidations of APIs, users and organizations, which resolved [`Deps`] depend on.
+    deps_epoch: AtomicU64,
     /// When each recently written key's `last_used` was last written.
     written: Mutex<HashMap<u64, Millis, RandomState>>,
 }
@@ -157,9 +217,10 @@ impl Verifier {
             users: Map::default(),
             orgs: Map::default(),
             limits: IdMap::default(),
-            touches: Mutex::new(HashMap::default()),
+            touches: IdMap::default(),
             written: Mutex::new(HashMap::default()),
             epoch: AtomicU64::new(0),
+            deps_epoch: AtomicU64::new(0),
         }
     }
 
@@ -193,49 +254,51 @@ impl Verifier {
         let Some(id) = packed(parsed.id) else {
             return Ok(Err(Denial::Malformed("unexpected characters").into()));
         };
-        let Some(key) = self.key_by_public_id(id, now).await? else {
+        let Some(cached) = self.key_by_public_id(id, now).await? else {
             return Ok(Err(Denial::UnknownKey.into()));
         };
-        let authentic = key.key_prefix == parsed.prefix
+        let key = &cached.key;
+        let authentic = cached.prefix() == parsed.prefix.as_bytes()
             && self
                 .peppers
                 .get(key.pepper_version)
                 .is_some_and(|p| p.hash(token).ct_eq(&key.hash));
-        let in_scope = scope.org_id.is_none_or(|o| o == key.org_id)
-            && scope.api_id.is_none_or(|a| a == key.api_id);
-        if !authentic || !in_scope {
+        if !authentic {
             return Ok(Err(Denial::UnknownKey.into()));
         }
-        let Some(api) = self.api(&key.api_id, now).await? else {
+        let cached = self.resolve(id, cached, now).await?;
+        let key = &cached.key;
+        let deps = cached.deps.get().expect("resolved");
+        let (Some(api), Some(org)) = (deps.api.as_deref(), deps.org.as_deref()) else {
             return Ok(Err(Denial::UnknownKey.into()));
         };
-        if scope.management && !api.is_management() {
+        // Compared with the shared API and organization (same ids as the key's), not the key's
+        // own strings.
+        let in_scope = scope.org_id.is_none_or(|o| o == org.id)
+            && scope.api_id.is_none_or(|a| a == api.id)
+            && (!scope.management || api.is_management());
+        if !in_scope {
             return Ok(Err(Denial::UnknownKey.into()));
         }
-        let Some(org) = self.org(&key.org_id, now).await? else {
-            return Ok(Err(Denial::UnknownKey.into()));
-        };
-        let owner = self.user(&key.owner_id, now).await?;
         let req = Requirements {
             skip_plan: req.skip_plan || api.is_management(),
             ..req.clone()
         };
         let reject = |denial, ratelimit| Rejected {
             denial,
-            key: Some(key.clone()),
+            key: Some(cached.clone()),
             ratelimit,
         };
         if let Err(denial) = check::check_key(
-            &key,
-            owner.as_deref(),
-            &org,
+            key,
+            deps.owner.as_deref(),
+            org,
             &self.plans_without_access,
             &req,
             now,
         ) {
             return Ok(Err(reject(denial, None)));
         }
-        let owner = owner.expect("check_key refuses keys without an active owner");
         let limit = key.rate_limit.or(api.default_rate_limit).or_else(|| {
             // The plan's default covers protected APIs; management keys are limited only by
             // their own setting, so an organization can always manage itself.
@@ -260,13 +323,50 @@ impl Verifier {
         };
         self.touch(id, now, req.client_ip);
         Ok(Ok(Verified {
-            key,
-            api,
-            owner,
+            key: key.clone(),
+            cached: cached.clone(),
             ratelimit,
             quota_remaining,
             at: now,
         }))
+    }
+
+    /// `cached` with its API, organization and owner resolved and current: as cached in the
+    /// entry, or looked up (from their caches) when not yet resolved or when one of them changed
+    /// since; the entry is then replaced with the resolved one.
+    async fn resolve(
+        &self,
+        id: u64,
+        cached: Arc<CachedKey>,
+        now: Millis,
+    ) -> Result<Arc<CachedKey>, StoreError> {
+        let epoch = self.deps_epoch.load(Ordering::SeqCst);
+        if cached.deps.get().is_some_and(|d| d.epoch == epoch) {
+            return Ok(cached);
+        }
+        let key = &cached.key;
+        let deps = Deps {
+            epoch,
+            api: self.api(&key.api_id, now).await?,
+            org: self.org(&key.org_id, now).await?,
+            owner: self.user(&key.owner_id, now).await?,
+        };
+        if cached.deps.set(deps.clone()).is_ok() {
+            return Ok(cached);
+        }
+        // Resolved before a change: replace the entry, unless it was invalidated or reloaded
+        // meanwhile (then the next verification resolves again).
+        let fresh = Arc::new(CachedKey::new(key.clone(), Some(deps)));
+        if let Some(mut entry) = self.keys.get_mut(&id) {
+            if entry
+                .value
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &cached))
+            {
+                entry.value = Some(fresh.clone());
+            }
+        }
+        Ok(fresh)
     }
 
     fn rate_limit(&self, id: u64, limit: RateLimit, cost: u32, now: Millis) -> RateDecision {
@@ -278,13 +378,12 @@ impl Verifier {
 
     fn touch(&self, id: u64, now: Millis, ip: Option<IpAddr>) {
         let ip = ip.map(crate::domain::model::normalize_ip);
-        self.touches.lock().insert(id, (now, ip));
+        self.touches.insert(id, (now, ip));
     }
 
     /// The newest not yet written `last_used` of a key, to overlay on what storage returns.
-    pub fn pending_touch(&self, key_id: &str) -> Option<(Millis, Option<String>)> {
-        let pending = *self.touches.lock().get(&packed(key_id)?)?;
-        Some((pending.0, pending.1.map(|ip| ip.to_string())))
+    pub fn pending_touch(&self, key_id: &str) -> Option<(Millis, Option<IpAddr>)> {
+        self.touches.get(&packed(key_id)?).map(|t| *t)
     }
 
     /// Writes collected `last_used` observations in one batch. A key whose `last_used` was
@@ -305,11 +404,10 @@ impl Verifier {
         // map holds only keys used within their window.
         self.limits.retain(|_, tat| *tat > now * 1000);
         let batch: Vec<UsageTouch> = {
-            let mut touches = self.touches.lock();
             let mut written = self.written.lock();
             written.retain(|_, at| now - *at < LAST_USED_WRITE_INTERVAL_MS);
             let mut batch = Vec::new();
-            touches.retain(|id, (at, ip)| {
+            self.touches.retain(|id, (at, ip)| {
                 if !all && written.contains_key(id) {
                     return true;
                 }
@@ -329,7 +427,6 @@ impl Verifier {
         };
         if let Err(e) = self.store.touch_keys(&batch).await {
             // Put them back so that the next flush tries again, unless newer ones arrived.
-            let mut touches = self.touches.lock();
             let mut written = self.written.lock();
             for t in batch {
                 let Some(id) = packed(&t.key_id) else {
@@ -337,7 +434,7 @@ impl Verifier {
                 };
                 written.remove(&id);
                 let ip = t.ip.and_then(|ip| ip.parse().ok());
-                touches.entry(id).or_insert((t.at, ip));
+                self.touches.entry(id).or_insert((t.at, ip));
             }
             return Err(e.into());
         }
@@ -352,33 +449,21 @@ impl Verifier {
         }
     }
 
-    /// A rendering of `key` (say, its JSON), computed once per cached record: reused while `key`
-    /// is the very record the cache holds, computed again once the record is reloaded.
-    pub fn rendered(&self, key: &Arc<Key>, render: impl FnOnce(&Key) -> String) -> Arc<str> {
-        if let Some(entry) = packed(&key.id).and_then(|id| self.keys.get(&id)) {
-            if entry
-                .value
-                .as_ref()
-                .is_some_and(|cached| Arc::ptr_eq(cached, key))
-            {
-                return entry.rendered.get_or_init(|| render(key).into()).clone();
-            }
-        }
-        render(key).into()
-    }
-
     pub fn invalidate_api(&self, id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.deps_epoch.fetch_add(1, Ordering::SeqCst);
         self.apis.remove(id);
     }
 
     pub fn invalidate_user(&self, id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.deps_epoch.fetch_add(1, Ordering::SeqCst);
         self.users.remove(id);
     }
 
     pub fn invalidate_org(&self, id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.deps_epoch.fetch_add(1, Ordering::SeqCst);
         self.orgs.remove(id);
     }
 
@@ -389,7 +474,11 @@ impl Verifier {
         }
     }
 
-    async fn key_by_public_id(&self, id: u64, now: Millis) -> Result<Option<Arc<Key>>, StoreError> {
+    async fn key_by_public_id(
+        &self,
+        id: u64,
+        now: Millis,
+    ) -> Result<Option<Arc<CachedKey>>, StoreError> {
         if let Some(c) = self.keys.get(&id) {
             let ttl = if c.value.is_some() {
                 POSITIVE_TTL_MS
@@ -401,7 +490,11 @@ impl Verifier {
             }
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let value = self.store.get_key(&unpacked(id)).await?.map(Arc::new);
+        let value = self
+            .store
+            .get_key(&unpacked(id))
+            .await?
+            .map(|k| Arc::new(CachedKey::new(Arc::new(k), None)));
         if value.is_none() && self.keys.len() >= NEGATIVE_MAX {
             self.keys.retain(|_, c| c.value.is_some());
         }
@@ -409,7 +502,6 @@ impl Verifier {
         let entry = KeyEntry {
             value: value.clone(),
             loaded_at: now,
-            rendered: Default::default(),
         };
         match self.keys.entry(id) {
             dashmap::Entry::Occupied(mut e) if self.epoch.load(Ordering::SeqCst) == epoch => {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::check::{RateDecision, Requirements};
-use crate::domain::model::{Key, normalize_ip};
+use crate::domain::model::normalize_ip;
 use crate::domain::validate::FieldError;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
@@ -139,14 +139,17 @@ pub async fn verify_key(
         .await?;
     let now = state.ctx.now();
     let verifier = &state.ctx.verifier;
-    // The key object is spliced from a rendering cached per key record plus the per-request
-    // fields; `VerifyResponse` documents (and a test checks) the same shape.
-    let key_json = |k: &Arc<Key>, quota: Option<i64>| {
-        let fixed = verifier.rendered(k, views::render_fixed);
-        views::splice_key_json(&fixed, k, now, verifier.pending_touch(&k.id), quota)
-    };
-    let (outer, key) = match &outcome {
-        Ok(v) => (
+    // The key object is its rendering cached per key record plus the per-request fields, written
+    // straight into the body; `VerifyResponse` documents (and a test checks) the same shape.
+    let mut body = Vec::with_capacity(1024);
+    let outer = match &outcome {
+        Ok(v) => {
+            body.extend_from_slice(b"{\"key\":");
+            let fixed = v.cached.rendered(views::render_fixed);
+            // This very request is the key's last use.
+            let usage = Some((v.at, ip.map(normalize_ip)));
+            views::write_key_json(&mut body, fixed, &v.key, now, usage, v.quota_remaining);
+            body.push(b',');
             VerifyOuter {
                 valid: true,
                 code: "VALID",
@@ -154,17 +157,17 @@ pub async fn verify_key(
                 detail: None,
                 ratelimit: v.ratelimit.map(Into::into),
                 quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
-            },
-            // This very request is the key's last use.
-            Some(views::splice_key_json(
-                &verifier.rendered(&v.key, views::render_fixed),
-                &v.key,
-                now,
-                Some((v.at, ip.map(|ip| normalize_ip(ip).to_string()))),
-                v.quota_remaining,
-            )),
-        ),
-        Err(r) => (
+            }
+        }
+        Err(r) => {
+            body.push(b'{');
+            if let Some(cached) = &r.key {
+                body.extend_from_slice(b"\"key\":");
+                let fixed = cached.rendered(views::render_fixed);
+                let usage = verifier.pending_touch(&cached.key.id);
+                views::write_key_json(&mut body, fixed, &cached.key, now, usage, None);
+                body.push(b',');
+            }
             VerifyOuter {
                 valid: false,
                 code: r.denial.verify_code(),
@@ -172,44 +175,53 @@ pub async fn verify_key(
                 detail: Some(r.denial.detail()),
                 ratelimit: r.ratelimit.map(Into::into),
                 quota: None,
-            },
-            r.key.as_ref().map(|k| key_json(k, None)),
-        ),
+            }
+        }
     };
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        verdict_json(&outer, key.as_deref()),
-    )
-        .into_response())
+    outer.write_fields(&mut body);
+    body.push(b'}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// The verdict without its key, which is added by [`verdict_json`].
-#[derive(Serialize)]
+/// The verdict's fields beside its key.
 struct VerifyOuter {
     valid: bool,
     code: &'static str,
     status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     ratelimit: Option<RateLimitState>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     quota: Option<QuotaState>,
 }
 
-/// `{"valid":...}` with `"key":<key>` joined in front when there is a key.
-fn verdict_json(outer: &VerifyOuter, key: Option<&str>) -> String {
-    let outer = serde_json::to_string(outer).expect("plain data serializes");
-    match key {
-        Some(key) => {
-            let mut out = String::with_capacity(outer.len() + key.len() + 8);
-            out.push_str("{\"key\":");
-            out.push_str(key);
-            out.push(',');
-            out.push_str(&outer[1..]);
-            out
+impl VerifyOuter {
+    /// Appends `"valid":...` and the rest, without braces.
+    fn write_fields(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(if self.valid {
+            b"\"valid\":true,\"code\":\""
+        } else {
+            b"\"valid\":false,\"code\":\""
+        });
+        out.extend_from_slice(self.code.as_bytes());
+        out.extend_from_slice(b"\",\"status\":");
+        views::push_opt_int(out, Some(i64::from(self.status)));
+        if let Some(detail) = &self.detail {
+            out.extend_from_slice(b",\"detail\":");
+            views::push_str(out, detail);
         }
-        None => outer,
+        if let Some(r) = &self.ratelimit {
+            out.extend_from_slice(b",\"ratelimit\":{\"limit\":");
+            views::push_opt_int(out, Some(i64::from(r.limit)));
+            out.extend_from_slice(b",\"remaining\":");
+            views::push_opt_int(out, Some(i64::from(r.remaining)));
+            out.extend_from_slice(b",\"reset_ms\":");
+            views::push_opt_int(out, Some(r.reset_ms));
+            out.push(b'}');
+        }
+        if let Some(q) = &self.quota {
+            out.extend_from_slice(b",\"quota\":{\"remaining\":");
+            views::push_opt_int(out, Some(q.remaining));
+            out.push(b'}');
+        }
     }
 }
 
@@ -217,43 +229,50 @@ fn verdict_json(outer: &VerifyOuter, key: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    /// The hand-written verdict is the documented `VerifyResponse`, field for field.
     #[test]
-    fn the_spliced_verdict_is_the_documented_verify_response() {
-        let outer = VerifyOuter {
-            valid: false,
-            code: "RATE_LIMITED",
-            status: 429,
-            detail: Some("slow down".into()),
-            ratelimit: Some(RateLimitState {
-                limit: 5,
-                remaining: 0,
-                reset_ms: 99,
-            }),
-            quota: None,
-        };
-        let spliced: serde_json::Value =
-            serde_json::from_str(&verdict_json(&outer, Some("{\"id\":\"key_1\"}"))).unwrap();
-        let documented = serde_json::json!({
-            "valid": false, "code": "RATE_LIMITED", "status": 429, "detail": "slow down",
-            "key": {"id": "key_1"}, "ratelimit": {"limit": 5, "remaining": 0, "reset_ms": 99}
-        });
-        assert_eq!(spliced, documented);
-        let bare: serde_json::Value = serde_json::from_str(&verdict_json(&outer, None)).unwrap();
-        assert!(bare.get("key").is_none());
-        // The documented struct serializes to the same shape.
-        let doc = VerifyResponse {
-            valid: false,
-            code: "RATE_LIMITED",
-            status: 429,
-            detail: Some("slow down".into()),
-            key: None,
-            ratelimit: Some(RateLimitState {
-                limit: 5,
-                remaining: 0,
-                reset_ms: 99,
-            }),
-            quota: None,
-        };
-        assert_eq!(serde_json::to_value(doc).unwrap(), bare);
+    fn the_written_verdict_is_the_documented_verify_response() {
+        let cases = [
+            (true, "VALID", 200, None, Some((5, 4, 99)), Some(7)),
+            (
+                false,
+                "RATE_LIMITED",
+                429,
+                Some("slow \"down\"\n"),
+                Some((5, 0, 99)),
+                None,
+            ),
+            (false, "NOT_FOUND", 404, Some("no such key"), None, None),
+            (true, "VALID", 200, None, None, None),
+        ];
+        for (valid, code, status, detail, ratelimit, quota) in cases {
+            let rl = |(limit, remaining, reset_ms)| RateLimitState {
+                limit,
+                remaining,
+                reset_ms,
+            };
+            let outer = VerifyOuter {
+                valid,
+                code,
+                status,
+                detail: detail.map(str::to_owned),
+                ratelimit: ratelimit.map(rl),
+                quota: quota.map(|remaining| QuotaState { remaining }),
+            };
+            let mut out = b"{".to_vec();
+            outer.write_fields(&mut out);
+            out.push(b'}');
+            let written: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let documented = VerifyResponse {
+                valid,
+                code,
+                status,
+                detail: detail.map(str::to_owned),
+                key: None,
+                ratelimit: ratelimit.map(rl),
+                quota: quota.map(|remaining| QuotaState { remaining }),
+            };
+            assert_eq!(written, serde_json::to_value(documented).unwrap(), "{code}");
+        }
     }
 }
