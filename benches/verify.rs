@@ -230,6 +230,18 @@ impl Server {
         Duration::from_millis(ticks * 10)
     }
 
+    /// Waits until the server is idle: less than 5 ms of CPU in 250 ms.
+    async fn settle(&self) -> Duration {
+        let start = Instant::now();
+        loop {
+            let before = self.cpu();
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if self.cpu() - before < Duration::from_millis(5) || start.elapsed().as_secs() > 120 {
+                return start.elapsed();
+            }
+        }
+    }
+
     fn stop(mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
@@ -409,6 +421,14 @@ async fn bench(o: Opts) {
     println!("Warming Keyward's cache with every key once...");
     let warm = drive(&kw, &admin, secrets.clone(), o.connections, 600, true).await;
     assert_eq!(warm.errors, 0, "every key verifies during warm-up");
+    // Warm-up used every key, so Keyward now writes their last use behind (once, then at most
+    // once a minute per key): let that finish, or it would land in whichever round comes next.
+    let settled = kw.settle().await;
+    println!(
+        "Keyward settled {:.1} s after warm-up (writing {} keys' last use)",
+        settled.as_secs_f64(),
+        o.keys
+    );
     drive(&calib, &admin, secrets.clone(), o.connections, 1, false).await;
     drive(
         &bare_server,

@@ -8,12 +8,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
-use parking_lot::Mutex;
 
 use crate::domain::Clock;
 use crate::domain::check::{self, Denial, RateDecision, Requirements};
@@ -52,10 +51,34 @@ fn unpacked(id: u64) -> String {
     format!("key_{id:012x}")
 }
 
-/// A cached key record (or the knowledge that there is none).
+/// A key's slot in the cache: its record (or the knowledge that there is none) and its usage
+/// state. The state lives here, beside the record, so that a verification among many keys
+/// touches one slot, not one per map; it outlives reloads and invalidations of the record.
+#[derive(Default)]
 struct KeyEntry {
     value: Option<Arc<CachedKey>>,
+    /// When `value` was read from storage; [`STALE`] once invalidated.
     loaded_at: Millis,
+    /// The rate limiter's theoretical arrival time (GCRA), in microseconds; 0 for a full one.
+    tat: i64,
+    /// The newest `last_used` observation not yet written to storage.
+    touch: Option<(Millis, Option<IpAddr>)>,
+    /// When `last_used` was last written, to write a hot key at most once a minute.
+    written_at: Option<Millis>,
+}
+
+/// `loaded_at` of an invalidated entry: read again by the next verification.
+const STALE: Millis = Millis::MIN;
+
+impl KeyEntry {
+    fn fresh(&self, now: Millis) -> bool {
+        let ttl = if self.value.is_some() {
+            POSITIVE_TTL_MS
+        } else {
+            NEGATIVE_TTL_MS
+        };
+        self.loaded_at != STALE && now >= self.loaded_at && now - self.loaded_at < ttl
+    }
 }
 
 /// A cached key record with what checking and answering it needs, resolved at most once while
@@ -187,15 +210,12 @@ pub struct Verifier {
     apis: Map<Cached<Api>>,
     users: Map<Cached<User>>,
     orgs: Map<Cached<Org>>,
-    limits: IdMap<i64>,
-    /// `last_used` observations not yet written: sharded, as every verification records one.
-    touches: IdMap<(Millis, Option<IpAddr>)>,
     /// Counts invalidations, so that a load racing with one does not cache what it read.
     epoch: AtomicU64,
     /// Counts invalidations of APIs, users and organizations, which resolved [`Deps`] depend on.
     deps_epoch: AtomicU64,
-    /// When each recently written key's `last_used` was last written.
-    written: Mutex<HashMap<u64, Millis, RandomState>>,
+    /// About how many "no such key" entries were added since they were last cleared.
+    negatives: AtomicUsize,
 }
 
 impl Verifier {
@@ -216,11 +236,9 @@ impl Verifier {
             apis: Map::default(),
             users: Map::default(),
             orgs: Map::default(),
-            limits: IdMap::default(),
-            touches: IdMap::default(),
-            written: Mutex::new(HashMap::default()),
             epoch: AtomicU64::new(0),
             deps_epoch: AtomicU64::new(0),
+            negatives: AtomicUsize::new(0),
         }
     }
 
@@ -306,7 +324,10 @@ impl Verifier {
                 .then(|| self.plan_rate_limits.get(&org.plan).copied())
                 .flatten()
         });
-        let ratelimit = limit.map(|l| self.rate_limit(id, l, cost, now));
+        // Without a quota to consume, charging the limit and recording the use is one visit to
+        // the key's slot.
+        let use_now = key.quota.is_none().then_some(req.client_ip);
+        let ratelimit = self.charge(id, limit, cost, now, use_now);
         if let Some(d) = ratelimit.filter(|d| !d.allowed) {
             return Ok(Err(reject(Denial::RateLimited(d), Some(d))));
         }
@@ -316,12 +337,14 @@ impl Verifier {
                 .consume_quota(&key.id, i64::from(cost), now)
                 .await?
             {
-                Some(left) => Some(left),
+                Some(left) => {
+                    self.charge(id, None, cost, now, Some(req.client_ip));
+                    Some(left)
+                }
                 None => return Ok(Err(reject(Denial::QuotaExceeded, ratelimit))),
             },
             None => None,
         };
-        self.touch(id, now, req.client_ip);
         Ok(Ok(Verified {
             key: key.clone(),
             cached: cached.clone(),
@@ -369,21 +392,33 @@ impl Verifier {
         Ok(fresh)
     }
 
-    fn rate_limit(&self, id: u64, limit: RateLimit, cost: u32, now: Millis) -> RateDecision {
-        let mut tat = self.limits.entry(id).or_insert(0);
-        let (decision, new_tat) = check::gcra(*tat, now, limit.requests, limit.per_seconds, cost);
-        *tat = new_tat;
+    /// Charges `cost` against the key's rate `limit` (if any) and, when `used_from` is given (the
+    /// client's address, if known), records this moment as the key's last use.
+    fn charge(
+        &self,
+        id: u64,
+        limit: Option<RateLimit>,
+        cost: u32,
+        now: Millis,
+        used_from: Option<Option<IpAddr>>,
+    ) -> Option<RateDecision> {
+        let mut entry = self.keys.entry(id).or_default();
+        let decision = limit.map(|l| {
+            let (decision, tat) = check::gcra(entry.tat, now, l.requests, l.per_seconds, cost);
+            entry.tat = tat;
+            decision
+        });
+        if decision.is_none_or(|d| d.allowed) {
+            if let Some(ip) = used_from {
+                entry.touch = Some((now, ip.map(crate::domain::model::normalize_ip)));
+            }
+        }
         decision
-    }
-
-    fn touch(&self, id: u64, now: Millis, ip: Option<IpAddr>) {
-        let ip = ip.map(crate::domain::model::normalize_ip);
-        self.touches.insert(id, (now, ip));
     }
 
     /// The newest not yet written `last_used` of a key, to overlay on what storage returns.
     pub fn pending_touch(&self, key_id: &str) -> Option<(Millis, Option<IpAddr>)> {
-        self.touches.get(&packed(key_id)?).map(|t| *t)
+        self.keys.get(&packed(key_id)?)?.touch
     }
 
     /// Writes collected `last_used` observations in one batch. A key whose `last_used` was
@@ -400,52 +435,48 @@ impl Verifier {
 
     async fn flush_pending(&self, all: bool) -> Result<usize, VerifyError> {
         let now = self.clock.now_ms();
-        // A limiter whose theoretical arrival time has passed is a fresh one: drop it, so that the
-        // map holds only keys used within their window.
-        self.limits.retain(|_, tat| *tat > now * 1000);
-        let batch: Vec<UsageTouch> = {
-            let mut written = self.written.lock();
-            written.retain(|_, at| now - *at < LAST_USED_WRITE_INTERVAL_MS);
-            let mut batch = Vec::new();
-            self.touches.retain(|id, (at, ip)| {
-                if !all && written.contains_key(id) {
-                    return true;
-                }
+        let mut batch = Vec::new();
+        for mut entry in self.keys.iter_mut() {
+            let due = all
+                || entry
+                    .written_at
+                    .is_none_or(|at| now - at >= LAST_USED_WRITE_INTERVAL_MS);
+            if !due {
+                continue;
+            }
+            if let Some((at, ip)) = entry.touch.take() {
+                entry.written_at = Some(now);
                 batch.push(UsageTouch {
-                    key_id: unpacked(*id),
-                    at: *at,
+                    key_id: unpacked(*entry.key()),
+                    at,
                     ip: ip.map(|ip| ip.to_string()),
                 });
-                false
-            });
-            for t in &batch {
-                if let Some(id) = packed(&t.key_id) {
-                    written.insert(id, now);
-                }
             }
-            batch
-        };
+        }
         if let Err(e) = self.store.touch_keys(&batch).await {
             // Put them back so that the next flush tries again, unless newer ones arrived.
-            let mut written = self.written.lock();
             for t in batch {
                 let Some(id) = packed(&t.key_id) else {
                     continue;
                 };
-                written.remove(&id);
-                let ip = t.ip.and_then(|ip| ip.parse().ok());
-                self.touches.entry(id).or_insert((t.at, ip));
+                let mut entry = self.keys.entry(id).or_default();
+                entry.written_at = None;
+                if entry.touch.is_none() {
+                    entry.touch = Some((t.at, t.ip.and_then(|ip| ip.parse().ok())));
+                }
             }
             return Err(e.into());
         }
         Ok(batch.len())
     }
 
-    /// Forgets a key (by `key_...` id), so the next verify reads it again.
+    /// Forgets a key's record (by `key_...` id), so the next verify reads it again. Its usage
+    /// state stays.
     pub fn invalidate_key(&self, id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        if let Some(id) = packed(id) {
-            self.keys.remove(&id);
+        if let Some(mut entry) = packed(id).and_then(|id| self.keys.get_mut(&id)) {
+            entry.value = None;
+            entry.loaded_at = STALE;
         }
     }
 
@@ -469,8 +500,8 @@ impl Verifier {
 
     /// Forgets a key's rate-limit state (when its limit changes).
     pub fn reset_rate_limit(&self, key_id: &str) {
-        if let Some(id) = packed(key_id) {
-            self.limits.remove(&id);
+        if let Some(mut entry) = packed(key_id).and_then(|id| self.keys.get_mut(&id)) {
+            entry.tat = 0;
         }
     }
 
@@ -480,12 +511,7 @@ impl Verifier {
         now: Millis,
     ) -> Result<Option<Arc<CachedKey>>, StoreError> {
         if let Some(c) = self.keys.get(&id) {
-            let ttl = if c.value.is_some() {
-                POSITIVE_TTL_MS
-            } else {
-                NEGATIVE_TTL_MS
-            };
-            if now - c.loaded_at < ttl && now >= c.loaded_at {
+            if c.fresh(now) {
                 return Ok(c.value.clone());
             }
         }
@@ -495,22 +521,18 @@ impl Verifier {
             .get_key(&unpacked(id))
             .await?
             .map(|k| Arc::new(CachedKey::new(Arc::new(k), None)));
-        if value.is_none() && self.keys.len() >= NEGATIVE_MAX {
-            self.keys.retain(|_, c| c.value.is_some());
+        if value.is_none() && self.negatives.fetch_add(1, Ordering::Relaxed) >= NEGATIVE_MAX {
+            // Forget unknown keys, but not usage state still to be written.
+            self.keys
+                .retain(|_, c| c.value.is_some() || c.touch.is_some() || c.tat != 0);
+            self.negatives.store(0, Ordering::Relaxed);
         }
-        // As in `store_unless_invalidated`: not if an invalidation raced with this load.
-        let entry = KeyEntry {
-            value: value.clone(),
-            loaded_at: now,
-        };
-        match self.keys.entry(id) {
-            dashmap::Entry::Occupied(mut e) if self.epoch.load(Ordering::SeqCst) == epoch => {
-                e.insert(entry);
-            }
-            dashmap::Entry::Vacant(e) if self.epoch.load(Ordering::SeqCst) == epoch => {
-                e.insert(entry);
-            }
-            _ => {}
+        // As in `store_unless_invalidated`: not if an invalidation raced with this load. The
+        // check and the update happen under the slot's shard lock.
+        let mut entry = self.keys.entry(id).or_default();
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            entry.value = value.clone();
+            entry.loaded_at = now;
         }
         Ok(value)
     }

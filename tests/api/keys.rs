@@ -549,6 +549,41 @@ async fn last_used_is_visible_at_once_and_written_behind_in_a_batch() {
 }
 
 #[tokio::test]
+async fn an_edit_of_a_key_keeps_its_rate_limit_state_and_pending_last_use() {
+    let app = spawn_app().await;
+    let k = app
+        .create_key(json!({"name": "limited", "rate_limit": {"requests": 2, "per_seconds": 60}}))
+        .await;
+    let (id, secret) = (k["id"].as_str().unwrap(), k["key"].as_str().unwrap());
+    let code = |v: serde_json::Value| v["code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        code(app.verify(secret, json!({"ip": "192.0.2.9"})).await),
+        "VALID"
+    );
+    assert_eq!(
+        code(app.verify(secret, json!({"ip": "192.0.2.10"})).await),
+        "VALID"
+    );
+    // Renaming reloads the cached record; the limiter's state and the unwritten use stay.
+    app.patch(&format!("/v1/keys/{id}"), json!({"name": "renamed"}))
+        .await
+        .assert_status(200);
+    let v = app.verify(secret, json!({})).await;
+    assert_eq!(code(v.clone()), "RATE_LIMITED");
+    assert_eq!(v["key"]["name"], "renamed");
+    assert!(app.ctx.verifier.flush().await.unwrap() >= 1);
+    assert_eq!(stored_ip(&app, id).await.as_deref(), Some("192.0.2.10"));
+    // A new limit starts a fresh limiter.
+    app.patch(
+        &format!("/v1/keys/{id}"),
+        json!({"rate_limit": {"requests": 3, "per_seconds": 60}}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(code(app.verify(secret, json!({})).await), "VALID");
+}
+
+#[tokio::test]
 async fn a_graceful_stop_writes_pending_last_used_times() {
     let app = spawn_app().await;
     let k = app.create_key(json!({"name": "flushed on stop"})).await;
