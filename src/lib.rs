@@ -178,6 +178,9 @@ impl Application {
                 if let Err(e) = verifier.flush().await {
                     tracing::warn!(error = %e, "could not write last-used times; will retry");
                 }
+                if let Err(e) = verifier.follow_changes().await {
+                    tracing::warn!(error = %e, "could not read keys changed by other instances");
+                }
             }
         });
         use axum::serve::ListenerExt;

@@ -391,6 +391,25 @@ impl Store {
     }
 
     /// A key by its public id (`key_...`), whatever its organization; the caller scopes it.
+    /// Ids and versions (`updated_at`) of keys changed at or after `since`, oldest first, at most
+    /// `limit` of them.
+    pub async fn keys_changed_since(
+        &self,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<(String, Millis)>> {
+        let rows = sqlx::query(
+            "SELECT id, updated_at FROM keys WHERE updated_at >= $1 ORDER BY updated_at LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("updated_at")?)))
+            .collect()
+    }
+
     pub async fn get_key(&self, id: &str) -> Result<Option<Key>> {
         let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1"))
             .bind(id)

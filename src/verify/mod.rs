@@ -2,13 +2,15 @@
 //!
 //! Key records, their APIs, owners and organizations are cached in memory, so a known key is
 //! verified without touching the database. Every change made through this process invalidates the
-//! cache synchronously (so a revoke is seen by the very next verify); entries also expire after a
-//! short TTL, which bounds staleness when another process changed the database. `last_used` is
+//! cache synchronously (so a revoke is seen by the very next verify). Changes made by another
+//! process sharing the database are picked up by [`Verifier::follow_changes`], run every second,
+//! which drops key records whose stored version is newer; APIs, owners and organizations are read
+//! again after a short TTL, and key records after a long one, as a safety net. `last_used` is
 //! collected in memory and written behind in batches by [`Verifier::flush`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
@@ -20,8 +22,17 @@ use crate::domain::key::{self, Peppers};
 use crate::domain::model::{Api, Key, MANAGEMENT_PREFIXES, Millis, Org, RateLimit, User};
 use crate::store::{Store, StoreError, UsageTouch};
 
-/// How long a cached record is trusted before it is read again.
+/// How long a cached API, user or organization is trusted before it is read again.
 const POSITIVE_TTL_MS: i64 = 30_000;
+/// How long a cached key record is trusted before it is read again. Long, because changes by other
+/// processes are followed (see [`Verifier::follow_changes`]): re-reading every active key often
+/// would cost a query per key, which among many keys is a large share of the work.
+const KEY_TTL_MS: i64 = 600_000;
+/// How far back [`Verifier::follow_changes`] looks before the newest change it saw, to allow for
+/// clocks of instances that differ (and changes committed late).
+const CHANGE_WINDOW_MS: i64 = 5_000;
+/// Changed keys read per query by [`Verifier::follow_changes`].
+const CHANGE_BATCH: i64 = 1_000;
 /// How long "no such key" is remembered, so garbage with a valid checksum cannot flood storage.
 const NEGATIVE_TTL_MS: i64 = 2_000;
 /// Shortest time between two writes of one key's `last_used` to storage.
@@ -73,7 +84,7 @@ const STALE: Millis = Millis::MIN;
 impl KeyEntry {
     fn fresh(&self, now: Millis) -> bool {
         let ttl = if self.value.is_some() {
-            POSITIVE_TTL_MS
+            KEY_TTL_MS
         } else {
             NEGATIVE_TTL_MS
         };
@@ -90,14 +101,15 @@ pub struct CachedKey {
     /// The key's prefix, inline.
     prefix: ([u8; key::PREFIX_MAX], u8),
     deps: OnceLock<Deps>,
-    rendered: OnceLock<Box<str>>,
+    rendered: OnceLock<Arc<str>>,
 }
 
 /// A key's API, organization and owner, as cached when resolved (`None`: not found).
 #[derive(Clone)]
 struct Deps {
-    /// [`Verifier::deps_epoch`] when resolved: valid while it is unchanged.
+    /// [`Verifier::deps_epoch`] when resolved: valid while it is unchanged, for a TTL.
     epoch: u64,
+    resolved_at: Millis,
     api: Option<Arc<Api>>,
     org: Option<Arc<Org>>,
     owner: Option<Arc<User>>,
@@ -123,6 +135,16 @@ impl CachedKey {
     /// A rendering of the key (its JSON), computed once per cached record.
     pub fn rendered(&self, render: impl FnOnce(&Key) -> String) -> &str {
         self.rendered.get_or_init(|| render(&self.key).into())
+    }
+
+    /// The same record with other dependencies (and the rendering, which depends on the record
+    /// only).
+    fn with_deps(&self, deps: Deps) -> Self {
+        let fresh = CachedKey::new(self.key.clone(), Some(deps));
+        if let Some(r) = self.rendered.get() {
+            let _ = fresh.rendered.set(r.clone());
+        }
+        fresh
     }
 
     /// The key's owner, when it was found.
@@ -214,6 +236,8 @@ pub struct Verifier {
     epoch: AtomicU64,
     /// Counts invalidations of APIs, users and organizations, which resolved [`Deps`] depend on.
     deps_epoch: AtomicU64,
+    /// The newest key version (`updated_at`) [`Verifier::follow_changes`] has seen.
+    changes_seen: AtomicI64,
     /// About how many "no such key" entries were added since they were last cleared.
     negatives: AtomicUsize,
 }
@@ -226,6 +250,7 @@ impl Verifier {
         plans_without_access: Vec<String>,
         plan_rate_limits: HashMap<String, RateLimit>,
     ) -> Self {
+        let started = clock.now_ms();
         Verifier {
             store,
             peppers,
@@ -238,6 +263,7 @@ impl Verifier {
             orgs: Map::default(),
             epoch: AtomicU64::new(0),
             deps_epoch: AtomicU64::new(0),
+            changes_seen: AtomicI64::new(started),
             negatives: AtomicUsize::new(0),
         }
     }
@@ -364,12 +390,16 @@ impl Verifier {
         now: Millis,
     ) -> Result<Arc<CachedKey>, StoreError> {
         let epoch = self.deps_epoch.load(Ordering::SeqCst);
-        if cached.deps.get().is_some_and(|d| d.epoch == epoch) {
+        let current = |d: &Deps| {
+            d.epoch == epoch && now >= d.resolved_at && now - d.resolved_at < POSITIVE_TTL_MS
+        };
+        if cached.deps.get().is_some_and(current) {
             return Ok(cached);
         }
         let key = &cached.key;
         let deps = Deps {
             epoch,
+            resolved_at: now,
             api: self.api(&key.api_id, now).await?,
             org: self.org(&key.org_id, now).await?,
             owner: self.user(&key.owner_id, now).await?,
@@ -379,7 +409,7 @@ impl Verifier {
         }
         // Resolved before a change: replace the entry, unless it was invalidated or reloaded
         // meanwhile (then the next verification resolves again).
-        let fresh = Arc::new(CachedKey::new(key.clone(), Some(deps)));
+        let fresh = Arc::new(cached.with_deps(deps));
         if let Some(mut entry) = self.keys.get_mut(&id) {
             if entry
                 .value
@@ -468,6 +498,39 @@ impl Verifier {
             return Err(e.into());
         }
         Ok(batch.len())
+    }
+
+    /// Drops cached key records that another process changed since they were read: keys whose
+    /// stored version (`updated_at`) is newer than the cached one. Run every second, so a change
+    /// made through any instance sharing the database is seen by this one about a second later.
+    /// Returns how many records were dropped.
+    pub async fn follow_changes(&self) -> Result<usize, VerifyError> {
+        let mut since = self.changes_seen.load(Ordering::SeqCst) - CHANGE_WINDOW_MS;
+        let mut dropped = 0;
+        loop {
+            let changed = self.store.keys_changed_since(since, CHANGE_BATCH).await?;
+            for (id, version) in &changed {
+                let stale = packed(id).and_then(|p| self.keys.get(&p)).is_some_and(|e| {
+                    e.value
+                        .as_ref()
+                        .is_some_and(|c| c.key.updated_at < *version)
+                });
+                if stale {
+                    self.invalidate_key(id);
+                    dropped += 1;
+                }
+                self.changes_seen.fetch_max(*version, Ordering::SeqCst);
+            }
+            // A full batch: read on from its newest version (rows of that very version come again,
+            // which is harmless). Stop if a whole batch shares one version.
+            match changed.last() {
+                Some((_, newest)) if changed.len() as i64 == CHANGE_BATCH && *newest > since => {
+                    since = *newest;
+                }
+                _ => break,
+            }
+        }
+        Ok(dropped)
     }
 
     /// Forgets a key's record (by `key_...` id), so the next verify reads it again. Its usage

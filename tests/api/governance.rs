@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use keyward::domain::Clock;
+
 use crate::helpers::{Db, Options, TEST_ENCRYPTION_KEY, spawn_with};
 
 async fn plan_status_gates_keys_without_touching_them(db: Db) {
@@ -553,6 +555,62 @@ async fn the_audit_log_records_every_governed_action_and_no_secret(db: Db) {
     }
 }
 
+/// Another instance sharing the database revokes a key and renames another: this instance, which
+/// has both cached, sees the changes once it follows the database's changes (every second when
+/// serving), not only when its cache expires.
+async fn changes_made_by_another_instance_are_followed(db: Db) {
+    let app = spawn_with(Options {
+        db,
+        ..Default::default()
+    })
+    .await;
+    let revoked = app.create_key(json!({"name": "revoked elsewhere"})).await;
+    let renamed = app.create_key(json!({"name": "renamed elsewhere"})).await;
+    let code = |v: Value| v["code"].as_str().unwrap().to_owned();
+    for k in [&revoked, &renamed] {
+        assert_eq!(
+            code(app.verify(k["key"].as_str().unwrap(), json!({})).await),
+            "VALID"
+        );
+    }
+    let (revoked_id, renamed_id) = (
+        revoked["id"].as_str().unwrap(),
+        renamed["id"].as_str().unwrap(),
+    );
+    app.clock.advance(1_000);
+    let at = app.clock.now_ms();
+    // Written straight to storage, as the other instance would: this one is not told.
+    assert!(
+        app.ctx
+            .store
+            .revoke_key(&app.org_id, revoked_id, at, "manual")
+            .await
+            .unwrap()
+    );
+    let mut other = app.ctx.store.get_key(renamed_id).await.unwrap().unwrap();
+    other.name = "new name".into();
+    other.updated_at = at;
+    app.ctx.store.update_key(&other).await.unwrap();
+    let secret = revoked["key"].as_str().unwrap();
+    assert_eq!(
+        code(app.verify(secret, json!({})).await),
+        "VALID",
+        "still cached"
+    );
+
+    assert_eq!(app.ctx.verifier.follow_changes().await.unwrap(), 2);
+    assert_eq!(code(app.verify(secret, json!({})).await), "REVOKED");
+    let v = app
+        .verify(renamed["key"].as_str().unwrap(), json!({}))
+        .await;
+    assert_eq!(
+        (code(v.clone()), &v["key"]["name"]),
+        ("VALID".into(), &json!("new name"))
+    );
+    // Followed once: nothing is dropped again for the same versions.
+    assert_eq!(app.ctx.verifier.follow_changes().await.unwrap(), 0);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -574,4 +632,5 @@ on_both_backends!(
     recoverable_keys_are_refused_without_an_encryption_key,
     plan_default_rate_limits_apply_to_keys_without_their_own,
     the_audit_log_records_every_governed_action_and_no_secret,
+    changes_made_by_another_instance_are_followed,
 );
