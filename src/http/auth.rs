@@ -126,9 +126,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         };
         match state.ctx.verifier.verify(token, scope, &req, 1).await? {
             Ok(v) => Ok(Caller {
-                org_id: v.key.org_id.clone(),
+                org_id: v.key().org_id.clone(),
                 user: v.owner().clone(),
-                via: Via::Key(v.key.clone()),
+                via: Via::Key(v.key().clone()),
                 ip,
                 user_agent,
             }),

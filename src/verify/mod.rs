@@ -179,8 +179,7 @@ pub struct Scope<'a> {
 /// A key that passed every check.
 #[derive(Clone)]
 pub struct Verified {
-    pub key: Arc<Key>,
-    /// The cached record, for its owner and renderings.
+    /// The cached record: the key, its owner and renderings.
     pub cached: Arc<CachedKey>,
     pub ratelimit: Option<RateDecision>,
     pub quota_remaining: Option<i64>,
@@ -207,6 +206,10 @@ impl From<Denial> for Rejected {
 }
 
 impl Verified {
+    pub fn key(&self) -> &Arc<Key> {
+        &self.cached.key
+    }
+
     /// The key's owner: always found and active for a verified key.
     pub fn owner(&self) -> &Arc<User> {
         self.cached
@@ -372,8 +375,7 @@ impl Verifier {
             None => None,
         };
         Ok(Ok(Verified {
-            key: key.clone(),
-            cached: cached.clone(),
+            cached,
             ratelimit,
             quota_remaining,
             at: now,

@@ -148,7 +148,7 @@ pub async fn verify_key(
             let fixed = v.cached.rendered(views::render_fixed);
             // This very request is the key's last use.
             let usage = Some((v.at, ip.map(normalize_ip)));
-            views::write_key_json(&mut body, fixed, &v.key, now, usage, v.quota_remaining);
+            views::write_key_json(&mut body, fixed, v.key(), now, usage, v.quota_remaining);
             body.push(b',');
             VerifyOuter {
                 valid: true,
