@@ -164,7 +164,7 @@ impl Application {
             secure_cookies: public_url.starts_with("https://"),
             public_url,
         });
-        let app = http::router(state);
+        let app = http::app(state);
         let verifier = self.ctx.verifier.clone();
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let flusher = tokio::spawn(async move {
@@ -191,7 +191,9 @@ impl Application {
         });
         axum::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(app),
         )
         .with_graceful_shutdown(shutdown)
         .await

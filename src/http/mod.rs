@@ -10,9 +10,12 @@ pub mod views;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
 use crate::domain::key;
@@ -31,8 +34,16 @@ pub struct AppState {
     pub public_url: String,
 }
 
-/// The whole HTTP application.
-pub fn router(state: Arc<AppState>) -> axum::Router {
+/// The whole HTTP application: the routes behind [`Guarded`].
+pub fn app(state: Arc<AppState>) -> Guarded {
+    Guarded {
+        router: router(state.clone()),
+        state,
+    }
+}
+
+/// Every route of the HTTP application.
+fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new()
         .merge(api::keys::router())
         .merge(api::verify::router())
@@ -46,7 +57,6 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -59,22 +69,43 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// What every request passes through: it gets an id, available to error bodies and returned as
-/// `x-request-id`, and is refused if its URL carries a key. One middleware, not two: this runs
-/// on every verification.
-async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let id = RequestId::random();
-    let header_value =
+/// `x-request-id`, and is refused if its URL carries a key. A service wrapping the router rather
+/// than a per-route middleware, because it runs on every verification: it costs one allocation.
+#[derive(Clone)]
+pub struct Guarded {
+    router: axum::Router,
+    state: Arc<AppState>,
+}
+
+impl tower::Service<Request> for Guarded {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let id = RequestId::random();
+        if has_key_in_url(&req) {
+            let state = self.state.clone();
+            return Box::pin(REQUEST_ID.scope(id, async move {
+                Ok(with_request_id(reject_key_in_url(&state, req).await, id))
+            }));
+        }
+        let routed = REQUEST_ID.sync_scope(id, || self.router.call(req));
+        Box::pin(REQUEST_ID.scope(id, async move {
+            let res = routed.await.unwrap_or_else(|never| match never {});
+            Ok(with_request_id(res, id))
+        }))
+    }
+}
+
+fn with_request_id(mut res: Response, id: RequestId) -> Response {
+    let value =
         HeaderValue::from_bytes(id.as_str().as_bytes()).expect("hex is a valid header value");
-    let mut res = REQUEST_ID
-        .scope(id, async {
-            if has_key_in_url(&req) {
-                reject_key_in_url(&state, req).await
-            } else {
-                next.run(req).await
-            }
-        })
-        .await;
-    res.headers_mut().insert("x-request-id", header_value);
+    res.headers_mut().insert("x-request-id", value);
     res
 }
 
