@@ -18,8 +18,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
-            if !(ct.starts_with("application/json") || ct.contains("+json")) {
+            let ct = ct.as_bytes();
+            let is_json = ct
+                .get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"application/json"))
+                || ct.windows(5).any(|w| w.eq_ignore_ascii_case(b"+json"));
+            if !is_json {
                 return Err(ApiError::BadRequest(
                     "The request body must be JSON (Content-Type: application/json).".into(),
                 ));

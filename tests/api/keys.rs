@@ -115,6 +115,18 @@ async fn wrong_json_types_unknown_fields_and_missing_names_are_422_and_bad_json_
     app.post_raw("/v1/keys", "application/x-www-form-urlencoded", "name=x")
         .await
         .assert_problem(400, "bad_request");
+    app.post_raw("/v1/keys", "text/plain", "{\"name\": \"x\"}")
+        .await
+        .assert_problem(400, "bad_request");
+    // JSON in any letter case, with parameters, or as a +json type is JSON.
+    for ct in [
+        "Application/JSON; charset=utf-8",
+        "application/vnd.keyward+json",
+    ] {
+        app.post_raw("/v1/keys", ct, "{\"name\": \"typed\"}")
+            .await
+            .assert_status(201);
+    }
     let huge = json!({"name": "x", "description": "y".repeat(70_000)});
     app.post("/v1/keys", huge)
         .await
