@@ -253,10 +253,15 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
 }
 
+/// Appends an integer.
+pub fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 /// Appends an integer, or `null`.
-pub fn push_opt_int(out: &mut Vec<u8>, n: Option<i64>) {
+fn push_opt_int(out: &mut Vec<u8>, n: Option<i64>) {
     match n {
-        Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        Some(n) => push_int(out, n),
         None => out.extend_from_slice(b"null"),
     }
 }

@@ -203,23 +203,23 @@ impl VerifyOuter {
         });
         out.extend_from_slice(self.code.as_bytes());
         out.extend_from_slice(b"\",\"status\":");
-        views::push_opt_int(out, Some(i64::from(self.status)));
+        views::push_int(out, self.status);
         if let Some(detail) = &self.detail {
             out.extend_from_slice(b",\"detail\":");
             views::push_str(out, detail);
         }
         if let Some(r) = &self.ratelimit {
             out.extend_from_slice(b",\"ratelimit\":{\"limit\":");
-            views::push_opt_int(out, Some(i64::from(r.limit)));
+            views::push_int(out, r.limit);
             out.extend_from_slice(b",\"remaining\":");
-            views::push_opt_int(out, Some(i64::from(r.remaining)));
+            views::push_int(out, r.remaining);
             out.extend_from_slice(b",\"reset_ms\":");
-            views::push_opt_int(out, Some(r.reset_ms));
+            views::push_int(out, r.reset_ms);
             out.push(b'}');
         }
         if let Some(q) = &self.quota {
             out.extend_from_slice(b",\"quota\":{\"remaining\":");
-            views::push_opt_int(out, Some(q.remaining));
+            views::push_int(out, q.remaining);
             out.push(b'}');
         }
     }
