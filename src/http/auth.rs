@@ -13,7 +13,7 @@ use super::error::ApiError;
 use crate::domain::check::{Denial, Requirements};
 use crate::service::sessions::{self, CSRF_HEADER, SESSION_COOKIE};
 use crate::service::{Caller, Via};
-use crate::verify::Scope;
+use crate::verify::{Scope, Verified};
 
 /// The peer address of the connection.
 pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
@@ -115,24 +115,34 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Ok(None) => return session_caller(parts, state).await,
             Err(d) => return Err(ApiError::Denied(d)),
         };
-        let req = Requirements {
-            client_ip: ip,
-            skip_plan: true,
-            ..Default::default()
-        };
-        let scope = Scope {
-            management: true,
-            ..Default::default()
-        };
-        match state.ctx.verifier.verify(token, scope, &req, 1).await? {
-            Ok(v) => Ok(Caller {
-                org_id: v.key().org_id.clone(),
-                user: v.owner().clone(),
-                via: Via::Key(v.key().clone()),
-                ip,
-                user_agent,
-            }),
-            Err(rejected) => Err(ApiError::Denied(rejected.denial)),
-        }
+        let v = management_key(state, token, ip).await?;
+        Ok(Caller {
+            org_id: v.key().org_id.clone(),
+            user: v.owner().clone(),
+            via: Via::Key(v.key().clone()),
+            ip,
+            user_agent,
+        })
+    }
+}
+
+/// Checks the management key `token`, presented from `ip`: a refusal is the request's answer.
+pub async fn management_key(
+    state: &AppState,
+    token: &str,
+    ip: Option<IpAddr>,
+) -> Result<Verified, ApiError> {
+    let req = Requirements {
+        client_ip: ip,
+        skip_plan: true,
+        ..Default::default()
+    };
+    let scope = Scope {
+        management: true,
+        ..Default::default()
+    };
+    match state.ctx.verifier.verify(token, scope, &req, 1).await? {
+        Ok(v) => Ok(v),
+        Err(rejected) => Err(ApiError::Denied(rejected.denial)),
     }
 }

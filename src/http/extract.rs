@@ -1,10 +1,12 @@
 //! Extractors whose rejections are problem+json: malformed JSON is a 400, a JSON document of the
 //! wrong shape a 422 naming the field, an oversized body a 413.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
 use axum::http::header;
 use axum::http::request::Parts;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -17,18 +19,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-            let ct = ct.as_bytes();
-            let is_json = ct
-                .get(..16)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"application/json"))
-                || ct.windows(5).any(|w| w.eq_ignore_ascii_case(b"+json"));
-            if !is_json {
-                return Err(ApiError::BadRequest(
-                    "The request body must be JSON (Content-Type: application/json).".into(),
-                ));
-            }
-        }
+        require_json(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
@@ -36,13 +27,47 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::BadRequest(format!("Could not read the request body: {e}"))
             }
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        parse_json(bytes).map(ApiJson)
+        parse_body(&bytes).map(ApiJson)
     }
+}
+
+/// Refuses a body declared as anything but JSON (`application/json` or a `+json` type); a body
+/// without a `Content-Type` is read as JSON.
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.as_bytes();
+        let is_json = ct
+            .get(..16)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"application/json"))
+            || ct.windows(5).any(|w| w.eq_ignore_ascii_case(b"+json"));
+        if !is_json {
+            return Err(ApiError::BadRequest(
+                "The request body must be JSON (Content-Type: application/json).".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole body of at most `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "Could not read the request body: {e}"
+        ))),
+    }
+}
+
+/// A JSON body as `T`; an empty one reads as `{}`.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    parse_json(bytes)
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422 with the field's path).

@@ -8,15 +8,16 @@ pub mod error;
 pub mod extract;
 pub mod views;
 
-use std::sync::Arc;
-
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::{IncomingStream, Listener};
 
 use crate::domain::key;
 use crate::service::Ctx;
@@ -34,11 +35,35 @@ pub struct AppState {
     pub public_url: String,
 }
 
-/// The whole HTTP application: the routes behind [`Guarded`].
-pub fn app(state: Arc<AppState>) -> Guarded {
-    Guarded {
+/// The whole HTTP application: the routes behind [`Guarded`], one per connection.
+pub fn app(state: Arc<AppState>) -> Connections {
+    Connections(Guarded {
         router: router(state.clone()),
         state,
+        peer: None,
+    })
+}
+
+/// Makes the service of each accepted connection: [`Guarded`], knowing the connection's peer.
+#[derive(Clone)]
+pub struct Connections(Guarded);
+
+impl<L> tower::Service<IncomingStream<'_, L>> for Connections
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    type Response = Guarded;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Guarded, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, conn: IncomingStream<'_, L>) -> Self::Future {
+        let mut guarded = self.0.clone();
+        guarded.peer = Some(*conn.remote_addr());
+        std::future::ready(Ok(guarded))
     }
 }
 
@@ -69,12 +94,16 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// What every request passes through: it gets an id, available to error bodies and returned as
-/// `x-request-id`, and is refused if its URL carries a key. A service wrapping the router rather
-/// than a per-route middleware, because it runs on every verification: it costs one allocation.
+/// `x-request-id`, and is refused if its URL carries a key. Verifications with a management key
+/// then go straight to [`api::verify::serve`]; everything else to the router, with the peer address
+/// as `ConnectInfo`. A service wrapping the router rather than a middleware, because it runs on
+/// every verification.
 #[derive(Clone)]
 pub struct Guarded {
     router: axum::Router,
     state: Arc<AppState>,
+    /// The connection's peer.
+    peer: Option<SocketAddr>,
 }
 
 impl tower::Service<Request> for Guarded {
@@ -86,8 +115,19 @@ impl tower::Service<Request> for Guarded {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
         let id = RequestId::random();
+        if is_keyed_verification(&req) && !has_key_in_url(&req) {
+            let state = self.state.clone();
+            let peer = self.peer;
+            return Box::pin(REQUEST_ID.scope(id, async move {
+                let res = api::verify::serve(&state, peer, req).await;
+                Ok(with_request_id(res, id))
+            }));
+        }
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
         if has_key_in_url(&req) {
             let state = self.state.clone();
             return Box::pin(REQUEST_ID.scope(id, async move {
@@ -102,10 +142,19 @@ impl tower::Service<Request> for Guarded {
     }
 }
 
+/// `POST /v1/keys/verify` with an `Authorization` header: a backend verifying a key.
+fn is_keyed_verification(req: &Request) -> bool {
+    req.method() == Method::POST
+        && req.uri().path() == "/v1/keys/verify"
+        && req.headers().contains_key(header::AUTHORIZATION)
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 fn with_request_id(mut res: Response, id: RequestId) -> Response {
     let value =
         HeaderValue::from_bytes(id.as_str().as_bytes()).expect("hex is a valid header value");
-    res.headers_mut().insert("x-request-id", value);
+    res.headers_mut().insert(X_REQUEST_ID.clone(), value);
     res
 }
 

@@ -88,26 +88,21 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The management key the caller authenticated with, if any.
+    fn key(&self) -> Option<&crate::domain::model::Key> {
+        match &self.via {
+            Via::Key(key) => Some(key),
+            Via::Session => None,
+        }
+    }
+
     /// Whether the caller holds `scope`: the key has it (if a key) and the member's role permits it.
     pub fn can(&self, scope: &str) -> bool {
-        let key_has = match &self.via {
-            Via::Key(key) => key.scopes.iter().any(|s| s == scope),
-            Via::Session => true,
-        };
-        key_has && self.user.role.permits(scope)
+        permits(self.key(), &self.user, scope)
     }
 
     pub fn require(&self, scope: &str) -> Result<()> {
-        if self.can(scope) {
-            return Ok(());
-        }
-        let who = match &self.via {
-            Via::Key(key) if !key.scopes.iter().any(|s| s == scope) => "this management key",
-            _ => "your role",
-        };
-        Err(ServiceError::Forbidden(format!(
-            "This action needs the scope '{scope}', which {who} does not grant."
-        )))
+        require(self.key(), &self.user, scope)
     }
 
     /// The audit log's view of the caller: never a secret.
@@ -125,6 +120,26 @@ impl Caller {
             },
         }
     }
+}
+
+/// Whether a member acting through `key` (or a session, `None`) holds `scope`: the key has it and
+/// the member's role permits it.
+pub fn permits(key: Option<&crate::domain::model::Key>, user: &User, scope: &str) -> bool {
+    key.is_none_or(|k| k.scopes.iter().any(|s| s == scope)) && user.role.permits(scope)
+}
+
+/// [`permits`], or the 403 naming the scope and what lacks it.
+pub fn require(key: Option<&crate::domain::model::Key>, user: &User, scope: &str) -> Result<()> {
+    if permits(key, user, scope) {
+        return Ok(());
+    }
+    let who = match key {
+        Some(k) if !k.scopes.iter().any(|s| s == scope) => "this management key",
+        _ => "your role",
+    };
+    Err(ServiceError::Forbidden(format!(
+        "This action needs the scope '{scope}', which {who} does not grant."
+    )))
 }
 
 /// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.

@@ -1,24 +1,25 @@
 //! `POST /v1/keys/verify`: for backends that check keys themselves. Always 200 when the call
 //! itself is authorized; the verdict is in the body.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::check::{RateDecision, Requirements};
+use crate::domain::check::{Denial, RateDecision, Requirements};
 use crate::domain::model::normalize_ip;
 use crate::domain::validate::FieldError;
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::views::{self, KeyView};
-use crate::service::Caller;
+use crate::http::{AppState, BODY_LIMIT, auth, extract};
+use crate::service::{self, Caller};
 use crate::verify::Scope;
 
 pub fn router() -> axum::Router<Arc<AppState>> {
@@ -97,6 +98,35 @@ pub async fn verify_key(
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:verify")?;
+    verdict(&state, &caller.org_id, body).await
+}
+
+/// `POST /v1/keys/verify` called with a management key, served without the router: the same
+/// checks in the same order as [`verify_key`] (the caller, then the body, then the scope), without
+/// building a [`Caller`]. It is the request Keyward answers most, so it gets the shortest path.
+pub async fn serve(state: &AppState, peer: Option<SocketAddr>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let answer = async {
+        let token = auth::bearer(&parts)
+            .map_err(ApiError::Denied)?
+            .ok_or(ApiError::Denied(Denial::MissingCredentials))?;
+        let ip = peer.map(|p| normalize_ip(p.ip()));
+        let caller = auth::management_key(state, token, ip).await?;
+        extract::require_json(&parts.headers)?;
+        let body = extract::read_body(body, BODY_LIMIT).await?;
+        let body: VerifyRequest = extract::parse_body(&body)?;
+        service::require(Some(caller.key()), caller.owner(), "keys:verify")?;
+        verdict(state, &caller.key().org_id, body).await
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Checks the key of `body` for the organization `org_id` and writes the verdict.
+async fn verdict(
+    state: &AppState,
+    org_id: &str,
+    body: VerifyRequest,
+) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
     let ip = match body.ip.as_deref() {
         Some(s) => match s.trim().parse::<IpAddr>() {
@@ -128,7 +158,7 @@ pub async fn verify_key(
         skip_plan: false,
     };
     let scope = Scope {
-        org_id: Some(&caller.org_id),
+        org_id: Some(org_id),
         api_id: body.api_id.as_deref(),
         management: false,
     };
@@ -140,47 +170,52 @@ pub async fn verify_key(
     let now = state.ctx.now();
     let verifier = &state.ctx.verifier;
     // The key object is its rendering cached per key record plus the per-request fields, written
-    // straight into the body; `VerifyResponse` documents (and a test checks) the same shape.
+    // straight into the body, in the order of `VerifyResponse`, which documents (and a test checks)
+    // the same shape.
     let mut body = Vec::with_capacity(1024);
-    let outer = match &outcome {
+    match &outcome {
         Ok(v) => {
-            body.extend_from_slice(b"{\"key\":");
-            let fixed = v.cached.rendered(views::render_fixed);
-            // This very request is the key's last use.
-            let usage = Some((v.at, ip.map(normalize_ip)));
-            views::write_key_json(&mut body, fixed, v.key(), now, usage, v.quota_remaining);
-            body.push(b',');
-            VerifyOuter {
+            let outer = VerifyOuter {
                 valid: true,
                 code: "VALID",
                 status: 200,
                 detail: None,
                 ratelimit: v.ratelimit.map(Into::into),
                 quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
-            }
+            };
+            outer.write_head(&mut body);
+            body.extend_from_slice(b",\"key\":");
+            let fixed = v.cached.rendered(views::render_fixed);
+            // This very request is the key's last use.
+            let usage = Some((v.at, ip.map(normalize_ip)));
+            views::write_key_json(&mut body, fixed, v.key(), now, usage, v.quota_remaining);
+            outer.write_tail(&mut body);
         }
         Err(r) => {
-            body.push(b'{');
-            if let Some(cached) = &r.key {
-                body.extend_from_slice(b"\"key\":");
-                let fixed = cached.rendered(views::render_fixed);
-                let usage = verifier.pending_touch(&cached.key.id);
-                views::write_key_json(&mut body, fixed, &cached.key, now, usage, None);
-                body.push(b',');
-            }
-            VerifyOuter {
+            let outer = VerifyOuter {
                 valid: false,
                 code: r.denial.verify_code(),
                 status: r.denial.status(),
                 detail: Some(r.denial.detail()),
                 ratelimit: r.ratelimit.map(Into::into),
                 quota: None,
+            };
+            outer.write_head(&mut body);
+            if let Some(cached) = &r.key {
+                body.extend_from_slice(b",\"key\":");
+                let fixed = cached.rendered(views::render_fixed);
+                let usage = verifier.pending_touch(&cached.key.id);
+                views::write_key_json(&mut body, fixed, &cached.key, now, usage, None);
             }
+            outer.write_tail(&mut body);
         }
-    };
-    outer.write_fields(&mut body);
-    body.push(b'}');
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
+    let mut res = Response::new(Body::from(body));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(res)
 }
 
 /// The verdict's fields beside its key.
@@ -194,12 +229,12 @@ struct VerifyOuter {
 }
 
 impl VerifyOuter {
-    /// Appends `"valid":...` and the rest, without braces.
-    fn write_fields(&self, out: &mut Vec<u8>) {
+    /// Opens the object and writes the fields before `key`.
+    fn write_head(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(if self.valid {
-            b"\"valid\":true,\"code\":\""
+            b"{\"valid\":true,\"code\":\""
         } else {
-            b"\"valid\":false,\"code\":\""
+            b"{\"valid\":false,\"code\":\""
         });
         out.extend_from_slice(self.code.as_bytes());
         out.extend_from_slice(b"\",\"status\":");
@@ -208,6 +243,10 @@ impl VerifyOuter {
             out.extend_from_slice(b",\"detail\":");
             views::push_str(out, detail);
         }
+    }
+
+    /// Writes the fields after `key` and closes the object.
+    fn write_tail(&self, out: &mut Vec<u8>) {
         if let Some(r) = &self.ratelimit {
             out.extend_from_slice(b",\"ratelimit\":{\"limit\":");
             views::push_int(out, r.limit);
@@ -222,6 +261,7 @@ impl VerifyOuter {
             views::push_int(out, q.remaining);
             out.push(b'}');
         }
+        out.push(b'}');
     }
 }
 
@@ -259,9 +299,9 @@ mod tests {
                 ratelimit: ratelimit.map(rl),
                 quota: quota.map(|remaining| QuotaState { remaining }),
             };
-            let mut out = b"{".to_vec();
-            outer.write_fields(&mut out);
-            out.push(b'}');
+            let mut out = Vec::new();
+            outer.write_head(&mut out);
+            outer.write_tail(&mut out);
             let written: serde_json::Value = serde_json::from_slice(&out).unwrap();
             let documented = VerifyResponse {
                 valid,
