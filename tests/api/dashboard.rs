@@ -323,6 +323,16 @@ async fn the_json_api_takes_a_session_cookie_and_needs_the_csrf_header_to_change
     assert_eq!(status, 403);
     let (status, created) = call(Method::POST, "/v1/keys", Some(s.csrf.clone()), Some(body)).await;
     assert_eq!(status, 201, "{created}");
+    // A signed-in member can verify a key too (the same endpoint backends call with a key).
+    let check = json!({"key": created["key"]});
+    let (status, verdict) = call(
+        Method::POST,
+        "/v1/keys/verify",
+        Some(s.csrf.clone()),
+        Some(check),
+    )
+    .await;
+    assert_eq!((status, verdict["code"].as_str()), (200, Some("VALID")));
     let event = audit_actions(&app)
         .await
         .into_iter()

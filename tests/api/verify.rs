@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{Db, spawn_app, spawn_app_on};
 
@@ -261,4 +261,124 @@ async fn organizations_on_a_plan_without_access_get_plan_inactive_but_can_still_
         (Some("PLAN_INACTIVE"), Some(403))
     );
     app.get("/v1/keys").await.assert_status(200);
+}
+
+/// The endpoint backends call most reads its request like every other one: the caller first, then
+/// the body, then the scope; problem+json with the request id for each refusal.
+#[tokio::test]
+async fn verify_checks_the_caller_then_the_body_then_the_scope() {
+    let app = spawn_app().await;
+    let url = app.url("/v1/keys/verify");
+    let send = |auth: Option<&str>, content_type: &str, body: String| {
+        let mut req = app
+            .http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            if status != 200 {
+                assert_eq!(body["request_id"], id.as_str(), "{body}");
+            }
+            (status, body["code"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let admin = format!("Bearer {}", app.admin_key);
+    let json = "application/json";
+    let ok = json!({"key": "x"}).to_string();
+    let cases = [
+        (None, json, ok.clone(), 401, "missing_credentials"),
+        (
+            Some("Basic a2V5"),
+            json,
+            ok.clone(),
+            401,
+            "malformed_credentials",
+        ),
+        (
+            Some("Bearer kw_live_nope"),
+            "text/plain",
+            "{".into(),
+            401,
+            "malformed_credentials",
+        ),
+        (
+            Some(admin.as_str()),
+            "text/plain",
+            ok.clone(),
+            400,
+            "bad_request",
+        ),
+        (
+            Some(admin.as_str()),
+            json,
+            "{\"key\":".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            Some(admin.as_str()),
+            json,
+            "".into(),
+            422,
+            "validation_failed",
+        ),
+        (
+            Some(admin.as_str()),
+            json,
+            json!({"key": "x", "keys": 1}).to_string(),
+            422,
+            "validation_failed",
+        ),
+        (
+            Some(admin.as_str()),
+            json,
+            json!({"key": "y".repeat(70_000)}).to_string(),
+            413,
+            "bad_request",
+        ),
+        (Some(admin.as_str()), json, ok.clone(), 200, "MALFORMED"),
+    ];
+    for (auth, content_type, body, status, code) in cases {
+        let what = format!("{auth:?} {content_type} {:.40}", body);
+        assert_eq!(
+            send(auth, content_type, body).await,
+            (status, code.to_owned()),
+            "{what}"
+        );
+    }
+    // A key without the scope is refused only once its body is known to be well-formed.
+    let reader = format!("Bearer {}", app.management_key(&["keys:read"]).await);
+    assert_eq!(
+        send(Some(&reader), json, "{".into()).await,
+        (400, "bad_request".to_owned())
+    );
+    assert_eq!(
+        send(Some(&reader), json, ok.clone()).await,
+        (403, "forbidden".to_owned())
+    );
+    // Another method is a 405; a key in the query string is refused (and never verified).
+    let get = app.get("/v1/keys/verify").await;
+    get.assert_problem(405, "bad_request");
+    let k = app.create_key(json!({"name": "leaked"})).await;
+    let leaked = format!("/v1/keys/verify?key={}", k["key"].as_str().unwrap());
+    let (status, code) = {
+        let res = app
+            .http
+            .post(app.url(&leaked))
+            .header("authorization", &admin)
+            .json(&json!({"key": k["key"]}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.unwrap()["code"].clone())
+    };
+    assert_eq!((status, code.as_str()), (400, Some("key_in_url")));
 }
