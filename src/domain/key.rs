@@ -106,7 +106,9 @@ pub fn is_valid_prefix(prefix: &str) -> bool {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    // A fold without early exit, which compiles to a few vector instructions.
+    s.bytes()
+        .fold(true, |ok, b| ok & matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn checksum_hex(text: &str) -> [u8; CHECKSUM_LEN] {
@@ -208,7 +210,15 @@ impl KeyHash {
 
     /// Constant-time equality.
     pub fn ct_eq(&self, other: &KeyHash) -> bool {
-        self.0.ct_eq(&other.0).into()
+        // Word by word: constant time like byte by byte, in a quarter of the steps.
+        let word = |h: &[u8; 32], i: usize| {
+            u64::from_ne_bytes(h[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+        };
+        (0..4)
+            .fold(subtle::Choice::from(1), |eq, i| {
+                eq & word(&self.0, i).ct_eq(&word(&other.0, i))
+            })
+            .into()
     }
 }
 
@@ -348,6 +358,17 @@ mod tests {
         let url = format!("/things/{}", custom.expose());
         assert_eq!(find_in(&url).unwrap().whole, custom.expose());
         assert!(find_in("/v1/keys/key_3f9a0c1e7b2d?limit=10").is_none());
+    }
+
+    #[test]
+    fn hashes_differing_in_any_one_byte_compare_unequal() {
+        let h = KeyHash([7u8; 32]);
+        assert!(h.ct_eq(&KeyHash([7u8; 32])));
+        for i in 0..32 {
+            let mut other = [7u8; 32];
+            other[i] ^= 0x80;
+            assert!(!h.ct_eq(&KeyHash(other)), "byte {i}");
+        }
     }
 
     #[test]
