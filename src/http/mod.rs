@@ -21,6 +21,7 @@ use axum::serve::{IncomingStream, Listener};
 
 use crate::domain::key;
 use crate::service::Ctx;
+use crate::verify::Remembered;
 use error::{ApiError, REQUEST_ID, RequestId};
 
 /// Largest request body accepted, in bytes.
@@ -37,16 +38,18 @@ pub struct AppState {
 
 /// The whole HTTP application: the routes behind [`Guarded`], one per connection.
 pub fn app(state: Arc<AppState>) -> Connections {
-    Connections(Guarded {
+    Connections {
         router: router(state.clone()),
         state,
-        peer: None,
-    })
+    }
 }
 
 /// Makes the service of each accepted connection: [`Guarded`], knowing the connection's peer.
 #[derive(Clone)]
-pub struct Connections(Guarded);
+pub struct Connections {
+    router: axum::Router,
+    state: Arc<AppState>,
+}
 
 impl<L> tower::Service<IncomingStream<'_, L>> for Connections
 where
@@ -61,9 +64,12 @@ where
     }
 
     fn call(&mut self, conn: IncomingStream<'_, L>) -> Self::Future {
-        let mut guarded = self.0.clone();
-        guarded.peer = Some(*conn.remote_addr());
-        std::future::ready(Ok(guarded))
+        std::future::ready(Ok(Guarded(Arc::new(Connection {
+            router: self.router.clone(),
+            state: self.state.clone(),
+            peer: *conn.remote_addr(),
+            remembered: Remembered::default(),
+        }))))
     }
 }
 
@@ -99,11 +105,17 @@ async fn method_not_allowed() -> ApiError {
 /// as `ConnectInfo`. A service wrapping the router rather than a middleware, because it runs on
 /// every verification.
 #[derive(Clone)]
-pub struct Guarded {
+pub struct Guarded(Arc<Connection>);
+
+/// What the requests of one connection share. Cloned per request as one reference count that
+/// only this connection's task touches.
+pub struct Connection {
     router: axum::Router,
-    state: Arc<AppState>,
+    pub state: Arc<AppState>,
     /// The connection's peer.
-    peer: Option<SocketAddr>,
+    pub peer: SocketAddr,
+    /// The management key this connection presented last.
+    pub remembered: Remembered,
 }
 
 impl tower::Service<Request> for Guarded {
@@ -118,23 +130,21 @@ impl tower::Service<Request> for Guarded {
     fn call(&mut self, mut req: Request) -> Self::Future {
         let id = RequestId::random();
         if is_keyed_verification(&req) && !has_key_in_url(&req) {
-            let state = self.state.clone();
-            let peer = self.peer;
+            let conn = self.0.clone();
             return Box::pin(REQUEST_ID.scope(id, async move {
-                let res = api::verify::serve(&state, peer, req).await;
+                let res = api::verify::serve(&conn, req).await;
                 Ok(with_request_id(res, id))
             }));
         }
-        if let Some(peer) = self.peer {
-            req.extensions_mut().insert(ConnectInfo(peer));
-        }
+        req.extensions_mut().insert(ConnectInfo(self.0.peer));
         if has_key_in_url(&req) {
-            let state = self.state.clone();
+            let state = self.0.state.clone();
             return Box::pin(REQUEST_ID.scope(id, async move {
                 Ok(with_request_id(reject_key_in_url(&state, req).await, id))
             }));
         }
-        let routed = REQUEST_ID.sync_scope(id, || self.router.call(req));
+        let mut router = self.0.router.clone();
+        let routed = REQUEST_ID.sync_scope(id, || router.call(req));
         Box::pin(REQUEST_ID.scope(id, async move {
             let res = routed.await.unwrap_or_else(|never| match never {});
             Ok(with_request_id(res, id))

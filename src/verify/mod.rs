@@ -15,6 +15,8 @@ use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
+use parking_lot::Mutex;
+use subtle::ConstantTimeEq;
 
 use crate::domain::Clock;
 use crate::domain::check::{self, Denial, RateDecision, Requirements};
@@ -33,6 +35,9 @@ const KEY_TTL_MS: i64 = 600_000;
 const CHANGE_WINDOW_MS: i64 = 5_000;
 /// Changed keys read per query by [`Verifier::follow_changes`].
 const CHANGE_BATCH: i64 = 1_000;
+/// How long a connection's management key is taken as verified without hashing it again (see
+/// [`Verifier::verify_management`]); invalidations end it at once.
+const REMEMBER_MS: i64 = 1_000;
 /// How long "no such key" is remembered, so garbage with a valid checksum cannot flood storage.
 const NEGATIVE_TTL_MS: i64 = 2_000;
 /// Shortest time between two writes of one key's `last_used` to storage.
@@ -47,6 +52,10 @@ type Map<V> = DashMap<String, V, RandomState>;
 /// Maps keyed by a key's public id (12 hex characters, 6 bytes) packed into a `u64`: no heap
 /// allocation and no string comparison per lookup, which keeps lookups among many keys cheap.
 type IdMap<V> = DashMap<u64, V, RandomState>;
+
+/// Shards of the key cache. Many, so that verifications running at once on different cores rarely
+/// meet on one shard's lock.
+const SHARDS: usize = 256;
 
 /// The packed public id of `key_3f9a0c1e7b2d` or `3f9a0c1e7b2d`.
 fn packed(id: &str) -> Option<u64> {
@@ -218,6 +227,39 @@ impl Verified {
     }
 }
 
+/// The management key a connection authenticated with last, for
+/// [`Verifier::verify_management`]: a backend sends the same key on every request of a
+/// keep-alive connection. Holds the key itself (as the connection's buffers do) and never prints
+/// it.
+#[derive(Default)]
+pub struct Remembered(Mutex<Option<Arc<Remembrance>>>);
+
+struct Remembrance {
+    token: Box<str>,
+    id: u64,
+    cached: Arc<CachedKey>,
+    client_ip: Option<IpAddr>,
+    /// [`Verifier::epoch`] before the key was verified: any invalidation since ends the memory.
+    epoch: u64,
+    at: Millis,
+}
+
+impl Remembered {
+    fn get(&self) -> Option<Arc<Remembrance>> {
+        self.0.lock().clone()
+    }
+
+    fn set(&self, r: Remembrance) {
+        *self.0.lock() = Some(Arc::new(r));
+    }
+}
+
+impl std::fmt::Debug for Remembered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Remembered(<redacted>)")
+    }
+}
+
 /// Errors of the verification layer: only storage can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -260,7 +302,11 @@ impl Verifier {
             clock,
             plans_without_access,
             plan_rate_limits,
-            keys: IdMap::default(),
+            keys: IdMap::with_capacity_and_hasher_and_shard_amount(
+                0,
+                RandomState::default(),
+                SHARDS,
+            ),
             apis: Map::default(),
             users: Map::default(),
             orgs: Map::default(),
@@ -314,6 +360,64 @@ impl Verifier {
             return Ok(Err(Denial::UnknownKey.into()));
         }
         let cached = self.resolve(id, cached, now).await?;
+        self.admit(id, cached, scope, req, cost, now).await
+    }
+
+    /// Checks a management key presented on a connection that already presented one: when it is
+    /// the very key `remembered` holds, and nothing was invalidated since (and for at most
+    /// [`REMEMBER_MS`]), parsing, lookup and hashing are skipped; every other check of
+    /// [`Verifier::verify`] runs as usual, and so do the rate limit and the record of its use.
+    /// Otherwise the key is verified in full and, if it passes, remembered.
+    pub async fn verify_management(
+        &self,
+        token: &str,
+        req: &Requirements<'_>,
+        remembered: &Remembered,
+    ) -> Result<Result<Verified, Rejected>, VerifyError> {
+        let scope = Scope {
+            management: true,
+            ..Default::default()
+        };
+        let now = self.clock.now_ms();
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if let Some(m) = remembered.get() {
+            let same = m.epoch == epoch
+                && now >= m.at
+                && now - m.at < REMEMBER_MS
+                && m.client_ip == req.client_ip
+                && bool::from(m.token.as_bytes().ct_eq(token.as_bytes()));
+            if same {
+                let cached = self.resolve(m.id, m.cached.clone(), now).await?;
+                return self.admit(m.id, cached, scope, req, 1, now).await;
+            }
+        }
+        let outcome = self.verify(token, scope, req, 1).await?;
+        if let Ok(v) = &outcome {
+            if let Some(id) = packed(&v.key().id) {
+                remembered.set(Remembrance {
+                    token: token.into(),
+                    id,
+                    cached: v.cached.clone(),
+                    client_ip: req.client_ip,
+                    epoch,
+                    at: now,
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The checks after a key is authenticated and resolved, in contract order: where it belongs,
+    /// its state, its owner and organization, then rate limit and quota, which are charged.
+    async fn admit(
+        &self,
+        id: u64,
+        cached: Arc<CachedKey>,
+        scope: Scope<'_>,
+        req: &Requirements<'_>,
+        cost: u32,
+        now: Millis,
+    ) -> Result<Result<Verified, Rejected>, VerifyError> {
         let key = &cached.key;
         let deps = cached.deps.get().expect("resolved");
         let (Some(api), Some(org)) = (deps.api.as_deref(), deps.org.as_deref()) else {
@@ -434,6 +538,20 @@ impl Verifier {
         now: Millis,
         used_from: Option<Option<IpAddr>>,
     ) -> Option<RateDecision> {
+        let used_from = used_from.map(|ip| ip.map(crate::domain::model::normalize_ip));
+        if limit.is_none() {
+            // Nothing to charge, and this very moment's use from this address already recorded
+            // (a key many connections present at once): no need for the slot's exclusive lock,
+            // which those connections would otherwise queue for.
+            let recorded = used_from.is_none_or(|ip| {
+                self.keys
+                    .get(&id)
+                    .is_some_and(|e| e.touch == Some((now, ip)))
+            });
+            if recorded {
+                return None;
+            }
+        }
         let mut entry = self.keys.entry(id).or_default();
         let decision = limit.map(|l| {
             let (decision, tat) = check::gcra(entry.tat, now, l.requests, l.per_seconds, cost);
@@ -442,7 +560,7 @@ impl Verifier {
         });
         if decision.is_none_or(|d| d.allowed) {
             if let Some(ip) = used_from {
-                entry.touch = Some((now, ip.map(crate::domain::model::normalize_ip)));
+                entry.touch = Some((now, ip));
             }
         }
         decision

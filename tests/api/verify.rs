@@ -1,5 +1,7 @@
 use serde_json::{Value, json};
 
+use keyward::domain::Clock;
+
 use crate::helpers::{Db, spawn_app, spawn_app_on};
 
 async fn verify_answers_every_contract_code(db: Db) {
@@ -381,4 +383,74 @@ async fn verify_checks_the_caller_then_the_body_then_the_scope() {
         (status, res.json::<Value>().await.unwrap()["code"].clone())
     };
     assert_eq!((status, code.as_str()), (400, Some("key_in_url")));
+}
+
+/// A backend's keep-alive connection presents the same management key on every request; its
+/// verification is remembered briefly, and nothing about it may outlive a change: a revoke, an
+/// expiry, or another key on the same connection.
+#[tokio::test]
+async fn a_management_key_presented_again_on_one_connection_is_still_checked_every_time() {
+    let app = spawn_app().await;
+    let target = app.create_key(json!({"name": "checked"})).await;
+    let target = target["key"].as_str().unwrap();
+    let expiring = app
+        .create_key(json!({"name": "backend", "api_id": app.management_api_id,
+                           "scopes": ["keys:verify"], "expires": "1y"}))
+        .await;
+    let (backend_id, backend) = (
+        expiring["id"].as_str().unwrap().to_owned(),
+        expiring["key"].as_str().unwrap().to_owned(),
+    );
+    // One client, one connection: every request below reuses it.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let verify = |key: String| {
+        let req = http
+            .post(app.url("/v1/keys/verify"))
+            .bearer_auth(key)
+            .json(&json!({"key": target}));
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            let code = body["code"].as_str().unwrap_or_default().to_owned();
+            (status, code)
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(verify(backend.clone()).await, (200, "VALID".to_owned()));
+    }
+    // Its use is recorded each time, remembered or not.
+    app.clock.advance(5_000);
+    let before = app.ctx.verifier.pending_touch(&backend_id).unwrap().0;
+    verify(backend.clone()).await;
+    let after = app.ctx.verifier.pending_touch(&backend_id).unwrap().0;
+    assert_eq!(after - before, 5_000);
+    // Another key on the same connection acts as itself.
+    let reader = app.management_key(&["keys:read"]).await;
+    assert_eq!(verify(reader).await, (403, "forbidden".to_owned()));
+    assert_eq!(verify(backend.clone()).await, (200, "VALID".to_owned()));
+    // Expiring while remembered: refused at once.
+    let in_800_ms = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(app.clock.now_ms() + 800) * 1_000_000,
+    )
+    .unwrap()
+    .format(&time::format_description::well_known::Rfc3339)
+    .unwrap();
+    let short = app
+        .create_key(json!({"name": "short", "api_id": app.management_api_id,
+                           "scopes": ["keys:verify"], "expires_at": in_800_ms}))
+        .await;
+    let short = short["key"].as_str().unwrap().to_owned();
+    assert_eq!(verify(short.clone()).await, (200, "VALID".to_owned()));
+    app.clock.advance(900);
+    assert_eq!(verify(short).await, (401, "key_expired".to_owned()));
+    assert_eq!(verify(backend.clone()).await, (200, "VALID".to_owned()));
+    // Revoked: the very next request is refused.
+    app.post(&format!("/v1/keys/{backend_id}/revoke"), json!({}))
+        .await
+        .assert_status(200);
+    assert_eq!(verify(backend).await, (401, "key_revoked".to_owned()));
 }

@@ -1,7 +1,7 @@
 //! `POST /v1/keys/verify`: for backends that check keys themselves. Always 200 when the call
 //! itself is authorized; the verdict is in the body.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,7 +18,7 @@ use crate::domain::validate::FieldError;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::views::{self, KeyView};
-use crate::http::{AppState, BODY_LIMIT, auth, extract};
+use crate::http::{AppState, BODY_LIMIT, Connection, auth, extract};
 use crate::service::{self, Caller};
 use crate::verify::Scope;
 
@@ -104,14 +104,26 @@ pub async fn verify_key(
 /// `POST /v1/keys/verify` called with a management key, served without the router: the same
 /// checks in the same order as [`verify_key`] (the caller, then the body, then the scope), without
 /// building a [`Caller`]. It is the request Keyward answers most, so it gets the shortest path.
-pub async fn serve(state: &AppState, peer: Option<SocketAddr>, req: Request) -> Response {
+pub async fn serve(conn: &Connection, req: Request) -> Response {
+    let state = &conn.state;
     let (parts, body) = req.into_parts();
     let answer = async {
         let token = auth::bearer(&parts)
             .map_err(ApiError::Denied)?
             .ok_or(ApiError::Denied(Denial::MissingCredentials))?;
-        let ip = peer.map(|p| normalize_ip(p.ip()));
-        let caller = auth::management_key(state, token, ip).await?;
+        let req = Requirements {
+            client_ip: Some(normalize_ip(conn.peer.ip())),
+            skip_plan: true,
+            ..Default::default()
+        };
+        let verifier = &state.ctx.verifier;
+        let caller = match verifier
+            .verify_management(token, &req, &conn.remembered)
+            .await?
+        {
+            Ok(v) => v,
+            Err(rejected) => return Err(ApiError::Denied(rejected.denial)),
+        };
         extract::require_json(&parts.headers)?;
         let body = extract::read_body(body, BODY_LIMIT).await?;
         let body: VerifyRequest = extract::parse_body(&body)?;
