@@ -142,6 +142,28 @@ pub fn parse(token: &str) -> Result<ParsedKey<'_>, FormatError> {
     })
 }
 
+/// Whether two presented tokens are the same, in time that depends on their lengths only.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    // Eight bytes at a time (the tail zero-padded): constant time like byte by byte, in an eighth
+    // of the steps.
+    let word = |s: &[u8], i: usize| {
+        let mut w = [0u8; 8];
+        let end = (i + 8).min(s.len());
+        w[..end - i].copy_from_slice(&s[i..end]);
+        u64::from_ne_bytes(w)
+    };
+    (0..a.len())
+        .step_by(8)
+        .fold(subtle::Choice::from(1), |eq, i| {
+            eq & word(a, i).ct_eq(&word(b, i))
+        })
+        .into()
+}
+
 /// Generates a fresh key with `prefix` (which the caller has validated).
 pub fn generate(prefix: &str, rng: &mut (impl RngCore + CryptoRng)) -> SecretKey {
     let mut id = [0u8; ID_LEN / 2];
@@ -358,6 +380,19 @@ mod tests {
         let url = format!("/things/{}", custom.expose());
         assert_eq!(find_in(&url).unwrap().whole, custom.expose());
         assert!(find_in("/v1/keys/key_3f9a0c1e7b2d?limit=10").is_none());
+    }
+
+    #[test]
+    fn tokens_are_the_same_secret_only_when_every_byte_matches() {
+        let t = "kw_live_3f9a0c1e7b2d0123456789abcdef0123456789abcdef0123456789abcdef01234567";
+        assert!(same_secret(t, t));
+        assert!(!same_secret(t, &t[..t.len() - 1]));
+        for i in 0..t.len() {
+            let mut other = t.as_bytes().to_vec();
+            other[i] ^= 1;
+            let other = String::from_utf8(other).unwrap();
+            assert!(!same_secret(t, &other), "byte {i}");
+        }
     }
 
     #[test]

@@ -392,8 +392,25 @@ impl KeyStatus {
 }
 
 /// A stored key. Holds only the hash of its secret.
+///
+/// Laid out in declaration order (`repr(C)`), what every verification reads first: among many keys
+/// a record is rarely in the CPU's cache, and these fields then arrive in one or two cache lines
+/// instead of one line each.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct Key {
+    pub hash: KeyHash,
+    pub pepper_version: i64,
+    pub deleted_at: Option<Millis>,
+    /// When the key stops (or stopped) working; in the future during a rotation grace period.
+    pub revoked_at: Option<Millis>,
+    pub expires_at: Option<Millis>,
+    pub rate_limit: Option<RateLimit>,
+    pub enabled: bool,
+    pub ip_allowlist: Vec<IpNet>,
+    pub quota: Option<Quota>,
+    pub token_type: String,
+    pub scopes: Vec<String>,
     /// `key_` followed by the 12 hex characters of the key's public id.
     pub id: String,
     pub org_id: String,
@@ -402,29 +419,17 @@ pub struct Key {
     pub description: Option<String>,
     /// The API prefix the key was issued with, e.g. `kw_live_`.
     pub key_prefix: String,
-    pub token_type: String,
     pub environment: Environment,
-    pub scopes: Vec<String>,
-    pub ip_allowlist: Vec<IpNet>,
-    pub expires_at: Option<Millis>,
-    pub enabled: bool,
-    pub hash: KeyHash,
-    pub pepper_version: i64,
     pub owner_id: String,
     pub created_by: String,
     pub created_at: Millis,
     pub updated_at: Millis,
     pub last_used_at: Option<Millis>,
     pub last_used_ip: Option<String>,
-    pub rate_limit: Option<RateLimit>,
-    pub quota: Option<Quota>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub replaces: Option<String>,
     pub replaced_by: Option<String>,
-    /// When the key stops (or stopped) working; in the future during a rotation grace period.
-    pub revoked_at: Option<Millis>,
     pub revoke_reason: Option<String>,
-    pub deleted_at: Option<Millis>,
     pub exposed_at: Option<Millis>,
     pub recoverable: bool,
     /// AES-256-GCM ciphertext of the full key, for recoverable keys only.

@@ -119,7 +119,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         Ok(Caller {
             org_id: v.key().org_id.clone(),
             user: v.owner().clone(),
-            via: Via::Key(v.key().clone()),
+            via: Via::Key(v.cached.clone()),
             ip,
             user_agent,
         })

@@ -72,7 +72,7 @@ impl Ctx {
 #[derive(Debug, Clone)]
 pub enum Via {
     /// A management key: acts with its own scopes, never beyond its owner's role.
-    Key(Arc<crate::domain::model::Key>),
+    Key(Arc<crate::verify::CachedKey>),
     /// A signed-in dashboard session: acts with its member's role.
     Session,
 }
@@ -91,7 +91,7 @@ impl Caller {
     /// The management key the caller authenticated with, if any.
     fn key(&self) -> Option<&crate::domain::model::Key> {
         match &self.via {
-            Via::Key(key) => Some(key),
+            Via::Key(cached) => Some(&cached.key),
             Via::Session => None,
         }
     }
@@ -108,10 +108,10 @@ impl Caller {
     /// The audit log's view of the caller: never a secret.
     pub fn actor(&self) -> Actor {
         match &self.via {
-            Via::Key(key) => Actor {
+            Via::Key(cached) => Actor {
                 kind: "key",
-                id: Some(key.id.clone()),
-                label: format!("{}••••", key.display_prefix()),
+                id: Some(cached.key.id.clone()),
+                label: format!("{}••••", cached.key.display_prefix()),
             },
             Via::Session => Actor {
                 kind: "user",
