@@ -124,14 +124,20 @@ pub struct CachedKey {
 }
 
 /// A key's API, organization and owner, as cached when resolved (`None`: not found).
-#[derive(Clone)]
 struct Deps {
-    /// [`Verifier::deps_epoch`] when resolved: valid while it is unchanged, for a TTL.
-    epoch: u64,
-    resolved_at: Millis,
+    /// [`Verifier::deps_epoch`] when resolved: valid while it is unchanged, for a TTL. Both are
+    /// renewed in place when a new resolution finds the same values.
+    epoch: AtomicU64,
+    resolved_at: AtomicI64,
     api: Option<Arc<Api>>,
     org: Option<Arc<Org>>,
     owner: Option<Arc<User>>,
+}
+
+impl Deps {
+    fn same_as(&self, other: &Deps) -> bool {
+        self.api == other.api && self.org == other.org && self.owner == other.owner
+    }
 }
 
 impl std::fmt::Debug for CachedKey {
@@ -523,20 +529,31 @@ impl Verifier {
     ) -> Result<Arc<CachedKey>, StoreError> {
         let epoch = self.deps_epoch.load(Ordering::SeqCst);
         let current = |d: &Deps| {
-            d.epoch == epoch && now >= d.resolved_at && now - d.resolved_at < POSITIVE_TTL_MS
+            let resolved_at = d.resolved_at.load(Ordering::SeqCst);
+            d.epoch.load(Ordering::SeqCst) == epoch
+                && now >= resolved_at
+                && now - resolved_at < POSITIVE_TTL_MS
         };
         if cached.deps.get().is_some_and(current) {
             return Ok(cached);
         }
         let key = &cached.key;
         let deps = Deps {
-            epoch,
-            resolved_at: now,
+            epoch: AtomicU64::new(epoch),
+            resolved_at: AtomicI64::new(now),
             api: self.api(&key.api_id, now).await?,
             org: self.org(&key.org_id, now).await?,
             owner: self.user(&key.owner_id, now).await?,
         };
-        if cached.deps.set(deps.clone()).is_ok() {
+        let deps = match cached.deps.set(deps) {
+            Ok(()) => return Ok(cached),
+            Err(deps) => deps,
+        };
+        if let Some(old) = cached.deps.get().filter(|old| old.same_as(&deps)) {
+            // Unchanged (the common case when only the TTL ran out): renewed in place, rather
+            // than the record copied into a new entry.
+            old.epoch.store(epoch, Ordering::SeqCst);
+            old.resolved_at.store(now, Ordering::SeqCst);
             return Ok(cached);
         }
         // Resolved before a change: replace the entry, unless it was invalidated or reloaded

@@ -454,3 +454,38 @@ async fn a_management_key_presented_again_on_one_connection_is_still_checked_eve
         .assert_status(200);
     assert_eq!(verify(backend).await, (401, "key_revoked".to_owned()));
 }
+
+/// A key's owner, API and organization are re-read after 30 s: a change made straight in storage
+/// (as another instance would) shows then, however often they were found unchanged before.
+#[tokio::test]
+async fn an_owner_changed_elsewhere_is_seen_once_the_cached_copy_is_30_s_old() {
+    let app = spawn_app().await;
+    let (user_id, _) = app.member("developer").await;
+    let k = app
+        .create_key(json!({"name": "owned", "owner_id": user_id}))
+        .await;
+    let secret = k["key"].as_str().unwrap();
+    let code = |v: Value| v["code"].as_str().unwrap().to_owned();
+    assert_eq!(code(app.verify(secret, json!({})).await), "VALID");
+    // Found unchanged twice: renewed, still valid.
+    for _ in 0..2 {
+        app.clock.advance(31_000);
+        assert_eq!(code(app.verify(secret, json!({})).await), "VALID");
+    }
+    let set_status = |status: keyward::domain::model::UserStatus| {
+        let app = &app;
+        let user_id = user_id.clone();
+        async move {
+            let mut user = app.ctx.store.get_user(&user_id).await.unwrap().unwrap();
+            user.status = status;
+            app.ctx.store.update_user(&user).await.unwrap();
+        }
+    };
+    set_status(keyward::domain::model::UserStatus::Disabled).await;
+    assert_eq!(code(app.verify(secret, json!({})).await), "VALID");
+    app.clock.advance(31_000);
+    assert_eq!(code(app.verify(secret, json!({})).await), "OWNER_DISABLED");
+    set_status(keyward::domain::model::UserStatus::Active).await;
+    app.clock.advance(31_000);
+    assert_eq!(code(app.verify(secret, json!({})).await), "VALID");
+}
