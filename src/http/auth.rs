@@ -10,10 +10,10 @@ use axum::http::{HeaderMap, header};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::check::{Denial, Requirements};
+use crate::domain::check::Denial;
 use crate::service::sessions::{self, CSRF_HEADER, SESSION_COOKIE};
 use crate::service::{Caller, Via};
-use crate::verify::{Scope, Verified};
+use crate::verify::{Remembered, Verified};
 
 /// The peer address of the connection.
 pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
@@ -115,7 +115,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Ok(None) => return session_caller(parts, state).await,
             Err(d) => return Err(ApiError::Denied(d)),
         };
-        let v = management_key(state, token, ip).await?;
+        let v = management_key(state, token, ip, None).await?;
         Ok(Caller {
             org_id: v.key().org_id.clone(),
             user: v.owner().clone(),
@@ -126,22 +126,20 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-/// Checks the management key `token`, presented from `ip`: a refusal is the request's answer.
+/// Checks the management key `token`, presented from `ip` (on a connection that remembers the key
+/// it presented last, if given): a refusal is the request's answer.
 pub async fn management_key(
     state: &AppState,
     token: &str,
     ip: Option<IpAddr>,
+    remembered: Option<&Remembered>,
 ) -> Result<Verified, ApiError> {
-    let req = Requirements {
-        client_ip: ip,
-        skip_plan: true,
-        ..Default::default()
-    };
-    let scope = Scope {
-        management: true,
-        ..Default::default()
-    };
-    match state.ctx.verifier.verify(token, scope, &req, 1).await? {
+    match state
+        .ctx
+        .verifier
+        .verify_management(token, ip, remembered)
+        .await?
+    {
         Ok(v) => Ok(v),
         Err(rejected) => Err(ApiError::Denied(rejected.denial)),
     }

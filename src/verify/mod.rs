@@ -399,16 +399,25 @@ impl Verifier {
     /// the very key `remembered` holds, and nothing was invalidated since (and for at most
     /// [`REMEMBER_MS`]), parsing, lookup and hashing are skipped; every other check of
     /// [`Verifier::verify`] runs as usual, and so do the rate limit and the record of its use.
-    /// Otherwise the key is verified in full and, if it passes, remembered.
+    /// Otherwise (or without `remembered`) the key is verified in full and, if it passes,
+    /// remembered.
     pub async fn verify_management(
         &self,
         token: &str,
-        req: &Requirements<'_>,
-        remembered: &Remembered,
+        client_ip: Option<IpAddr>,
+        remembered: Option<&Remembered>,
     ) -> Result<Result<Verified, Rejected>, VerifyError> {
         let scope = Scope {
             management: true,
             ..Default::default()
+        };
+        let req = &Requirements {
+            client_ip,
+            skip_plan: true,
+            ..Default::default()
+        };
+        let Some(remembered) = remembered else {
+            return self.verify(token, scope, req, 1).await;
         };
         let now = self.clock.now_ms();
         let epoch = self.epoch.load(Ordering::SeqCst);

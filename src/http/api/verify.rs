@@ -111,19 +111,8 @@ pub async fn serve(conn: &Connection, req: Request) -> Response {
         let token = auth::bearer(&parts)
             .map_err(ApiError::Denied)?
             .ok_or(ApiError::Denied(Denial::MissingCredentials))?;
-        let req = Requirements {
-            client_ip: Some(normalize_ip(conn.peer.ip())),
-            skip_plan: true,
-            ..Default::default()
-        };
-        let verifier = &state.ctx.verifier;
-        let caller = match verifier
-            .verify_management(token, &req, &conn.remembered)
-            .await?
-        {
-            Ok(v) => v,
-            Err(rejected) => return Err(ApiError::Denied(rejected.denial)),
-        };
+        let ip = Some(normalize_ip(conn.peer.ip()));
+        let caller = auth::management_key(state, token, ip, Some(&conn.remembered)).await?;
         extract::require_json(&parts.headers)?;
         let body = extract::read_body(body, BODY_LIMIT).await?;
         let body: VerifyRequest = extract::parse_body(&body)?;
