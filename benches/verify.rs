@@ -191,6 +191,16 @@ fn config(dir: &str) -> Config {
     .unwrap()
 }
 
+/// User plus system CPU time of a process (`self` for this one) so far.
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -221,13 +231,7 @@ impl Server {
 
     /// User plus system CPU time of the server process so far.
     fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+        cpu_of(&self.child.id().to_string())
     }
 
     /// Waits until the server is idle: less than 5 ms of CPU in 250 ms.
@@ -255,6 +259,8 @@ struct Run {
     elapsed: Duration,
     latencies_us: Vec<u32>,
     cpu: Duration,
+    /// CPU time of the load generator (this process) meanwhile.
+    client_cpu: Duration,
 }
 
 impl Run {
@@ -264,6 +270,7 @@ impl Run {
         self.errors += other.errors;
         self.elapsed += other.elapsed;
         self.cpu += other.cpu;
+        self.client_cpu += other.client_cpu;
         self.latencies_us.extend(other.latencies_us);
     }
 
@@ -282,6 +289,10 @@ impl Run {
     fn cpu_us_per_request(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
+
+    fn client_cpu_us_per_request(&self) -> f64 {
+        self.client_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
 }
 
 /// Drives `connections` keep-alive connections for `seconds`, each posting a verify body for a
@@ -295,6 +306,7 @@ async fn drive(
     sweep: bool,
 ) -> Run {
     let cpu_before = server.cpu();
+    let client_before = cpu_of("self");
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -373,6 +385,7 @@ async fn drive(
         elapsed,
         latencies_us,
         cpu: server.cpu() - cpu_before,
+        client_cpu: cpu_of("self") - client_before,
     }
 }
 
@@ -470,8 +483,8 @@ async fn bench(o: Opts) {
 
     println!();
     println!(
-        "{:<28} {:>12} {:>9} {:>9} {:>14} {:>7}",
-        "target", "requests/s", "p50 ms", "p99 ms", "server CPU/req", "errors"
+        "{:<28} {:>12} {:>9} {:>9} {:>14} {:>14} {:>7}",
+        "target", "requests/s", "p50 ms", "p99 ms", "server CPU/req", "client CPU/req", "errors"
     );
     for (name, r) in [
         ("POST /v1/keys/verify", &verify),
@@ -479,12 +492,13 @@ async fn bench(o: Opts) {
         ("bare hyper 200", &bare),
     ] {
         println!(
-            "{:<28} {:>12.0} {:>9.3} {:>9.3} {:>11.1} µs {:>7}",
+            "{:<28} {:>12.0} {:>9.3} {:>9.3} {:>11.1} µs {:>11.1} µs {:>7}",
             name,
             r.rps(),
             r.pct(0.50),
             r.pct(0.99),
             r.cpu_us_per_request(),
+            r.client_cpu_us_per_request(),
             r.errors
         );
     }

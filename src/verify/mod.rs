@@ -8,7 +8,8 @@
 //! again after a short TTL, and key records after a long one, as a safety net. `last_used` is
 //! collected in memory and written behind in batches by [`Verifier::flush`].
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -309,6 +310,10 @@ pub struct Verifier {
     changes_seen: AtomicI64,
     /// About how many "no such key" entries were added since they were last cleared.
     negatives: AtomicUsize,
+    /// Keys with a `last_used` observation not yet written, by when it is due (see
+    /// [`write_interval`]): every slot holding one has an item here, added when it got it, so
+    /// that a flush visits the keys due, not every key.
+    due: Mutex<BinaryHeap<Reverse<(Millis, u64)>>>,
 }
 
 impl Verifier {
@@ -338,6 +343,7 @@ impl Verifier {
             deps_epoch: AtomicU64::new(0),
             changes_seen: AtomicI64::new(started),
             negatives: AtomicUsize::new(0),
+            due: Mutex::default(),
         }
     }
 
@@ -357,6 +363,19 @@ impl Verifier {
         req: &Requirements<'_>,
         cost: u32,
     ) -> Result<Result<Verified, Rejected>, VerifyError> {
+        self.verify_at(token, scope, req, cost, self.clock.now_ms())
+            .await
+    }
+
+    /// [`Verifier::verify`] at `now`, the time of a request that already read the clock.
+    pub async fn verify_at(
+        &self,
+        token: &str,
+        scope: Scope<'_>,
+        req: &Requirements<'_>,
+        cost: u32,
+        now: Millis,
+    ) -> Result<Result<Verified, Rejected>, VerifyError> {
         if token.is_empty() {
             return Ok(Err(Denial::MissingCredentials.into()));
         }
@@ -364,7 +383,6 @@ impl Verifier {
             Ok(p) => p,
             Err(e) => return Ok(Err(Denial::Malformed(malformed_reason(e)).into())),
         };
-        let now = self.clock.now_ms();
         if scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix) {
             return Ok(Err(Denial::Malformed("wrong prefix").into()));
         }
@@ -375,7 +393,6 @@ impl Verifier {
             return Ok(Err(Denial::UnknownKey.into()));
         };
         let key = &cached.key;
-        warm(&cached);
         // Hashed with the current pepper before the record's pepper version is known, so that
         // hashing overlaps with loading the record; a key of an older pepper is hashed again.
         let current = self.peppers.current();
@@ -416,10 +433,10 @@ impl Verifier {
             skip_plan: true,
             ..Default::default()
         };
-        let Some(remembered) = remembered else {
-            return self.verify(token, scope, req, 1).await;
-        };
         let now = self.clock.now_ms();
+        let Some(remembered) = remembered else {
+            return self.verify_at(token, scope, req, 1, now).await;
+        };
         let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some(m) = remembered.get() {
             let same = m.epoch == epoch
@@ -432,7 +449,7 @@ impl Verifier {
                 return self.admit(m.id, cached, scope, req, 1, now).await;
             }
         }
-        let outcome = self.verify(token, scope, req, 1).await?;
+        let outcome = self.verify_at(token, scope, req, 1, now).await?;
         if let Ok(v) = &outcome {
             if let Some(id) = packed(&v.key().id) {
                 remembered.set(Remembrance {
@@ -610,10 +627,17 @@ impl Verifier {
             entry.tat = tat;
             decision
         });
+        let mut due = None;
         if decision.is_none_or(|d| d.allowed) {
             if let Some(ip) = used_from {
-                entry.touch = Some((now, ip));
+                if entry.touch.replace((now, ip)).is_none() {
+                    due = Some(entry.written_at.map_or(now, |at| at + write_interval(id)));
+                }
             }
+        }
+        drop(entry);
+        if let Some(at) = due {
+            self.due.lock().push(Reverse((at, id)));
         }
         decision
     }
@@ -637,26 +661,46 @@ impl Verifier {
 
     async fn flush_pending(&self, all: bool) -> Result<usize, VerifyError> {
         let now = self.clock.now_ms();
-        let mut batch = Vec::new();
-        for mut entry in self.keys.iter_mut() {
-            let due = all
-                || entry
-                    .written_at
-                    .is_none_or(|at| now - at >= write_interval(*entry.key()));
-            if !due {
+        let ids: Vec<u64> = {
+            let mut due = self.due.lock();
+            let mut ids = Vec::new();
+            while let Some(Reverse((at, id))) = due.peek().copied() {
+                if !all && at > now {
+                    break;
+                }
+                due.pop();
+                ids.push(id);
+            }
+            ids
+        };
+        let mut batch = Vec::with_capacity(ids.len());
+        let mut later = Vec::new();
+        for id in ids {
+            let Some(mut entry) = self.keys.get_mut(&id) else {
+                continue;
+            };
+            let due_at = entry.written_at.map(|at| at + write_interval(id));
+            if !all && due_at.is_some_and(|at| at > now) {
+                // Written since this item was added (by a flush that failed and was retried).
+                if entry.touch.is_some() {
+                    later.extend(due_at.map(|at| (at, id)));
+                }
                 continue;
             }
             if let Some((at, ip)) = entry.touch.take() {
                 entry.written_at = Some(now);
                 batch.push(UsageTouch {
-                    key_id: unpacked(*entry.key()),
+                    key_id: unpacked(id),
                     at,
                     ip: ip.map(|ip| ip.to_string()),
                 });
             }
         }
+        self.due.lock().extend(later.into_iter().map(Reverse));
         if let Err(e) = self.store.touch_keys(&batch).await {
-            // Put them back so that the next flush tries again, unless newer ones arrived.
+            // Put them back so that the next flush tries again, unless newer ones arrived (which
+            // are then due already).
+            let mut retry = Vec::with_capacity(batch.len());
             for t in batch {
                 let Some(id) = packed(&t.key_id) else {
                     continue;
@@ -666,7 +710,9 @@ impl Verifier {
                 if entry.touch.is_none() {
                     entry.touch = Some((t.at, t.ip.and_then(|ip| ip.parse().ok())));
                 }
+                retry.push(Reverse((now, id)));
             }
+            self.due.lock().extend(retry);
             return Err(e.into());
         }
         Ok(batch.len())
@@ -747,6 +793,11 @@ impl Verifier {
     ) -> Result<Option<Arc<CachedKey>>, StoreError> {
         if let Some(c) = self.keys.get(&id) {
             if c.fresh(now) {
+                // Before the reference is counted: that locked instruction waits for its cache
+                // line, and loads issued after it would wait behind it.
+                if let Some(cached) = c.value.as_deref() {
+                    warm(cached);
+                }
                 return Ok(c.value.clone());
             }
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::check::{Denial, RateDecision, Requirements};
-use crate::domain::model::normalize_ip;
+use crate::domain::model::{Millis, normalize_ip};
 use crate::domain::validate::FieldError;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
@@ -98,7 +98,7 @@ pub async fn verify_key(
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:verify")?;
-    verdict(&state, &caller.org_id, body).await
+    verdict(&state, &caller.org_id, body, state.ctx.now()).await
 }
 
 /// `POST /v1/keys/verify` called with a management key, served without the router: the same
@@ -117,16 +117,19 @@ pub async fn serve(conn: &Connection, req: Request) -> Response {
         let body = extract::read_body(body, BODY_LIMIT).await?;
         let body: VerifyRequest = extract::parse_body(&body)?;
         service::require(Some(caller.key()), caller.owner(), "keys:verify")?;
-        verdict(state, &caller.key().org_id, body).await
+        // The caller's verification read the clock for this request.
+        verdict(state, &caller.key().org_id, body, caller.at).await
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// Checks the key of `body` for the organization `org_id` and writes the verdict.
+/// Checks the key of `body` for the organization `org_id` at `now` (the request's time) and writes
+/// the verdict.
 async fn verdict(
     state: &AppState,
     org_id: &str,
     body: VerifyRequest,
+    now: Millis,
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
     let ip = match body.ip.as_deref() {
@@ -166,9 +169,8 @@ async fn verdict(
     let outcome = state
         .ctx
         .verifier
-        .verify(&body.key, scope, &req, cost)
+        .verify_at(&body.key, scope, &req, cost, now)
         .await?;
-    let now = state.ctx.now();
     let verifier = &state.ctx.verifier;
     // The key object is its rendering cached per key record plus the per-request fields, written
     // straight into the body, in the order of `VerifyResponse`, which documents (and a test checks)
