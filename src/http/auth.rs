@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, header};
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::check::Denial;
+use crate::domain::model::Millis;
 use crate::service::sessions::{self, CSRF_HEADER, SESSION_COOKIE};
 use crate::service::{Caller, Via};
 use crate::verify::{Remembered, Verified};
@@ -124,6 +125,21 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             user_agent,
         })
     }
+}
+
+/// [`management_key`] from memory alone, at `now`: `None` when it needs storage.
+pub fn management_key_now(
+    state: &AppState,
+    token: &str,
+    ip: Option<IpAddr>,
+    remembered: Option<&Remembered>,
+    now: Millis,
+) -> Option<Result<Verified, ApiError>> {
+    let outcome = state
+        .ctx
+        .verifier
+        .verify_management_now(token, ip, remembered, now)?;
+    Some(outcome.map_err(|rejected| ApiError::Denied(rejected.denial)))
 }
 
 /// Checks the management key `token`, presented from `ip` (on a connection that remembers the key

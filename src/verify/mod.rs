@@ -270,12 +270,43 @@ struct Remembrance {
 }
 
 impl Remembered {
-    fn get(&self) -> Option<Arc<Remembrance>> {
-        self.0.lock().clone()
+    /// The remembered key, if it is `token` presented from `client_ip`, nothing was invalidated
+    /// since (`epoch` unchanged) and it is younger than [`REMEMBER_MS`].
+    fn recall(
+        &self,
+        token: &str,
+        client_ip: Option<IpAddr>,
+        epoch: u64,
+        now: Millis,
+    ) -> Option<Arc<Remembrance>> {
+        let m = self.0.lock().clone()?;
+        let same = m.epoch == epoch
+            && now >= m.at
+            && now - m.at < REMEMBER_MS
+            && m.client_ip == client_ip
+            && key::same_secret(&m.token, token);
+        same.then_some(m)
     }
 
-    fn set(&self, r: Remembrance) {
-        *self.0.lock() = Some(Arc::new(r));
+    /// Remembers `token`, verified as `v` at `now` while the invalidation count was `epoch`.
+    fn remember(
+        &self,
+        token: &str,
+        v: &Verified,
+        client_ip: Option<IpAddr>,
+        epoch: u64,
+        now: Millis,
+    ) {
+        if let Some(id) = packed(&v.key().id) {
+            *self.0.lock() = Some(Arc::new(Remembrance {
+                token: token.into(),
+                id,
+                cached: v.cached.clone(),
+                client_ip,
+                epoch,
+                at: now,
+            }));
+        }
     }
 }
 
@@ -376,40 +407,81 @@ impl Verifier {
         cost: u32,
         now: Millis,
     ) -> Result<Result<Verified, Rejected>, VerifyError> {
-        if token.is_empty() {
-            return Ok(Err(Denial::MissingCredentials.into()));
+        if let Some(outcome) = self.verify_now(token, scope, req, cost, now) {
+            return Ok(outcome);
         }
-        let parsed = match key::parse(token) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(Denial::Malformed(malformed_reason(e)).into())),
-        };
-        if scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix) {
-            return Ok(Err(Denial::Malformed("wrong prefix").into()));
-        }
-        let Some(id) = packed(parsed.id) else {
-            return Ok(Err(Denial::Malformed("unexpected characters").into()));
+        let id = match self.public_id(token, scope) {
+            Ok(id) => id,
+            Err(rejected) => return Ok(Err(rejected)),
         };
         let Some(cached) = self.key_by_public_id(id, now).await? else {
             return Ok(Err(Denial::UnknownKey.into()));
         };
+        if !self.authentic(token, &cached) {
+            return Ok(Err(Denial::UnknownKey.into()));
+        }
+        let cached = self.resolve(id, cached, now).await?;
+        self.admit(id, cached, scope, req, cost, now).await
+    }
+
+    /// [`Verifier::verify_at`] from memory alone: `None` when it needs storage (a key, API, owner
+    /// or organization to load, or a quota to consume), and then nothing was charged or
+    /// recorded. The common case, so it builds no future.
+    pub fn verify_now(
+        &self,
+        token: &str,
+        scope: Scope<'_>,
+        req: &Requirements<'_>,
+        cost: u32,
+        now: Millis,
+    ) -> Option<Result<Verified, Rejected>> {
+        let id = match self.public_id(token, scope) {
+            Ok(id) => id,
+            Err(rejected) => return Some(Err(rejected)),
+        };
+        let Some(cached) = self.cached_key(id, now)? else {
+            return Some(Err(Denial::UnknownKey.into()));
+        };
+        if !self.authentic(token, &cached) {
+            return Some(Err(Denial::UnknownKey.into()));
+        }
+        if !self.resolved(&cached, now) {
+            return None;
+        }
+        self.admit_now(id, cached, scope, req, cost, now)
+    }
+
+    /// The packed public id of a well-formed `token` (of the management API's prefixes for
+    /// `scope.management`).
+    fn public_id(&self, token: &str, scope: Scope<'_>) -> Result<u64, Rejected> {
+        if token.is_empty() {
+            return Err(Denial::MissingCredentials.into());
+        }
+        let parsed = key::parse(token).map_err(|e| Denial::Malformed(malformed_reason(e)))?;
+        if scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix) {
+            return Err(Denial::Malformed("wrong prefix").into());
+        }
+        packed(parsed.id).ok_or_else(|| Denial::Malformed("unexpected characters").into())
+    }
+
+    /// Whether `token` is the key `cached` holds: same prefix, and its HMAC under the key's
+    /// pepper is the stored hash (compared in constant time).
+    fn authentic(&self, token: &str, cached: &CachedKey) -> bool {
         let key = &cached.key;
         // Hashed with the current pepper before the record's pepper version is known, so that
         // hashing overlaps with loading the record; a key of an older pepper is hashed again.
         let current = self.peppers.current();
         let hash = current.hash(token);
-        let authentic = cached.prefix() == parsed.prefix.as_bytes()
+        let prefix = token.get(..cached.prefix().len()).map(str::as_bytes);
+        prefix == Some(cached.prefix())
+            && token.len() == cached.prefix().len() + key::BODY_LEN
             && if key.pepper_version == current.version() {
                 hash.ct_eq(&key.hash)
             } else {
                 self.peppers
                     .get(key.pepper_version)
                     .is_some_and(|p| p.hash(token).ct_eq(&key.hash))
-            };
-        if !authentic {
-            return Ok(Err(Denial::UnknownKey.into()));
-        }
-        let cached = self.resolve(id, cached, now).await?;
-        self.admit(id, cached, scope, req, cost, now).await
+            }
     }
 
     /// Checks a management key presented on a connection that already presented one: when it is
@@ -424,45 +496,45 @@ impl Verifier {
         client_ip: Option<IpAddr>,
         remembered: Option<&Remembered>,
     ) -> Result<Result<Verified, Rejected>, VerifyError> {
-        let scope = Scope {
-            management: true,
-            ..Default::default()
-        };
-        let req = &Requirements {
-            client_ip,
-            skip_plan: true,
-            ..Default::default()
-        };
         let now = self.clock.now_ms();
-        let Some(remembered) = remembered else {
-            return self.verify_at(token, scope, req, 1, now).await;
-        };
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        if let Some(m) = remembered.get() {
-            let same = m.epoch == epoch
-                && now >= m.at
-                && now - m.at < REMEMBER_MS
-                && m.client_ip == req.client_ip
-                && key::same_secret(&m.token, token);
-            if same {
-                let cached = self.resolve(m.id, m.cached.clone(), now).await?;
-                return self.admit(m.id, cached, scope, req, 1, now).await;
-            }
+        if let Some(outcome) = self.verify_management_now(token, client_ip, remembered, now) {
+            return Ok(outcome);
         }
-        let outcome = self.verify_at(token, scope, req, 1, now).await?;
-        if let Ok(v) = &outcome {
-            if let Some(id) = packed(&v.key().id) {
-                remembered.set(Remembrance {
-                    token: token.into(),
-                    id,
-                    cached: v.cached.clone(),
-                    client_ip: req.client_ip,
-                    epoch,
-                    at: now,
-                });
-            }
+        let (scope, req) = management(client_ip);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if let Some(m) = remembered.and_then(|r| r.recall(token, client_ip, epoch, now)) {
+            let cached = self.resolve(m.id, m.cached.clone(), now).await?;
+            return self.admit(m.id, cached, scope, &req, 1, now).await;
+        }
+        let outcome = self.verify_at(token, scope, &req, 1, now).await?;
+        if let (Ok(v), Some(r)) = (&outcome, remembered) {
+            r.remember(token, v, client_ip, epoch, now);
         }
         Ok(outcome)
+    }
+
+    /// [`Verifier::verify_management`] from memory alone: `None` when it needs storage (see
+    /// [`Verifier::verify_now`]).
+    pub fn verify_management_now(
+        &self,
+        token: &str,
+        client_ip: Option<IpAddr>,
+        remembered: Option<&Remembered>,
+        now: Millis,
+    ) -> Option<Result<Verified, Rejected>> {
+        let (scope, req) = management(client_ip);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if let Some(m) = remembered.and_then(|r| r.recall(token, client_ip, epoch, now)) {
+            if !self.resolved(&m.cached, now) {
+                return None;
+            }
+            return self.admit_now(m.id, m.cached.clone(), scope, &req, 1, now);
+        }
+        let outcome = self.verify_now(token, scope, &req, 1, now)?;
+        if let (Ok(v), Some(r)) = (&outcome, remembered) {
+            r.remember(token, v, client_ip, epoch, now);
+        }
+        Some(outcome)
     }
 
     /// The checks after a key is authenticated and resolved, in contract order: where it belongs,
@@ -476,10 +548,80 @@ impl Verifier {
         cost: u32,
         now: Millis,
     ) -> Result<Result<Verified, Rejected>, VerifyError> {
+        if let Some(outcome) = self.admit_now(id, cached.clone(), scope, req, cost, now) {
+            return Ok(outcome);
+        }
+        // A key with a quota, which passed every check.
+        let limit = match self.check(&cached, scope, req, now) {
+            Ok(limit) => limit,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
+        let ratelimit = self.charge(id, limit, cost, now, None);
+        if let Some(d) = ratelimit.filter(|d| !d.allowed) {
+            return Ok(Err(reject(&cached, Denial::RateLimited(d), Some(d))));
+        }
+        let consumed = self
+            .store
+            .consume_quota(&cached.key.id, i64::from(cost), now)
+            .await?;
+        let Some(left) = consumed else {
+            return Ok(Err(reject(&cached, Denial::QuotaExceeded, ratelimit)));
+        };
+        self.charge(id, None, cost, now, Some(req.client_ip));
+        Ok(Ok(Verified {
+            cached,
+            ratelimit,
+            quota_remaining: Some(left),
+            at: now,
+        }))
+    }
+
+    /// [`Verifier::admit`] without storage: `None` (having charged nothing) for a key with a
+    /// quota that passes the checks, since a quota is consumed in storage.
+    fn admit_now(
+        &self,
+        id: u64,
+        cached: Arc<CachedKey>,
+        scope: Scope<'_>,
+        req: &Requirements<'_>,
+        cost: u32,
+        now: Millis,
+    ) -> Option<Result<Verified, Rejected>> {
+        let limit = match self.check(&cached, scope, req, now) {
+            Ok(limit) => limit,
+            Err(rejected) => return Some(Err(rejected)),
+        };
+        if cached.key.quota.is_some() {
+            return None;
+        }
+        // Without a quota to consume, charging the limit and recording the use is one visit to
+        // the key's slot.
+        let ratelimit = self.charge(id, limit, cost, now, Some(req.client_ip));
+        if let Some(d) = ratelimit.filter(|d| !d.allowed) {
+            return Some(Err(reject(&cached, Denial::RateLimited(d), Some(d))));
+        }
+        Some(Ok(Verified {
+            cached,
+            ratelimit,
+            quota_remaining: None,
+            at: now,
+        }))
+    }
+
+    /// The stateless checks of a resolved key, in contract order: where it belongs (a key out of
+    /// `scope` is not found, and not shown), its state, its owner and organization. Returns the
+    /// rate limit that applies.
+    fn check(
+        &self,
+        cached: &Arc<CachedKey>,
+        scope: Scope<'_>,
+        req: &Requirements<'_>,
+        now: Millis,
+    ) -> Result<Option<RateLimit>, Rejected> {
         let key = &cached.key;
         let deps = cached.deps.get().expect("resolved");
         let (Some(api), Some(org)) = (deps.api.as_deref(), deps.org.as_deref()) else {
-            return Ok(Err(Denial::UnknownKey.into()));
+            return Err(Denial::UnknownKey.into());
         };
         // Compared with the shared API and organization (same ids as the key's), not the key's
         // own strings.
@@ -487,60 +629,27 @@ impl Verifier {
             && scope.api_id.is_none_or(|a| a == api.id)
             && (!scope.management || api.is_management());
         if !in_scope {
-            return Ok(Err(Denial::UnknownKey.into()));
+            return Err(Denial::UnknownKey.into());
         }
         let req = Requirements {
             skip_plan: req.skip_plan || api.is_management(),
             ..req.clone()
         };
-        let reject = |denial, ratelimit| Rejected {
-            denial,
-            key: Some(cached.clone()),
-            ratelimit,
-        };
-        if let Err(denial) = check::check_key(
+        check::check_key(
             key,
             deps.owner.as_deref(),
             org,
             &self.plans_without_access,
             &req,
             now,
-        ) {
-            return Ok(Err(reject(denial, None)));
-        }
-        let limit = key.rate_limit.or(api.default_rate_limit).or_else(|| {
+        )
+        .map_err(|denial| reject(cached, denial, None))?;
+        Ok(key.rate_limit.or(api.default_rate_limit).or_else(|| {
             // The plan's default covers protected APIs; management keys are limited only by
             // their own setting, so an organization can always manage itself.
             (!api.is_management())
                 .then(|| self.plan_rate_limits.get(&org.plan).copied())
                 .flatten()
-        });
-        // Without a quota to consume, charging the limit and recording the use is one visit to
-        // the key's slot.
-        let use_now = key.quota.is_none().then_some(req.client_ip);
-        let ratelimit = self.charge(id, limit, cost, now, use_now);
-        if let Some(d) = ratelimit.filter(|d| !d.allowed) {
-            return Ok(Err(reject(Denial::RateLimited(d), Some(d))));
-        }
-        let quota_remaining = match key.quota {
-            Some(_) => match self
-                .store
-                .consume_quota(&key.id, i64::from(cost), now)
-                .await?
-            {
-                Some(left) => {
-                    self.charge(id, None, cost, now, Some(req.client_ip));
-                    Some(left)
-                }
-                None => return Ok(Err(reject(Denial::QuotaExceeded, ratelimit))),
-            },
-            None => None,
-        };
-        Ok(Ok(Verified {
-            cached,
-            ratelimit,
-            quota_remaining,
-            at: now,
         }))
     }
 
@@ -554,13 +663,7 @@ impl Verifier {
         now: Millis,
     ) -> Result<Arc<CachedKey>, StoreError> {
         let epoch = self.deps_epoch.load(Ordering::SeqCst);
-        let current = |d: &Deps| {
-            let resolved_at = d.resolved_at.load(Ordering::SeqCst);
-            d.epoch.load(Ordering::SeqCst) == epoch
-                && now >= resolved_at
-                && now - resolved_at < POSITIVE_TTL_MS
-        };
-        if cached.deps.get().is_some_and(current) {
+        if self.resolved(&cached, now) {
             return Ok(cached);
         }
         let key = &cached.key;
@@ -595,6 +698,17 @@ impl Verifier {
             }
         }
         Ok(fresh)
+    }
+
+    /// Whether `cached` has its API, organization and owner resolved, and still current: nothing
+    /// they depend on was invalidated since, and they are younger than their TTL.
+    fn resolved(&self, cached: &CachedKey, now: Millis) -> bool {
+        cached.deps.get().is_some_and(|d| {
+            let resolved_at = d.resolved_at.load(Ordering::SeqCst);
+            d.epoch.load(Ordering::SeqCst) == self.deps_epoch.load(Ordering::SeqCst)
+                && now >= resolved_at
+                && now - resolved_at < POSITIVE_TTL_MS
+        })
     }
 
     /// Charges `cost` against the key's rate `limit` (if any) and, when `used_from` is given (the
@@ -786,20 +900,28 @@ impl Verifier {
         }
     }
 
+    /// A key's record from memory: `None` when it must be read from storage, `Some(None)` when
+    /// it is known not to exist.
+    fn cached_key(&self, id: u64, now: Millis) -> Option<Option<Arc<CachedKey>>> {
+        let c = self.keys.get(&id)?;
+        if !c.fresh(now) {
+            return None;
+        }
+        // Before the reference is counted: that locked instruction waits for its cache line, and
+        // loads issued after it would wait behind it.
+        if let Some(cached) = c.value.as_deref() {
+            warm(cached);
+        }
+        Some(c.value.clone())
+    }
+
     async fn key_by_public_id(
         &self,
         id: u64,
         now: Millis,
     ) -> Result<Option<Arc<CachedKey>>, StoreError> {
-        if let Some(c) = self.keys.get(&id) {
-            if c.fresh(now) {
-                // Before the reference is counted: that locked instruction waits for its cache
-                // line, and loads issued after it would wait behind it.
-                if let Some(cached) = c.value.as_deref() {
-                    warm(cached);
-                }
-                return Ok(c.value.clone());
-            }
+        if let Some(value) = self.cached_key(id, now) {
+            return Ok(value);
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let value = self
@@ -913,6 +1035,29 @@ fn warm(cached: &CachedKey) {
         }
     }
     std::hint::black_box(touched);
+}
+
+/// The scope and requirements of a management key presented from `client_ip`.
+fn management(client_ip: Option<IpAddr>) -> (Scope<'static>, Requirements<'static>) {
+    let scope = Scope {
+        management: true,
+        ..Default::default()
+    };
+    let req = Requirements {
+        client_ip,
+        skip_plan: true,
+        ..Default::default()
+    };
+    (scope, req)
+}
+
+/// A refusal of an identified key.
+fn reject(cached: &Arc<CachedKey>, denial: Denial, ratelimit: Option<RateDecision>) -> Rejected {
+    Rejected {
+        denial,
+        key: Some(cached.clone()),
+        ratelimit,
+    }
 }
 
 fn malformed_reason(e: key::FormatError) -> &'static str {
