@@ -600,6 +600,44 @@ async fn an_edit_of_a_key_keeps_its_rate_limit_state_and_pending_last_use() {
 }
 
 #[tokio::test]
+async fn a_flush_writes_exactly_the_keys_whose_use_is_due() {
+    let app = spawn_app().await;
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let k = app.create_key(json!({"name": format!("k{i}")})).await;
+        keys.push((
+            k["id"].as_str().unwrap().to_owned(),
+            k["key"].as_str().unwrap().to_owned(),
+        ));
+    }
+    // The management key's own use so far.
+    app.ctx.verifier.flush().await.unwrap();
+    for (_, secret) in &keys {
+        app.verify(secret, json!({"ip": "192.0.2.1"})).await;
+    }
+    // Three first uses are due at once; the management key, written just now, is not.
+    assert_eq!(app.ctx.verifier.flush().await.unwrap(), 3);
+    app.clock.advance(10_000);
+    app.verify(&keys[0].1, json!({"ip": "192.0.2.2"})).await;
+    assert_eq!(app.ctx.verifier.flush().await.unwrap(), 0);
+    assert_eq!(
+        stored_ip(&app, &keys[0].0).await.as_deref(),
+        Some("192.0.2.1")
+    );
+    // Past any key's interval: the key used again and the management key, nothing else.
+    app.clock.advance(91_000);
+    assert_eq!(app.ctx.verifier.flush().await.unwrap(), 2);
+    assert_eq!(
+        stored_ip(&app, &keys[0].0).await.as_deref(),
+        Some("192.0.2.2")
+    );
+    assert_eq!(app.ctx.verifier.flush().await.unwrap(), 0);
+    for (id, _) in &keys[1..] {
+        assert_eq!(stored_ip(&app, id).await.as_deref(), Some("192.0.2.1"));
+    }
+}
+
+#[tokio::test]
 async fn a_graceful_stop_writes_pending_last_used_times() {
     let app = spawn_app().await;
     let k = app.create_key(json!({"name": "flushed on stop"})).await;
