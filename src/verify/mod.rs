@@ -407,9 +407,6 @@ impl Verifier {
         cost: u32,
         now: Millis,
     ) -> Result<Result<Verified, Rejected>, VerifyError> {
-        if let Some(outcome) = self.verify_now(token, scope, req, cost, now) {
-            return Ok(outcome);
-        }
         let id = match self.public_id(token, scope) {
             Ok(id) => id,
             Err(rejected) => return Ok(Err(rejected)),
@@ -448,7 +445,7 @@ impl Verifier {
         if !self.resolved(&cached, now) {
             return None;
         }
-        self.admit_now(id, cached, scope, req, cost, now)
+        self.admit_now(id, cached, scope, req, cost, now).done()
     }
 
     /// The packed public id of a well-formed `token` (of the management API's prefixes for
@@ -497,9 +494,6 @@ impl Verifier {
         remembered: Option<&Remembered>,
     ) -> Result<Result<Verified, Rejected>, VerifyError> {
         let now = self.clock.now_ms();
-        if let Some(outcome) = self.verify_management_now(token, client_ip, remembered, now) {
-            return Ok(outcome);
-        }
         let (scope, req) = management(client_ip);
         let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some(m) = remembered.and_then(|r| r.recall(token, client_ip, epoch, now)) {
@@ -528,7 +522,9 @@ impl Verifier {
             if !self.resolved(&m.cached, now) {
                 return None;
             }
-            return self.admit_now(m.id, m.cached.clone(), scope, &req, 1, now);
+            return self
+                .admit_now(m.id, m.cached.clone(), scope, &req, 1, now)
+                .done();
         }
         let outcome = self.verify_now(token, scope, &req, 1, now)?;
         if let (Ok(v), Some(r)) = (&outcome, remembered) {
@@ -548,13 +544,9 @@ impl Verifier {
         cost: u32,
         now: Millis,
     ) -> Result<Result<Verified, Rejected>, VerifyError> {
-        if let Some(outcome) = self.admit_now(id, cached.clone(), scope, req, cost, now) {
-            return Ok(outcome);
-        }
-        // A key with a quota, which passed every check.
-        let limit = match self.check(&cached, scope, req, now) {
-            Ok(limit) => limit,
-            Err(rejected) => return Ok(Err(rejected)),
+        let limit = match self.admit_now(id, cached.clone(), scope, req, cost, now) {
+            Admission::Done(outcome) => return Ok(outcome),
+            Admission::Quota(limit) => limit,
         };
         let ratelimit = self.charge(id, limit, cost, now, None);
         if let Some(d) = ratelimit.filter(|d| !d.allowed) {
@@ -576,8 +568,9 @@ impl Verifier {
         }))
     }
 
-    /// [`Verifier::admit`] without storage: `None` (having charged nothing) for a key with a
-    /// quota that passes the checks, since a quota is consumed in storage.
+    /// [`Verifier::admit`] without storage: for a key with a quota that passes the checks, which
+    /// is consumed in storage, [`Admission::Quota`] with the rate limit that applies, having
+    /// charged nothing.
     fn admit_now(
         &self,
         id: u64,
@@ -586,21 +579,21 @@ impl Verifier {
         req: &Requirements<'_>,
         cost: u32,
         now: Millis,
-    ) -> Option<Result<Verified, Rejected>> {
+    ) -> Admission {
         let limit = match self.check(&cached, scope, req, now) {
             Ok(limit) => limit,
-            Err(rejected) => return Some(Err(rejected)),
+            Err(rejected) => return Admission::Done(Err(rejected)),
         };
         if cached.key.quota.is_some() {
-            return None;
+            return Admission::Quota(limit);
         }
         // Without a quota to consume, charging the limit and recording the use is one visit to
         // the key's slot.
         let ratelimit = self.charge(id, limit, cost, now, Some(req.client_ip));
         if let Some(d) = ratelimit.filter(|d| !d.allowed) {
-            return Some(Err(reject(&cached, Denial::RateLimited(d), Some(d))));
+            return Admission::Done(Err(reject(&cached, Denial::RateLimited(d), Some(d))));
         }
-        Some(Ok(Verified {
+        Admission::Done(Ok(Verified {
             cached,
             ratelimit,
             quota_remaining: None,
@@ -1035,6 +1028,24 @@ fn warm(cached: &CachedKey) {
         }
     }
     std::hint::black_box(touched);
+}
+
+/// What [`Verifier::admit_now`] decided.
+enum Admission {
+    Done(Result<Verified, Rejected>),
+    /// The key passed every check and has a quota to consume (in storage), under this rate
+    /// limit; nothing was charged yet.
+    Quota(Option<RateLimit>),
+}
+
+impl Admission {
+    /// The outcome, unless storage is needed.
+    fn done(self) -> Option<Result<Verified, Rejected>> {
+        match self {
+            Admission::Done(outcome) => Some(outcome),
+            Admission::Quota(_) => None,
+        }
+    }
 }
 
 /// The scope and requirements of a management key presented from `client_ip`.
