@@ -84,18 +84,26 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, Denial> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| Denial::Malformed("the Authorization header is not ASCII"))?
-        .trim();
+    // Read as bytes: a header value holds no control characters but tab, so being ASCII is what
+    // `HeaderValue::to_str` checks, and ASCII whitespace is all `str::trim` could remove.
+    let value = value.as_bytes();
+    if !value.is_ascii() {
+        return Err(Denial::Malformed("the Authorization header is not ASCII"));
+    }
+    let value = value.trim_ascii();
     if value.is_empty() {
         return Err(Denial::MissingCredentials);
     }
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let (scheme, token) = match value.iter().position(|&b| b == b' ') {
+        Some(space) => (&value[..space], &value[space + 1..]),
+        None => (value, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(Denial::Malformed("expected 'Authorization: Bearer <key>'"));
     }
-    let token = token.trim();
+    let Ok(token) = std::str::from_utf8(token.trim_ascii()) else {
+        return Err(Denial::Malformed("the Authorization header is not ASCII"));
+    };
     if token.is_empty() {
         return Err(Denial::MissingCredentials);
     }
@@ -158,5 +166,54 @@ pub async fn management_key(
     {
         Ok(v) => Ok(v),
         Err(rejected) => Err(ApiError::Denied(rejected.denial)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer_of(value: &[u8]) -> Result<Option<String>, Denial> {
+        let req = axum::http::Request::builder()
+            .header(header::AUTHORIZATION, value)
+            .body(())
+            .expect("a valid request");
+        let (parts, ()) = req.into_parts();
+        bearer(&parts).map(|t| t.map(str::to_owned))
+    }
+
+    #[test]
+    fn the_bearer_token_is_read_with_any_case_of_scheme_and_surrounding_spaces() {
+        assert_eq!(bearer_of(b"Bearer abc").unwrap().as_deref(), Some("abc"));
+        assert_eq!(bearer_of(b"bEaReR abc").unwrap().as_deref(), Some("abc"));
+        assert_eq!(
+            bearer_of(b" \tBearer   abc \t").unwrap().as_deref(),
+            Some("abc")
+        );
+        let none = axum::http::Request::builder().body(()).unwrap();
+        assert_eq!(bearer(&none.into_parts().0), Ok(None));
+    }
+
+    #[test]
+    fn a_bad_authorization_header_is_refused_with_the_reason() {
+        let malformed = |v: &[u8]| match bearer_of(v) {
+            Err(Denial::Malformed(reason)) => reason,
+            other => panic!("{:?} gave {other:?}", String::from_utf8_lossy(v)),
+        };
+        assert_eq!(
+            malformed(b"Bearer k\xc3\xa9y"),
+            "the Authorization header is not ASCII"
+        );
+        assert_eq!(
+            malformed(b"Basic abc"),
+            "expected 'Authorization: Bearer <key>'"
+        );
+        assert_eq!(
+            malformed(b"Bearer\tabc"),
+            "expected 'Authorization: Bearer <key>'"
+        );
+        assert_eq!(bearer_of(b"   "), Err(Denial::MissingCredentials));
+        assert_eq!(bearer_of(b"Bearer"), Err(Denial::MissingCredentials));
+        assert_eq!(bearer_of(b"Bearer    "), Err(Denial::MissingCredentials));
     }
 }
