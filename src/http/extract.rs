@@ -49,15 +49,32 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Reads a whole body of at most `limit` bytes.
+/// Reads a whole body of at most `limit` bytes. A body that arrives in one piece (most do) is
+/// returned as it came, without being gathered into a list and copied.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "Could not read the request body: {e}"
-        ))),
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(format!("Could not read the request body: {e}"))
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match first.take() {
+            None if gathered.is_empty() => first = Some(data),
+            earlier => {
+                gathered.extend_from_slice(earlier.as_deref().unwrap_or_default());
+                gathered.extend_from_slice(&data);
+            }
+        }
     }
+    Ok(first.unwrap_or_else(|| gathered.into()))
 }
 
 /// A JSON body as `T`; an empty one reads as `{}`.
@@ -117,5 +134,63 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| ApiError::BadRequest(format!("Invalid query parameters: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::body::Frame;
+
+    use super::*;
+
+    /// A body arriving in the given pieces.
+    struct Pieces(VecDeque<&'static [u8]>);
+
+    impl hyper::body::Body for Pieces {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(
+                self.0
+                    .pop_front()
+                    .map(|p| Ok(Frame::data(Bytes::from_static(p)))),
+            )
+        }
+    }
+
+    fn body(pieces: &[&'static [u8]]) -> Body {
+        Body::new(Pieces(pieces.iter().copied().collect()))
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_however_it_arrives() {
+        for pieces in [
+            &[][..],
+            &[&b""[..]],
+            &[&b"{\"key\":1}"[..]],
+            &[&b""[..], &b"{\"ke"[..], &b""[..], &b"y\":1}"[..]],
+            &[&b"{\"k"[..], &b"ey\":1}"[..]],
+        ] {
+            let read = read_body(body(pieces), 64).await.unwrap();
+            assert_eq!(read, pieces.concat(), "{pieces:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_however_it_arrives() {
+        for pieces in [&[&[b'x'; 65][..]][..], &[&[b'x'; 40][..], &[b'x'; 25][..]]] {
+            let refused = read_body(body(pieces), 64).await;
+            assert!(matches!(refused, Err(ApiError::PayloadTooLarge)));
+        }
+        let exactly = read_body(body(&[&[b'x'; 40], &[b'x'; 24]]), 64).await;
+        assert_eq!(exactly.unwrap().len(), 64);
     }
 }
