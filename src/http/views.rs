@@ -25,8 +25,26 @@ pub fn rfc3339(ms: Millis) -> String {
     }
 }
 
+thread_local! {
+    /// The instant this thread wrote last, as [`rfc3339_into`] wrote it: verdicts answered one
+    /// after another mostly carry the same millisecond (their requests' time, as last use).
+    static LAST_WRITTEN: std::cell::Cell<(Millis, [u8; 24], usize)> =
+        const { std::cell::Cell::new((Millis::MIN, [0; 24], 0)) };
+}
+
 /// Writes [`rfc3339`] of `ms` into `buf` and returns its length, for years 0 to 9999.
 fn rfc3339_into(ms: Millis, buf: &mut [u8; 24]) -> Option<usize> {
+    let (last, text, len) = LAST_WRITTEN.get();
+    if last == ms && len > 0 {
+        *buf = text;
+        return Some(len);
+    }
+    let len = rfc3339_compute(ms, buf)?;
+    LAST_WRITTEN.set((ms, *buf, len));
+    Some(len)
+}
+
+fn rfc3339_compute(ms: Millis, buf: &mut [u8; 24]) -> Option<usize> {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -478,6 +496,16 @@ mod tests {
             1_709_208_000_000,
             1_795_000_000_001,
             253_402_300_799_999,
+        ] {
+            assert_eq!(rfc3339(ms), reference(ms), "{ms}");
+        }
+        // The same instant again (answered from the thread's last one), and then others.
+        for ms in [
+            1_795_000_000_120,
+            1_795_000_000_120,
+            1_795_000_000_121,
+            0,
+            0,
         ] {
             assert_eq!(rfc3339(ms), reference(ms), "{ms}");
         }
