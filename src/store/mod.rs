@@ -689,15 +689,19 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Marks a key exposed, once. Returns whether this call marked it.
+    /// Marks a key exposed, once. Returns whether this call marked it. The key's version
+    /// (`updated_at`) moves forward, so that other instances following changes see it.
     pub async fn mark_key_exposed(&self, id: &str, at: Millis) -> Result<bool> {
-        let changed =
-            sqlx::query("UPDATE keys SET exposed_at = $1 WHERE id = $2 AND exposed_at IS NULL")
-                .bind(at)
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+        let changed = sqlx::query(
+            "UPDATE keys SET exposed_at = $1, \
+             updated_at = CASE WHEN updated_at < $1 THEN $1 ELSE updated_at + 1 END \
+             WHERE id = $2 AND exposed_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(changed == 1)
     }
 

@@ -555,9 +555,9 @@ async fn the_audit_log_records_every_governed_action_and_no_secret(db: Db) {
     }
 }
 
-/// Another instance sharing the database revokes a key and renames another: this instance, which
-/// has both cached, sees the changes once it follows the database's changes (every second when
-/// serving), not only when its cache expires.
+/// Another instance sharing the database revokes a key, renames another and flags a third as
+/// exposed: this instance, which has them cached, sees the changes once it follows the database's
+/// changes (every second when serving), not only when its cache expires.
 async fn changes_made_by_another_instance_are_followed(db: Db) {
     let app = spawn_with(Options {
         db,
@@ -591,6 +591,20 @@ async fn changes_made_by_another_instance_are_followed(db: Db) {
     other.name = "new name".into();
     other.updated_at = at;
     app.ctx.store.update_key(&other).await.unwrap();
+    let exposed = app.create_key(json!({"name": "exposed elsewhere"})).await;
+    let exposed_id = exposed["id"].as_str().unwrap();
+    assert_eq!(
+        app.verify(exposed["key"].as_str().unwrap(), json!({}))
+            .await["key"]["exposed_at"],
+        Value::Null
+    );
+    assert!(
+        app.ctx
+            .store
+            .mark_key_exposed(exposed_id, at)
+            .await
+            .unwrap()
+    );
     let secret = revoked["key"].as_str().unwrap();
     assert_eq!(
         code(app.verify(secret, json!({})).await),
@@ -598,8 +612,12 @@ async fn changes_made_by_another_instance_are_followed(db: Db) {
         "still cached"
     );
 
-    assert_eq!(app.ctx.verifier.follow_changes().await.unwrap(), 2);
+    assert_eq!(app.ctx.verifier.follow_changes().await.unwrap(), 3);
     assert_eq!(code(app.verify(secret, json!({})).await), "REVOKED");
+    let v = app
+        .verify(exposed["key"].as_str().unwrap(), json!({}))
+        .await;
+    assert!(v["key"]["exposed_at"].is_string(), "{v}");
     let v = app
         .verify(renamed["key"].as_str().unwrap(), json!({}))
         .await;
