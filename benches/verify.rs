@@ -459,20 +459,23 @@ async fn bench(o: Opts) {
         o.connections
     );
     let (mut verify, mut axum_hmac, mut bare) = (Run::default(), Run::default(), Run::default());
+    let mut round_ratios = Vec::new();
     for _ in 0..rounds {
-        verify.add(drive(&kw, &admin, secrets.clone(), o.connections, 2, false).await);
-        axum_hmac.add(drive(&calib, &admin, secrets.clone(), o.connections, 2, false).await);
-        bare.add(
-            drive(
-                &bare_server,
-                &admin,
-                secrets.clone(),
-                o.connections,
-                2,
-                false,
-            )
-            .await,
-        );
+        let v = drive(&kw, &admin, secrets.clone(), o.connections, 2, false).await;
+        let c = drive(&calib, &admin, secrets.clone(), o.connections, 2, false).await;
+        let b = drive(
+            &bare_server,
+            &admin,
+            secrets.clone(),
+            o.connections,
+            2,
+            false,
+        )
+        .await;
+        round_ratios.push(v.rps() / b.rps());
+        verify.add(v);
+        axum_hmac.add(c);
+        bare.add(b);
     }
     for r in [&mut verify, &mut axum_hmac, &mut bare] {
         r.latencies_us.sort_unstable();
@@ -512,6 +515,13 @@ async fn bench(o: Opts) {
     println!(
         "ratio verify/bare (requests/s): {:.3}",
         verify.rps() / bare.rps()
+    );
+    round_ratios.sort_by(f64::total_cmp);
+    println!(
+        "ratio verify/bare per round: median {:.3}, lowest {:.3}, highest {:.3}",
+        round_ratios[round_ratios.len() / 2],
+        round_ratios[0],
+        round_ratios[round_ratios.len() - 1]
     );
     println!(
         "ratio bare/verify (server CPU per request): {:.3}",
