@@ -442,16 +442,19 @@ async fn bench(o: Opts) {
         settled.as_secs_f64(),
         o.keys
     );
-    drive(&calib, &admin, secrets.clone(), o.connections, 1, false).await;
-    drive(
-        &bare_server,
-        &admin,
-        secrets.clone(),
-        o.connections,
-        1,
-        false,
-    )
-    .await;
+    // Random keys for `seconds` on `server`, the same load for each target.
+    let load = |server, seconds| {
+        drive(
+            server,
+            &admin,
+            secrets.clone(),
+            o.connections,
+            seconds,
+            false,
+        )
+    };
+    load(&calib, 1).await;
+    load(&bare_server, 1).await;
     let rounds = o.seconds.div_ceil(2).max(1);
     println!(
         "Measuring each server for {} s in {rounds} interleaved rounds, {} connections...",
@@ -461,17 +464,9 @@ async fn bench(o: Opts) {
     let (mut verify, mut axum_hmac, mut bare) = (Run::default(), Run::default(), Run::default());
     let mut round_ratios = Vec::new();
     for _ in 0..rounds {
-        let v = drive(&kw, &admin, secrets.clone(), o.connections, 2, false).await;
-        let c = drive(&calib, &admin, secrets.clone(), o.connections, 2, false).await;
-        let b = drive(
-            &bare_server,
-            &admin,
-            secrets.clone(),
-            o.connections,
-            2,
-            false,
-        )
-        .await;
+        let v = load(&kw, 2).await;
+        let c = load(&calib, 2).await;
+        let b = load(&bare_server, 2).await;
         round_ratios.push(v.rps() / b.rps());
         verify.add(v);
         axum_hmac.add(c);
