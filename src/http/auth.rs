@@ -14,7 +14,7 @@ use crate::domain::check::Denial;
 use crate::domain::model::Millis;
 use crate::service::sessions::{self, CSRF_HEADER, SESSION_COOKIE};
 use crate::service::{Caller, Via};
-use crate::verify::{Remembered, Verified};
+use crate::verify::{Pending, Rejected, Remembered, Verified};
 
 /// The peer address of the connection.
 pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
@@ -135,19 +135,36 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-/// [`management_key`] from memory alone, at `now`: `None` when it needs storage.
+/// [`management_key`] from memory alone, at `now`: `Err` when it needs storage, to go on with
+/// [`resume_management_key`].
 pub fn management_key_now(
     state: &AppState,
     token: &str,
     ip: Option<IpAddr>,
     remembered: Option<&Remembered>,
     now: Millis,
-) -> Option<Result<Verified, ApiError>> {
+) -> Result<Result<Verified, ApiError>, Pending> {
     let outcome = state
         .ctx
         .verifier
         .verify_management_now(token, ip, remembered, now)?;
-    Some(outcome.map_err(|rejected| ApiError::Denied(rejected.denial)))
+    Ok(outcome.map_err(refused))
+}
+
+/// Finishes what [`management_key_now`] (called with the same arguments) could not.
+pub async fn resume_management_key(
+    state: &AppState,
+    pending: Pending,
+    token: &str,
+    ip: Option<IpAddr>,
+    remembered: Option<&Remembered>,
+    now: Millis,
+) -> Result<Verified, ApiError> {
+    let verifier = &state.ctx.verifier;
+    let outcome = verifier
+        .resume_management(pending, token, ip, remembered, now)
+        .await?;
+    outcome.map_err(refused)
 }
 
 /// Checks the management key `token`, presented from `ip` (on a connection that remembers the key
@@ -158,15 +175,13 @@ pub async fn management_key(
     ip: Option<IpAddr>,
     remembered: Option<&Remembered>,
 ) -> Result<Verified, ApiError> {
-    match state
-        .ctx
-        .verifier
-        .verify_management(token, ip, remembered)
-        .await?
-    {
-        Ok(v) => Ok(v),
-        Err(rejected) => Err(ApiError::Denied(rejected.denial)),
-    }
+    let verifier = &state.ctx.verifier;
+    let outcome = verifier.verify_management(token, ip, remembered).await?;
+    outcome.map_err(refused)
+}
+
+fn refused(rejected: Rejected) -> ApiError {
+    ApiError::Denied(rejected.denial)
 }
 
 #[cfg(test)]

@@ -136,6 +136,22 @@ struct Deps {
 }
 
 impl Deps {
+    fn new(
+        epoch: u64,
+        resolved_at: Millis,
+        api: Option<Arc<Api>>,
+        org: Option<Arc<Org>>,
+        owner: Option<Arc<User>>,
+    ) -> Self {
+        Deps {
+            epoch: AtomicU64::new(epoch),
+            resolved_at: AtomicI64::new(resolved_at),
+            api,
+            org,
+            owner,
+        }
+    }
+
     fn same_as(&self, other: &Deps) -> bool {
         self.api == other.api && self.org == other.org && self.owner == other.owner
     }
@@ -210,8 +226,51 @@ pub struct Scope<'a> {
     pub management: bool,
 }
 
+/// A verification's outcome: `Err` is a refusal.
+pub type Outcome = Result<Verified, Rejected>;
+
+/// How far a verification from memory got before it needed storage; [`Verifier::resume`] goes on
+/// from there.
+pub struct Pending {
+    id: u64,
+    stage: Stage,
+    /// For a management key hashed by this verification: the invalidation count before it, to
+    /// remember the key with once it passes (see [`Remembered`]).
+    remember_at_epoch: Option<u64>,
+}
+
+enum Stage {
+    /// The key's record must be read.
+    Load,
+    /// The key is authentic; its API, organization or owner must be read.
+    Resolve(Arc<CachedKey>),
+    /// The key passed every check; its quota must be consumed, under this rate limit.
+    Quota(Arc<CachedKey>, Option<RateLimit>),
+}
+
+impl Pending {
+    fn new(id: u64, stage: Stage) -> Self {
+        Pending {
+            id,
+            stage,
+            remember_at_epoch: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stage = match self.stage {
+            Stage::Load => "load",
+            Stage::Resolve(_) => "resolve",
+            Stage::Quota(..) => "quota",
+        };
+        write!(f, "Pending({stage})")
+    }
+}
+
 /// A key that passed every check.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Verified {
     /// The cached record: the key, its owner and renderings.
     pub cached: Arc<CachedKey>,
@@ -222,7 +281,7 @@ pub struct Verified {
 }
 
 /// A refusal, with the key when it was identified (for the verify endpoint's `key` field).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Rejected {
     pub denial: Denial,
     pub key: Option<Arc<CachedKey>>,
@@ -393,7 +452,7 @@ impl Verifier {
         scope: Scope<'_>,
         req: &Requirements<'_>,
         cost: u32,
-    ) -> Result<Result<Verified, Rejected>, VerifyError> {
+    ) -> Result<Outcome, VerifyError> {
         self.verify_at(token, scope, req, cost, self.clock.now_ms())
             .await
     }
@@ -406,24 +465,16 @@ impl Verifier {
         req: &Requirements<'_>,
         cost: u32,
         now: Millis,
-    ) -> Result<Result<Verified, Rejected>, VerifyError> {
-        let id = match self.public_id(token, scope) {
-            Ok(id) => id,
-            Err(rejected) => return Ok(Err(rejected)),
-        };
-        let Some(cached) = self.key_by_public_id(id, now).await? else {
-            return Ok(Err(Denial::UnknownKey.into()));
-        };
-        if !self.authentic(token, &cached) {
-            return Ok(Err(Denial::UnknownKey.into()));
+    ) -> Result<Outcome, VerifyError> {
+        match self.verify_now(token, scope, req, cost, now) {
+            Ok(outcome) => Ok(outcome),
+            Err(pending) => self.resume(pending, token, scope, req, cost, now).await,
         }
-        let cached = self.resolve(id, cached, now).await?;
-        self.admit(id, cached, scope, req, cost, now).await
     }
 
-    /// [`Verifier::verify_at`] from memory alone: `None` when it needs storage (a key, API, owner
-    /// or organization to load, or a quota to consume), and then nothing was charged or
-    /// recorded. The common case, so it builds no future.
+    /// [`Verifier::verify_at`] from memory alone, the common case, so it builds no future. When it
+    /// needs storage (a key, API, owner or organization to load, or a quota to consume) it returns
+    /// how far it got, for [`Verifier::resume`]; nothing was charged or recorded then.
     pub fn verify_now(
         &self,
         token: &str,
@@ -431,21 +482,78 @@ impl Verifier {
         req: &Requirements<'_>,
         cost: u32,
         now: Millis,
-    ) -> Option<Result<Verified, Rejected>> {
+    ) -> Result<Outcome, Pending> {
         let id = match self.public_id(token, scope) {
             Ok(id) => id,
-            Err(rejected) => return Some(Err(rejected)),
+            Err(rejected) => return Ok(Err(rejected)),
         };
-        let Some(cached) = self.cached_key(id, now)? else {
-            return Some(Err(Denial::UnknownKey.into()));
+        let Some(cached) = self.cached_key(id, now) else {
+            return Err(Pending::new(id, Stage::Load));
+        };
+        let Some(cached) = cached else {
+            return Ok(Err(Denial::UnknownKey.into()));
         };
         if !self.authentic(token, &cached) {
-            return Some(Err(Denial::UnknownKey.into()));
+            return Ok(Err(Denial::UnknownKey.into()));
         }
-        if !self.resolved(&cached, now) {
-            return None;
+        self.admit_resolved_now(id, cached, scope, req, cost, now)
+    }
+
+    /// Finishes a verification that [`Verifier::verify_now`] (called with the same arguments)
+    /// could not finish from memory.
+    pub async fn resume(
+        &self,
+        pending: Pending,
+        token: &str,
+        scope: Scope<'_>,
+        req: &Requirements<'_>,
+        cost: u32,
+        now: Millis,
+    ) -> Result<Outcome, VerifyError> {
+        let Pending { id, stage, .. } = pending;
+        let cached = match stage {
+            Stage::Load => {
+                let Some(cached) = self.key_by_public_id(id, now).await? else {
+                    return Ok(Err(Denial::UnknownKey.into()));
+                };
+                if !self.authentic(token, &cached) {
+                    return Ok(Err(Denial::UnknownKey.into()));
+                }
+                cached
+            }
+            Stage::Resolve(cached) => cached,
+            Stage::Quota(cached, limit) => {
+                return self.consume(id, cached, limit, req, cost, now).await;
+            }
+        };
+        let cached = self.resolve(id, cached, now).await?;
+        match self.admit_now(id, cached, scope, req, cost, now) {
+            Admission::Done(outcome) => Ok(outcome),
+            Admission::Quota(cached, limit) => {
+                self.consume(id, cached, limit, req, cost, now).await
+            }
         }
-        self.admit_now(id, cached, scope, req, cost, now).done()
+    }
+
+    /// The checks of an authenticated key, from memory: its API, organization and owner as
+    /// resolved (or resolved again from their caches), then [`Verifier::admit_now`].
+    fn admit_resolved_now(
+        &self,
+        id: u64,
+        cached: Arc<CachedKey>,
+        scope: Scope<'_>,
+        req: &Requirements<'_>,
+        cost: u32,
+        now: Millis,
+    ) -> Result<Outcome, Pending> {
+        let cached = match self.resolve_now(id, cached, now) {
+            Ok(cached) => cached,
+            Err(cached) => return Err(Pending::new(id, Stage::Resolve(cached))),
+        };
+        match self.admit_now(id, cached, scope, req, cost, now) {
+            Admission::Done(outcome) => Ok(outcome),
+            Admission::Quota(cached, limit) => Err(Pending::new(id, Stage::Quota(cached, limit))),
+        }
     }
 
     /// The packed public id of a well-formed `token` (of the management API's prefixes for
@@ -492,62 +600,73 @@ impl Verifier {
         token: &str,
         client_ip: Option<IpAddr>,
         remembered: Option<&Remembered>,
-    ) -> Result<Result<Verified, Rejected>, VerifyError> {
+    ) -> Result<Outcome, VerifyError> {
         let now = self.clock.now_ms();
-        let (scope, req) = management(client_ip);
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        if let Some(m) = remembered.and_then(|r| r.recall(token, client_ip, epoch, now)) {
-            let cached = self.resolve(m.id, m.cached.clone(), now).await?;
-            return self.admit(m.id, cached, scope, &req, 1, now).await;
+        match self.verify_management_now(token, client_ip, remembered, now) {
+            Ok(outcome) => Ok(outcome),
+            Err(pending) => {
+                self.resume_management(pending, token, client_ip, remembered, now)
+                    .await
+            }
         }
-        let outcome = self.verify_at(token, scope, &req, 1, now).await?;
-        if let (Ok(v), Some(r)) = (&outcome, remembered) {
-            r.remember(token, v, client_ip, epoch, now);
-        }
-        Ok(outcome)
     }
 
-    /// [`Verifier::verify_management`] from memory alone: `None` when it needs storage (see
-    /// [`Verifier::verify_now`]).
+    /// [`Verifier::verify_management`] from memory alone (see [`Verifier::verify_now`]).
     pub fn verify_management_now(
         &self,
         token: &str,
         client_ip: Option<IpAddr>,
         remembered: Option<&Remembered>,
         now: Millis,
-    ) -> Option<Result<Verified, Rejected>> {
+    ) -> Result<Outcome, Pending> {
         let (scope, req) = management(client_ip);
         let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some(m) = remembered.and_then(|r| r.recall(token, client_ip, epoch, now)) {
-            if !self.resolved(&m.cached, now) {
-                return None;
-            }
-            return self
-                .admit_now(m.id, m.cached.clone(), scope, &req, 1, now)
-                .done();
+            // Not hashed now: not remembered again, so the memory still ends in time.
+            return self.admit_resolved_now(m.id, m.cached.clone(), scope, &req, 1, now);
         }
-        let outcome = self.verify_now(token, scope, &req, 1, now)?;
+        let outcome = self
+            .verify_now(token, scope, &req, 1, now)
+            .map_err(|pending| Pending {
+                remember_at_epoch: Some(epoch),
+                ..pending
+            })?;
         if let (Ok(v), Some(r)) = (&outcome, remembered) {
             r.remember(token, v, client_ip, epoch, now);
         }
-        Some(outcome)
+        Ok(outcome)
     }
 
-    /// The checks after a key is authenticated and resolved, in contract order: where it belongs,
-    /// its state, its owner and organization, then rate limit and quota, which are charged.
-    async fn admit(
+    /// Finishes a verification that [`Verifier::verify_management_now`] (called with the same
+    /// arguments) could not finish from memory.
+    pub async fn resume_management(
+        &self,
+        pending: Pending,
+        token: &str,
+        client_ip: Option<IpAddr>,
+        remembered: Option<&Remembered>,
+        now: Millis,
+    ) -> Result<Outcome, VerifyError> {
+        let (scope, req) = management(client_ip);
+        let epoch = pending.remember_at_epoch;
+        let outcome = self.resume(pending, token, scope, &req, 1, now).await?;
+        if let (Ok(v), Some(r), Some(epoch)) = (&outcome, remembered, epoch) {
+            r.remember(token, v, client_ip, epoch, now);
+        }
+        Ok(outcome)
+    }
+
+    /// Consumes the quota of a key that passed every check (see [`Admission::Quota`]), after
+    /// charging its rate `limit`, and records its use.
+    async fn consume(
         &self,
         id: u64,
         cached: Arc<CachedKey>,
-        scope: Scope<'_>,
+        limit: Option<RateLimit>,
         req: &Requirements<'_>,
         cost: u32,
         now: Millis,
-    ) -> Result<Result<Verified, Rejected>, VerifyError> {
-        let limit = match self.admit_now(id, cached.clone(), scope, req, cost, now) {
-            Admission::Done(outcome) => return Ok(outcome),
-            Admission::Quota(limit) => limit,
-        };
+    ) -> Result<Outcome, VerifyError> {
         let ratelimit = self.charge(id, limit, cost, now, None);
         if let Some(d) = ratelimit.filter(|d| !d.allowed) {
             return Ok(Err(reject(&cached, Denial::RateLimited(d), Some(d))));
@@ -568,7 +687,8 @@ impl Verifier {
         }))
     }
 
-    /// [`Verifier::admit`] without storage: for a key with a quota that passes the checks, which
+    /// The checks after a key is authenticated and resolved, in contract order, and the charge of
+    /// its rate limit and record of its use; for a key with a quota that passes the checks, which
     /// is consumed in storage, [`Admission::Quota`] with the rate limit that applies, having
     /// charged nothing.
     fn admit_now(
@@ -585,7 +705,7 @@ impl Verifier {
             Err(rejected) => return Admission::Done(Err(rejected)),
         };
         if cached.key.quota.is_some() {
-            return Admission::Quota(limit);
+            return Admission::Quota(cached, limit);
         }
         // Without a quota to consume, charging the limit and recording the use is one visit to
         // the key's slot.
@@ -646,9 +766,34 @@ impl Verifier {
         }))
     }
 
-    /// `cached` with its API, organization and owner resolved and current: as cached in the
-    /// entry, or looked up (from their caches) when not yet resolved or when one of them changed
-    /// since; the entry is then replaced with the resolved one.
+    /// `cached` with its API, organization and owner resolved and current, from memory: as
+    /// resolved in the entry, or resolved again from their caches when those hold them (as when
+    /// only the resolution's TTL ran out). `Err` (with `cached` back) when one of them must be
+    /// read from storage.
+    fn resolve_now(
+        &self,
+        id: u64,
+        cached: Arc<CachedKey>,
+        now: Millis,
+    ) -> Result<Arc<CachedKey>, Arc<CachedKey>> {
+        let epoch = self.deps_epoch.load(Ordering::SeqCst);
+        if self.resolved(&cached, now) {
+            return Ok(cached);
+        }
+        let key = &cached.key;
+        let found = (|| {
+            let api = fresh(&self.apis, &key.api_id, now)?;
+            let org = fresh(&self.orgs, &key.org_id, now)?;
+            let owner = fresh(&self.users, &key.owner_id, now)?;
+            Some(Deps::new(epoch, now, Some(api), Some(org), Some(owner)))
+        })();
+        match found {
+            Some(deps) => Ok(self.settle(id, cached, deps)),
+            None => Err(cached),
+        }
+    }
+
+    /// [`Verifier::resolve_now`], reading from storage what is not cached.
     async fn resolve(
         &self,
         id: u64,
@@ -660,23 +805,32 @@ impl Verifier {
             return Ok(cached);
         }
         let key = &cached.key;
-        let deps = Deps {
-            epoch: AtomicU64::new(epoch),
-            resolved_at: AtomicI64::new(now),
-            api: self.api(&key.api_id, now).await?,
-            org: self.org(&key.org_id, now).await?,
-            owner: self.user(&key.owner_id, now).await?,
-        };
+        let deps = Deps::new(
+            epoch,
+            now,
+            self.api(&key.api_id, now).await?,
+            self.org(&key.org_id, now).await?,
+            self.user(&key.owner_id, now).await?,
+        );
+        Ok(self.settle(id, cached, deps))
+    }
+
+    /// `cached` with `deps`, its API, organization and owner as just resolved (while the
+    /// dependencies' invalidation count was `deps.epoch`): set in place when it had none, renewed
+    /// in place when unchanged, else in a copy of the record that replaces the cache entry.
+    fn settle(&self, id: u64, cached: Arc<CachedKey>, deps: Deps) -> Arc<CachedKey> {
         let deps = match cached.deps.set(deps) {
-            Ok(()) => return Ok(cached),
+            Ok(()) => return cached,
             Err(deps) => deps,
         };
         if let Some(old) = cached.deps.get().filter(|old| old.same_as(&deps)) {
             // Unchanged (the common case when only the TTL ran out): renewed in place, rather
             // than the record copied into a new entry.
-            old.epoch.store(epoch, Ordering::SeqCst);
-            old.resolved_at.store(now, Ordering::SeqCst);
-            return Ok(cached);
+            old.epoch
+                .store(deps.epoch.load(Ordering::SeqCst), Ordering::SeqCst);
+            old.resolved_at
+                .store(deps.resolved_at.load(Ordering::SeqCst), Ordering::SeqCst);
+            return cached;
         }
         // Resolved before a change: replace the entry, unless it was invalidated or reloaded
         // meanwhile (then the next verification resolves again).
@@ -690,7 +844,7 @@ impl Verifier {
                 entry.value = Some(fresh.clone());
             }
         }
-        Ok(fresh)
+        fresh
     }
 
     /// Whether `cached` has its API, organization and owner resolved, and still current: nothing
@@ -998,10 +1152,8 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Option<T>, StoreError>>,
 {
-    if let Some(c) = map.get(id) {
-        if now - c.loaded_at < POSITIVE_TTL_MS && now >= c.loaded_at && c.value.is_some() {
-            return Ok(c.value.clone());
-        }
+    if let Some(value) = fresh(map, id, now) {
+        return Ok(Some(value));
     }
     let epoch = epochs.load(Ordering::SeqCst);
     let value = load().await?.map(Arc::new);
@@ -1009,6 +1161,14 @@ where
         store_unless_invalidated(map, epochs, epoch, id, &value, now);
     }
     Ok(value)
+}
+
+/// The value cached under `id`, if there is one younger than [`POSITIVE_TTL_MS`].
+fn fresh<T>(map: &Map<Cached<T>>, id: &str, now: Millis) -> Option<Arc<T>> {
+    let c = map.get(id)?;
+    (now >= c.loaded_at && now - c.loaded_at < POSITIVE_TTL_MS)
+        .then(|| c.value.clone())
+        .flatten()
 }
 
 /// Starts loading what checking and answering `cached` reads (the record's leading fields and its
@@ -1032,20 +1192,10 @@ fn warm(cached: &CachedKey) {
 
 /// What [`Verifier::admit_now`] decided.
 enum Admission {
-    Done(Result<Verified, Rejected>),
+    Done(Outcome),
     /// The key passed every check and has a quota to consume (in storage), under this rate
     /// limit; nothing was charged yet.
-    Quota(Option<RateLimit>),
-}
-
-impl Admission {
-    /// The outcome, unless storage is needed.
-    fn done(self) -> Option<Result<Verified, Rejected>> {
-        match self {
-            Admission::Done(outcome) => Some(outcome),
-            Admission::Quota(_) => None,
-        }
-    }
+    Quota(Arc<CachedKey>, Option<RateLimit>),
 }
 
 /// The scope and requirements of a management key presented from `client_ip`.

@@ -489,3 +489,60 @@ async fn an_owner_changed_elsewhere_is_seen_once_the_cached_copy_is_30_s_old() {
     app.clock.advance(31_000);
     assert_eq!(code(app.verify(secret, json!({})).await), "VALID");
 }
+
+/// When a key's resolved owner, API and organization are older than 30 s but their shared cached
+/// copies are fresh (read again meanwhile for another key), the key is verified from memory alone;
+/// once those copies are old too, it needs storage, and the verification goes on from there.
+#[tokio::test]
+async fn a_key_whose_resolution_aged_is_resolved_again_from_fresh_cached_copies() {
+    use keyward::domain::check::Requirements;
+    use keyward::verify::Scope;
+    let app = spawn_app().await;
+    let a = app.create_key(json!({"name": "a"})).await;
+    let b = app.create_key(json!({"name": "b"})).await;
+    let (a, b) = (a["key"].as_str().unwrap(), b["key"].as_str().unwrap());
+    let verifier = &app.ctx.verifier;
+    let scope = Scope {
+        org_id: Some(&app.org_id),
+        ..Default::default()
+    };
+    let req = Requirements::default();
+    let code = |outcome: &keyward::verify::Outcome| match outcome {
+        Ok(_) => "VALID",
+        Err(r) => r.denial.verify_code(),
+    };
+    // Both resolved now, with the shared copies read now.
+    for key in [a, b] {
+        let outcome = verifier.verify(key, scope, &req, 1).await.unwrap();
+        assert_eq!(code(&outcome), "VALID");
+    }
+    app.clock.advance(31_000);
+    // `a` needs storage: the shared copies are old. Reading them again renews them.
+    let pending = verifier
+        .verify_now(a, scope, &req, 1, app.clock.now_ms())
+        .expect_err("the shared copies are older than 30 s");
+    let outcome = verifier
+        .resume(pending, a, scope, &req, 1, app.clock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(code(&outcome), "VALID");
+    // `b`'s own resolution is as old, but the shared copies are fresh now: from memory.
+    let outcome = verifier
+        .verify_now(b, scope, &req, 1, app.clock.now_ms())
+        .expect("resolved again from the fresh shared copies");
+    assert_eq!(code(&outcome), "VALID");
+    // A refusal found that way is just as final.
+    let outcome = verifier
+        .verify_now(
+            b,
+            scope,
+            &Requirements {
+                token_type: Some("batch"),
+                ..Default::default()
+            },
+            1,
+            app.clock.now_ms(),
+        )
+        .expect("from memory");
+    assert_eq!(code(&outcome), "WRONG_TOKEN_TYPE");
+}

@@ -114,9 +114,14 @@ pub async fn serve(conn: &Connection, req: Request) -> Response {
         let ip = Some(normalize_ip(conn.peer.ip()));
         let remembered = Some(&conn.remembered);
         // From memory when it can (without building the futures that storage would need).
-        let caller = match auth::management_key_now(state, token, ip, remembered, state.ctx.now()) {
-            Some(caller) => caller?,
-            None => Box::pin(auth::management_key(state, token, ip, remembered)).await?,
+        let now = state.ctx.now();
+        let caller = match auth::management_key_now(state, token, ip, remembered, now) {
+            Ok(caller) => caller?,
+            Err(pending) => {
+                let resumed =
+                    auth::resume_management_key(state, pending, token, ip, remembered, now);
+                Box::pin(resumed).await?
+            }
         };
         extract::require_json(&parts.headers)?;
         let body = extract::read_body(body, BODY_LIMIT).await?;
@@ -173,8 +178,10 @@ async fn verdict(
     };
     let verifier = &state.ctx.verifier;
     let outcome = match verifier.verify_now(&body.key, scope, &req, cost, now) {
-        Some(outcome) => outcome,
-        None => Box::pin(verifier.verify_at(&body.key, scope, &req, cost, now)).await?,
+        Ok(outcome) => outcome,
+        Err(pending) => {
+            Box::pin(verifier.resume(pending, &body.key, scope, &req, cost, now)).await?
+        }
     };
     // The key object is its rendering cached per key record plus the per-request fields, written
     // straight into the body, in the order of `VerifyResponse`, which documents (and a test checks)
