@@ -357,8 +357,9 @@ async fn drive(
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        let valid =
-                            std::str::from_utf8(&body).is_ok_and(|b| b.contains("\"valid\":true"));
+                        // Every target's verdict starts so: a check that costs the load generator
+                        // the same whatever the size of the answer.
+                        let valid = body.starts_with(b"{\"valid\":true");
                         if !ok || !valid {
                             errors += 1;
                         }
