@@ -393,18 +393,38 @@ impl Store {
     /// A key by its public id (`key_...`), whatever its organization; the caller scopes it.
     /// Ids and versions (`updated_at`) of keys changed at or after `since`, oldest first, at most
     /// `limit` of them.
+    /// Ids and versions (`updated_at`) of keys changed at `since` or later, in order of version
+    /// and id, `limit` at a time: `after` is the last row of the page before (however many rows
+    /// share one version, each comes once).
     pub async fn keys_changed_since(
         &self,
         since: Millis,
+        after: Option<(Millis, &str)>,
         limit: i64,
     ) -> Result<Vec<(String, Millis)>> {
-        let rows = sqlx::query(
-            "SELECT id, updated_at FROM keys WHERE updated_at >= $1 ORDER BY updated_at LIMIT $2",
-        )
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = match after {
+            None => {
+                sqlx::query(
+                    "SELECT id, updated_at FROM keys WHERE updated_at >= $1 \
+                     ORDER BY updated_at, id LIMIT $2",
+                )
+                .bind(since)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some((version, id)) => {
+                sqlx::query(
+                    "SELECT id, updated_at FROM keys WHERE updated_at >= $1 \
+                     AND (updated_at > $1 OR id > $2) ORDER BY updated_at, id LIMIT $3",
+                )
+                .bind(version.max(since))
+                .bind(id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("updated_at")?)))
             .collect()

@@ -30,8 +30,8 @@ const POSITIVE_TTL_MS: i64 = 30_000;
 /// processes are followed (see [`Verifier::follow_changes`]): re-reading every active key often
 /// would cost a query per key, which among many keys is a large share of the work.
 const KEY_TTL_MS: i64 = 600_000;
-/// How far back [`Verifier::follow_changes`] looks before the newest change it saw, to allow for
-/// clocks of instances that differ (and changes committed late).
+/// How far back [`Verifier::follow_changes`] looks before its previous run began, to allow for
+/// clocks of instances that differ and changes committed late.
 const CHANGE_WINDOW_MS: i64 = 5_000;
 /// Changed keys read per query by [`Verifier::follow_changes`].
 const CHANGE_BATCH: i64 = 1_000;
@@ -396,8 +396,8 @@ pub struct Verifier {
     epoch: AtomicU64,
     /// Counts invalidations of APIs, users and organizations, which resolved [`Deps`] depend on.
     deps_epoch: AtomicU64,
-    /// The newest key version (`updated_at`) [`Verifier::follow_changes`] has seen.
-    changes_seen: AtomicI64,
+    /// When the latest [`Verifier::follow_changes`] began, by this process's clock.
+    changes_polled: AtomicI64,
     /// About how many "no such key" entries were added since they were last cleared.
     negatives: AtomicUsize,
     /// Keys with a `last_used` observation not yet written, by when it is due (see
@@ -431,7 +431,7 @@ impl Verifier {
             orgs: Map::default(),
             epoch: AtomicU64::new(0),
             deps_epoch: AtomicU64::new(0),
-            changes_seen: AtomicI64::new(started),
+            changes_polled: AtomicI64::new(started),
             negatives: AtomicUsize::new(0),
             due: Mutex::default(),
         }
@@ -982,12 +982,21 @@ impl Verifier {
     /// Drops cached key records that another process changed since they were read: keys whose
     /// stored version (`updated_at`) is newer than the cached one. Run every second, so a change
     /// made through any instance sharing the database is seen by this one about a second later.
-    /// Returns how many records were dropped.
+    /// Each run reads the keys changed since [`CHANGE_WINDOW_MS`] before the previous run began,
+    /// page by page, so that a change of many keys at once (say, every key of a disabled member)
+    /// is followed in full, and read again only while it is that recent. Returns how many records
+    /// were dropped.
     pub async fn follow_changes(&self) -> Result<usize, VerifyError> {
-        let mut since = self.changes_seen.load(Ordering::SeqCst) - CHANGE_WINDOW_MS;
+        let began = self.clock.now_ms();
+        let since = self.changes_polled.load(Ordering::SeqCst) - CHANGE_WINDOW_MS;
         let mut dropped = 0;
+        let mut after: Option<(Millis, String)> = None;
         loop {
-            let changed = self.store.keys_changed_since(since, CHANGE_BATCH).await?;
+            let page = after.as_ref().map(|(v, id)| (*v, id.as_str()));
+            let changed = self
+                .store
+                .keys_changed_since(since, page, CHANGE_BATCH)
+                .await?;
             for (id, version) in &changed {
                 let stale = packed(id).and_then(|p| self.keys.get(&p)).is_some_and(|e| {
                     e.value
@@ -998,17 +1007,15 @@ impl Verifier {
                     self.invalidate_key(id);
                     dropped += 1;
                 }
-                self.changes_seen.fetch_max(*version, Ordering::SeqCst);
             }
-            // A full batch: read on from its newest version (rows of that very version come again,
-            // which is harmless). Stop if a whole batch shares one version.
             match changed.last() {
-                Some((_, newest)) if changed.len() as i64 == CHANGE_BATCH && *newest > since => {
-                    since = *newest;
+                Some((id, version)) if changed.len() as i64 == CHANGE_BATCH => {
+                    after = Some((*version, id.clone()));
                 }
                 _ => break,
             }
         }
+        self.changes_polled.fetch_max(began, Ordering::SeqCst);
         Ok(dropped)
     }
 

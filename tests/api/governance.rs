@@ -629,6 +629,78 @@ async fn changes_made_by_another_instance_are_followed(db: Db) {
     assert_eq!(app.ctx.verifier.follow_changes().await.unwrap(), 0);
 }
 
+/// A change of more keys than one page of followed changes, all at one version (every key of a
+/// member disabled on another instance), is followed in full, and once.
+async fn a_change_of_many_keys_at_once_is_followed_in_full(db: Db) {
+    use keyward::domain::check::Requirements;
+    use keyward::domain::key;
+    use keyward::verify::Scope;
+    let app = spawn_with(Options {
+        db,
+        ..Default::default()
+    })
+    .await;
+    let (member, _) = app.member("developer").await;
+    let template = app
+        .create_key(json!({"name": "template", "owner_id": member}))
+        .await;
+    let template = app
+        .ctx
+        .store
+        .get_key(template["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let pepper = app.ctx.verifier.peppers().current().clone();
+    let mut secrets = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..1_005 {
+        let secret = key::generate(&template.key_prefix, &mut rand::rngs::OsRng);
+        let mut k = template.clone();
+        k.id = format!("key_{}", key::parse(secret.expose()).unwrap().id);
+        k.name = format!("bulk {i}");
+        k.hash = pepper.hash(secret.expose());
+        keys.push(k);
+        secrets.push(secret);
+    }
+    app.ctx.store.create_keys(&keys).await.unwrap();
+    let verifier = &app.ctx.verifier;
+    let scope = Scope {
+        org_id: Some(&app.org_id),
+        ..Default::default()
+    };
+    let req = Requirements::default();
+    let code = |outcome: keyward::verify::Outcome| match outcome {
+        Ok(_) => "VALID",
+        Err(r) => r.denial.verify_code(),
+    };
+    for s in &secrets {
+        let outcome = verifier.verify(s.expose(), scope, &req, 1).await.unwrap();
+        assert_eq!(code(outcome), "VALID");
+    }
+    app.clock.advance(1_000);
+    // Written straight to storage, as the other instance would: this one is not told.
+    let revoked = app
+        .ctx
+        .store
+        .revoke_keys_of_owner(&app.org_id, &member, app.clock.now_ms(), "member disabled")
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.len(),
+        1_007,
+        "the template and the member's management key too"
+    );
+
+    // Every cached one (all but the template) is dropped, and each answers as revoked.
+    assert_eq!(verifier.follow_changes().await.unwrap(), 1_005);
+    for s in &secrets {
+        let outcome = verifier.verify(s.expose(), scope, &req, 1).await.unwrap();
+        assert_eq!(code(outcome), "REVOKED");
+    }
+    assert_eq!(verifier.follow_changes().await.unwrap(), 0);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -651,4 +723,5 @@ on_both_backends!(
     plan_default_rate_limits_apply_to_keys_without_their_own,
     the_audit_log_records_every_governed_action_and_no_secret,
     changes_made_by_another_instance_are_followed,
+    a_change_of_many_keys_at_once_is_followed_in_full,
 );
