@@ -512,6 +512,11 @@ async fn bench(o: Opts) {
         "ratio verify/bare (requests/s): {:.3}",
         verify.rps() / bare.rps()
     );
+    println!(
+        "ratio calibration/bare (requests/s): {:.3}, verify/calibration: {:.3}",
+        axum_hmac.rps() / bare.rps(),
+        verify.rps() / axum_hmac.rps()
+    );
     round_ratios.sort_by(f64::total_cmp);
     println!(
         "ratio verify/bare per round: median {:.3}, lowest {:.3}, highest {:.3}",
