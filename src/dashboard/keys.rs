@@ -20,11 +20,12 @@ use super::layout::{
 use super::{FieldErrors, FormData, Member, Submitted, error_page, page, redirect_with_notice};
 use crate::domain::key::SecretKey;
 use crate::domain::model::{
-    Api, Environment, ExpiryChoice, Key, KeyStatus, Millis, Org, RateLimit, User,
+    Api, Environment, ExpiryChoice, Key, KeyStatus, Millis, Org, RateLimit, Refill, RefillInterval,
+    User,
 };
 use crate::http::AppState;
 use crate::http::views::{decode_cursor, encode_cursor};
-use crate::service::keys::{self, CreateKey, RevokeKey, RotateKey, UpdateKey};
+use crate::service::keys::{self, CreateKey, QuotaInput, RevokeKey, RotateKey, UpdateKey};
 use crate::service::{ServiceError, apis, audit, users};
 use crate::store::{AuditFilter, KeyFilter, StatusFilter};
 
@@ -247,6 +248,133 @@ fn parse_rate_limit(form: &FormData, errors: &mut FieldErrors) -> Option<RateLim
                 "the number of requests must be a whole number",
             );
             None
+        }
+    }
+}
+
+/// Reads the optional quota of a form: the uses allowed and, optionally, how often they are
+/// refilled and to how many (by default, as many as allowed at first).
+fn parse_quota(form: &FormData, errors: &mut FieldErrors) -> Option<QuotaInput> {
+    let interval = match form.text("quota_refill") {
+        "daily" => Some(RefillInterval::Daily),
+        "monthly" => Some(RefillInterval::Monthly),
+        _ => None,
+    };
+    let remaining = form.text("quota_remaining").trim();
+    if remaining.is_empty() {
+        if interval.is_some() {
+            errors.add(
+                "quota",
+                "set the number of uses to refill, or choose no refill",
+            );
+        }
+        return None;
+    }
+    let Ok(remaining) = remaining.parse::<i64>() else {
+        errors.add("quota", "the number of uses must be a whole number");
+        return None;
+    };
+    let refill = match interval {
+        None => None,
+        Some(interval) => {
+            let amount = form.text("quota_refill_amount").trim();
+            if amount.is_empty() {
+                Some(Refill {
+                    interval,
+                    amount: remaining,
+                })
+            } else if let Ok(amount) = amount.parse::<i64>() {
+                Some(Refill { interval, amount })
+            } else {
+                errors.add("quota", "the refill amount must be a whole number");
+                return None;
+            }
+        }
+    };
+    Some(QuotaInput { remaining, refill })
+}
+
+/// Reads the optional metadata of a form: a JSON object.
+fn parse_metadata(
+    form: &FormData,
+    errors: &mut FieldErrors,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let text = form.text("metadata").trim();
+    if text.is_empty() {
+        return None;
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => Some(map),
+        Ok(_) => {
+            errors.add(
+                "metadata",
+                "must be a JSON object, such as {\"customer\": \"acme\"}",
+            );
+            None
+        }
+        Err(e) => {
+            errors.add("metadata", format!("is not valid JSON ({e})"));
+            None
+        }
+    }
+}
+
+fn metadata_field(id: &str, value: &str, errors: &FieldErrors) -> Markup {
+    field(
+        id,
+        "Metadata (optional)",
+        Some(
+            "A JSON object kept with the key and returned with it by every verification, at most 4 KiB.",
+        ),
+        errors,
+        "metadata",
+        html! {
+            textarea id=(id) name="metadata" rows="3" spellcheck="false"
+                placeholder="{\"customer\": \"acme\"}"
+                aria-describedby=(described_by(id, true))
+                aria-invalid=[errors.of("metadata").is_some().then_some("true")] { (value) }
+        },
+    )
+}
+
+/// A key's metadata as the edit form shows it: pretty JSON, or nothing when there is none.
+fn metadata_text(k: &Key) -> String {
+    if k.metadata.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string_pretty(&k.metadata).unwrap_or_default()
+    }
+}
+
+fn quota_fields(id: &str, form: &FormData, errors: &FieldErrors) -> Markup {
+    let error = errors.of("quota");
+    let refill = form.text("quota_refill");
+    html! {
+        fieldset class={ "field" @if error.is_some() { " has-error" } } {
+            legend { "Quota " span class="optional" { "optional" } }
+            div class="inline-fields" {
+                label class="visually-hidden" for={ (id) "-remaining" } { "Uses allowed" }
+                input id={ (id) "-remaining" } name="quota_remaining" type="number" min="0"
+                    inputmode="numeric" placeholder="Uses, e.g. 10000" value=(form.text("quota_remaining"))
+                    aria-describedby={ (id) "-hint " (id) "-error" }
+                    aria-invalid=[error.is_some().then_some("true")];
+                label class="visually-hidden" for={ (id) "-refill" } { "Refill" }
+                select id={ (id) "-refill" } name="quota_refill" {
+                    option value="" selected[refill.is_empty()] { "Never refilled" }
+                    option value="daily" selected[refill == "daily"] { "Refilled daily" }
+                    option value="monthly" selected[refill == "monthly"] { "Refilled monthly" }
+                }
+                label class="visually-hidden" for={ (id) "-amount" } { "Refill amount" }
+                input id={ (id) "-amount" } name="quota_refill_amount" type="number" min="1"
+                    inputmode="numeric" placeholder="Refill to" value=(form.text("quota_refill_amount"))
+                    aria-describedby={ (id) "-hint " (id) "-error" };
+            }
+            p class="hint" id={ (id) "-hint" } {
+                "Leave empty for unlimited use. Each verification spends its cost; with none left the key answers 429 until it is refilled (by default to the uses allowed)."
+            }
+            p class="field-error" id={ (id) "-error" } role="alert" hidden[error.is_none()] {
+                @if let Some(e) = &error { (e) }
+            }
         }
     }
 }
@@ -709,6 +837,8 @@ fn create_dialog(
         "expires",
         "expires_at",
         "rate_limit",
+        "quota",
+        "metadata",
         "owner_id",
         "environment",
         "recoverable",
@@ -802,8 +932,10 @@ fn create_dialog(
                     }
                     (allowlist_field("create-ip", form.text("ip_allowlist"), errors))
                     (rate_limit_fields("create-rate", form.text("rate_requests"), form.text("rate_per"), errors))
-                    details class="more-options" open[errors.of("owner_id").is_some() || errors.of("environment").is_some()] {
+                    (quota_fields("create-quota", form, errors))
+                    details class="more-options" open[errors.of("owner_id").is_some() || errors.of("environment").is_some() || errors.of("metadata").is_some()] {
                         summary { "More options" }
+                        (metadata_field("create-metadata", form.text("metadata"), errors))
                         (field("create-env", "Environment", Some("Test keys carry the API's test prefix."), errors, "environment", html! {
                             select id="create-env" name="environment" aria-describedby=(described_by("create-env", true)) {
                                 option value="live" selected[form.text("environment") != "test"] { "Live" }
@@ -865,6 +997,8 @@ fn parse_create(form: &FormData, apis: &[Api]) -> (CreateKey, FieldErrors) {
         other => (Some(other.to_owned()), None),
     };
     let rate_limit = parse_rate_limit(form, &mut errors);
+    let quota = parse_quota(form, &mut errors);
+    let metadata = parse_metadata(form, &mut errors);
     let environment = match form.text("environment") {
         "test" => Some(Environment::Test),
         _ => Some(Environment::Live),
@@ -880,9 +1014,10 @@ fn parse_create(form: &FormData, apis: &[Api]) -> (CreateKey, FieldErrors) {
         expires_at,
         environment,
         rate_limit,
+        quota,
+        metadata,
         owner_id: form.non_empty("owner_id"),
         recoverable: Some(form.has("recoverable")),
-        ..CreateKey::default()
     };
     (input, errors)
 }
@@ -1089,7 +1224,19 @@ fn render_detail(m: &Member, d: &DetailData, open: Open<'_>, fresh: Option<&Fres
                     dt { "Rate limit" } dd {
                         @match &k.rate_limit { Some(rl) => (rate_limit_text(rl)), None => span class="muted" { "None" } }
                     }
-                    @if let Some(q) = &k.quota { dt { "Quota" } dd { (q.remaining) " uses left" } }
+                    @if let Some(q) = &k.quota {
+                        dt { "Quota" } dd {
+                            (q.remaining) " uses left"
+                            @if let Some(r) = &q.refill {
+                                ", refilled " (match r.interval { RefillInterval::Daily => "daily", RefillInterval::Monthly => "monthly" }) " to " (r.amount)
+                            }
+                        }
+                    }
+                    @if !k.metadata.is_empty() {
+                        dt { "Metadata" } dd {
+                            pre class="metadata" { code { (serde_json::to_string_pretty(&k.metadata).unwrap_or_default()) } }
+                        }
+                    }
                     dt { "Owner" } dd { (member_label(&d.members, &k.owner_id)) }
                     dt { "Created" } dd { (layout::date_time(k.created_at)) " by " (member_label(&d.members, &k.created_by)) }
                     @if let Some(r) = &k.replaces { dt { "Replaces" } dd { a href={ "/keys/" (r) } { code { (r) } } } }
@@ -1166,6 +1313,10 @@ fn edit_dialog(
         .map(|n| n.to_string())
         .collect::<Vec<_>>()
         .join("\n");
+    let metadata = match state {
+        Some((f, _)) => f.text("metadata").to_owned(),
+        None => metadata_text(k),
+    };
     let (name, description, allowlist, scopes, enabled, rate_req, rate_per, errors) = match state {
         Some((f, e)) => (
             f.text("name").to_owned(),
@@ -1198,6 +1349,7 @@ fn edit_dialog(
         "ip_allowlist",
         "scopes",
         "rate_limit",
+        "metadata",
         "enabled",
     ];
     dialog(
@@ -1229,6 +1381,7 @@ fn edit_dialog(
                         }
                     }
                     (rate_limit_fields("edit-rate", &rate_req, &rate_per, errors))
+                    (metadata_field("edit-metadata", &metadata, errors))
                     label class="checkbox" for="edit-enabled" {
                         input type="checkbox" id="edit-enabled" name="enabled" value="true" checked[enabled];
                         span { "Enabled" span class="muted" { " — a disabled key is refused until enabled again" } }
@@ -1405,6 +1558,14 @@ fn parse_edit(form: &FormData, k: &Key, scopes_editable: bool) -> (UpdateKey, Fi
     let rate_limit = parse_rate_limit(form, &mut errors);
     if rate_limit != k.rate_limit {
         patch.rate_limit = Some(rate_limit);
+    }
+    // An empty field clears the metadata.
+    let metadata = parse_metadata(form, &mut errors);
+    if errors.of("metadata").is_none() {
+        let metadata = metadata.unwrap_or_default();
+        if metadata != k.metadata {
+            patch.metadata = Some(metadata);
+        }
     }
     (patch, errors)
 }

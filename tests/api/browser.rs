@@ -362,6 +362,12 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     )
     .await;
     b.fill("#create-rate-requests", "100").await;
+    // The quota and, under "More options", the metadata.
+    b.click("#create-key details.more-options summary").await;
+    b.js("document.getElementById('create-metadata').scrollIntoView({block: 'nearest'})")
+        .await;
+    assert!(b.has("#create-quota-refill").await && b.has("#create-metadata").await);
+    b.shoot("create-key-limits").await;
     b.click("#create-key button[type=submit]").await;
     b.until_open("key-created").await;
     b.shoot("key-created").await;

@@ -479,6 +479,188 @@ async fn dashboard_forms_need_the_csrf_token_and_show_each_error_next_to_its_fie
 }
 
 #[tokio::test]
+async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_when_wrong() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let cookie = s.cookie();
+    let form = |quota: &'static str,
+                refill: &'static str,
+                amount: &'static str,
+                metadata: &'static str| {
+        vec![
+            ("csrf", s.csrf.clone()),
+            ("name", "Metered".to_owned()),
+            ("expires", "1y".to_owned()),
+            ("quota_remaining", quota.to_owned()),
+            ("quota_refill", refill.to_owned()),
+            ("quota_refill_amount", amount.to_owned()),
+            ("metadata", metadata.to_owned()),
+        ]
+    };
+    let send = |fields: Vec<(&'static str, String)>| {
+        let app = &app;
+        let cookie = cookie.clone();
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(app, "/keys", &cookie, &fields).await
+        }
+    };
+    let error_of = |html: &str, id: &str| {
+        let at = html
+            .find(&format!("id=\"{id}-error\" role=\"alert\">"))
+            .unwrap_or_else(|| panic!("no error element {id}"));
+        let text = &html[at..];
+        let start = text.find('>').unwrap() + 1;
+        let end = text.find('<').unwrap();
+        text[start..end].to_owned()
+    };
+
+    // Bad input: each error next to its field, and what was typed kept.
+    let wrong = send(form("lots", "", "", "[1, 2]")).await;
+    assert_eq!(wrong.status, 422, "{}", wrong.text);
+    assert_eq!(
+        error_of(&wrong.text, "create-quota"),
+        "The number of uses must be a whole number"
+    );
+    assert_eq!(
+        error_of(&wrong.text, "create-metadata"),
+        "Must be a JSON object, such as {&quot;customer&quot;: &quot;acme&quot;}"
+    );
+    assert!(
+        wrong.text.contains("value=\"lots\""),
+        "the quota typed is kept"
+    );
+    assert!(
+        wrong.text.contains(">[1, 2]</textarea>"),
+        "the metadata typed is kept"
+    );
+    let refill_alone = send(form("", "daily", "", "")).await;
+    assert_eq!(refill_alone.status, 422);
+    assert_eq!(
+        error_of(&refill_alone.text, "create-quota"),
+        "Set the number of uses to refill, or choose no refill"
+    );
+    let not_json = send(form("", "", "", "{customer: acme}")).await;
+    assert_eq!(not_json.status, 422);
+    assert!(
+        error_of(&not_json.text, "create-metadata").starts_with("Is not valid JSON"),
+        "{}",
+        error_of(&not_json.text, "create-metadata")
+    );
+    let negative = send(form("-1", "", "", "")).await;
+    assert_eq!(negative.status, 422);
+    assert_eq!(
+        error_of(&negative.text, "create-quota"),
+        "Must be between 0 and 1000000000000"
+    );
+    let keys = app.get("/v1/keys").await.assert_status(200).clone();
+    assert!(
+        !keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["name"] == "Metered"),
+        "nothing was created by a refused form"
+    );
+
+    // A quota of 2 refilled monthly to 5, and metadata.
+    let created = send(form(
+        "2",
+        "monthly",
+        "5",
+        "{\"customer\": \"acme\", \"tier\": 2}",
+    ))
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let keys = app.get("/v1/keys").await.assert_status(200).clone();
+    let key = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "Metered")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        key["quota"],
+        json!({"remaining": 2, "refill": {"interval": "monthly", "amount": 5}})
+    );
+    assert_eq!(key["metadata"], json!({"customer": "acme", "tier": 2}));
+    let start = created.text.find("id=\"new-key\"").unwrap();
+    let secret_start = created.text[start..].find("kw_live_").unwrap() + start;
+    let secret = &created.text[secret_start..secret_start + 76];
+    for _ in 0..2 {
+        let verdict = app.verify(secret, json!({})).await;
+        assert_eq!(verdict["code"], "VALID");
+        assert_eq!(verdict["key"]["metadata"]["customer"], "acme");
+    }
+    assert_eq!(
+        app.verify(secret, json!({})).await["code"],
+        "QUOTA_EXCEEDED"
+    );
+    let page = get(
+        &app,
+        &format!("/keys/{}", key["id"].as_str().unwrap()),
+        &cookie,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("0 uses left, refilled monthly to 5"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("&quot;customer&quot;: &quot;acme&quot;"));
+
+    // The metadata is edited on the key's page; an empty field clears it.
+    let id = key["id"].as_str().unwrap();
+    let edit = |metadata: &'static str| {
+        let app = &app;
+        let cookie = cookie.clone();
+        let csrf = s.csrf.clone();
+        async move {
+            let fields = [
+                ("csrf", csrf.as_str()),
+                ("name", "Metered"),
+                ("enabled", "true"),
+                ("metadata", metadata),
+            ];
+            post(app, &format!("/keys/{id}/edit"), &cookie, &fields).await
+        }
+    };
+    let metadata_of = || async {
+        app.get(&format!("/v1/keys/{id}")).await.assert_status(200)["metadata"].clone()
+    };
+    let refused = edit("\"globex\"").await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(
+        error_of(&refused.text, "edit-metadata"),
+        "Must be a JSON object, such as {&quot;customer&quot;: &quot;acme&quot;}"
+    );
+    assert!(refused.text.contains(">&quot;globex&quot;</textarea>"));
+    assert_eq!(metadata_of().await, json!({"customer": "acme", "tier": 2}));
+    assert_eq!(edit("{\"customer\": \"globex\"}").await.status, 303);
+    assert_eq!(metadata_of().await, json!({"customer": "globex"}));
+    assert_eq!(edit("  ").await.status, 303);
+    assert_eq!(metadata_of().await, json!({}));
+
+    // With a refill but no amount, it refills to the uses allowed.
+    let defaulted = send(form("7", "daily", "", "")).await;
+    assert_eq!(defaulted.status, 201, "{}", defaulted.text);
+    let keys = app.get("/v1/keys").await.assert_status(200).clone();
+    let quotas: Vec<Value> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["name"] == "Metered")
+        .map(|k| k["quota"].clone())
+        .collect();
+    assert!(
+        quotas.contains(&json!({"remaining": 7, "refill": {"interval": "daily", "amount": 7}})),
+        "{quotas:?}"
+    );
+}
+
+#[tokio::test]
 async fn pages_without_a_session_go_to_sign_in_and_a_disabled_members_session_ends() {
     let app = spawn_app().await;
     for path in ["/keys", "/audit", "/members", "/org", "/apis"] {
