@@ -231,7 +231,7 @@ fn date_value(ms: Millis) -> String {
 }
 
 /// Reads the optional rate limit of a form; a half-filled one is an error of `rate_limit`.
-fn parse_rate_limit(form: &FormData, errors: &mut FieldErrors) -> Option<RateLimit> {
+pub(super) fn parse_rate_limit(form: &FormData, errors: &mut FieldErrors) -> Option<RateLimit> {
     let requests = form.text("rate_requests");
     if requests.is_empty() {
         return None;
@@ -379,7 +379,12 @@ fn quota_fields(id: &str, form: &FormData, errors: &FieldErrors) -> Markup {
     }
 }
 
-fn rate_limit_fields(id: &str, requests: &str, per: &str, errors: &FieldErrors) -> Markup {
+pub(super) fn rate_limit_fields(
+    id: &str,
+    requests: &str,
+    per: &str,
+    errors: &FieldErrors,
+) -> Markup {
     let error = errors.of("rate_limit");
     html! {
         fieldset class={ "field" @if error.is_some() { " has-error" } } {

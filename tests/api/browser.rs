@@ -590,6 +590,21 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     b.go("/apis").await;
     b.until_text("transcripts:write").await;
     b.shoot("apis").await;
+    b.click(".page-actions button[data-open='create-api']")
+        .await;
+    b.until_open("create-api").await;
+    b.fill("#create-api-name", "Search API").await;
+    b.fill("#create-api-slug", "search").await;
+    b.fill("#create-api-live", "sk_live_").await;
+    b.fill("#create-api-test", "sk_test_").await;
+    b.fill("#create-api-scopes", "search:query Run searches")
+        .await;
+    b.shoot("api-create").await;
+    b.click("#create-api button[type=submit]").await;
+    b.until_text("search:query").await;
+    assert_eq!(b.path().await, "/apis");
+    assert!(b.text().await.contains("sk_live_3f9a0c1e7b2d"));
+    b.shoot("api-created").await;
     b.stop().await;
 }
 

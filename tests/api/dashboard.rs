@@ -147,6 +147,17 @@ async fn sign_in(app: &TestApp, email: &str, password: &str) -> Page {
     .await
 }
 
+/// The text of the error element of the field `id` in a page.
+fn field_error(html: &str, id: &str) -> String {
+    let at = html
+        .find(&format!("id=\"{id}-error\" role=\"alert\">"))
+        .unwrap_or_else(|| panic!("no error element {id}"));
+    let text = &html[at..];
+    let start = text.find('>').unwrap() + 1;
+    let end = text.find('<').unwrap();
+    text[start..end].to_owned()
+}
+
 async fn audit_actions(app: &TestApp) -> Vec<Value> {
     app.get("/v1/audit-log?limit=100").await.assert_status(200)["data"]
         .as_array()
@@ -505,15 +516,7 @@ async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_w
             post(app, "/keys", &cookie, &fields).await
         }
     };
-    let error_of = |html: &str, id: &str| {
-        let at = html
-            .find(&format!("id=\"{id}-error\" role=\"alert\">"))
-            .unwrap_or_else(|| panic!("no error element {id}"));
-        let text = &html[at..];
-        let start = text.find('>').unwrap() + 1;
-        let end = text.find('<').unwrap();
-        text[start..end].to_owned()
-    };
+    let error_of = field_error;
 
     // Bad input: each error next to its field, and what was typed kept.
     let wrong = send(form("lots", "", "", "[1, 2]")).await;
@@ -658,6 +661,211 @@ async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_w
         quotas.contains(&json!({"remaining": 7, "refill": {"interval": "daily", "amount": 7}})),
         "{quotas:?}"
     );
+}
+
+#[tokio::test]
+async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_field() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let cookie = s.cookie();
+    let page = get(&app, "/apis", &cookie).await;
+    assert!(page.text.contains("data-open=\"create-api\""));
+    assert_eq!(
+        page.text.matches("data-open=\"edit-api-").count(),
+        1,
+        "the default API is editable, the built-in management API is not"
+    );
+    let form = |fields: &[(&'static str, &'static str)]| {
+        let mut all = vec![("csrf", s.csrf.clone())];
+        all.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        all
+    };
+    let send = |path: String, fields: Vec<(&'static str, String)>| {
+        let app = &app;
+        let cookie = cookie.clone();
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(app, &path, &cookie, &fields).await
+        }
+    };
+    let apis = || async { app.get("/v1/apis").await.assert_status(200)["data"].clone() };
+    let count = apis().await.as_array().unwrap().len();
+
+    let wrong = send(
+        "/apis".into(),
+        form(&[
+            ("name", "Transcription"),
+            ("slug", "Bad Slug"),
+            ("key_prefix.live", "TK"),
+            ("key_prefix.test", "tk_test_"),
+            ("token_types", "standard"),
+            ("rate_requests", "0"),
+            ("rate_per", "60"),
+            ("scopes", "transcripts:read Read transcripts\nBad Scope"),
+        ]),
+    )
+    .await;
+    assert_eq!(wrong.status, 422, "{}", wrong.text);
+    assert!(field_error(&wrong.text, "create-api-slug").starts_with("Lowercase letters"));
+    assert!(!field_error(&wrong.text, "create-api-live").is_empty());
+    assert!(
+        wrong
+            .text
+            .contains("id=\"create-api-test-error\" role=\"alert\" hidden>"),
+        "a right field shows no error"
+    );
+    assert_eq!(
+        field_error(&wrong.text, "create-api-rate"),
+        "Must be between 1 and 1000000"
+    );
+    assert!(!field_error(&wrong.text, "create-api-scopes").is_empty());
+    assert!(
+        wrong.text.contains("value=\"Bad Slug\""),
+        "what was typed is kept"
+    );
+    assert!(
+        wrong.text.contains("data-autoopen=\"true\""),
+        "the dialog opens again"
+    );
+    assert_eq!(
+        apis().await.as_array().unwrap().len(),
+        count,
+        "nothing created"
+    );
+
+    let fields = form(&[
+        ("name", "Transcription"),
+        ("slug", "transcription"),
+        ("key_prefix.live", "tk_live_"),
+        ("key_prefix.test", "tk_test_"),
+        ("token_types", "standard, batch"),
+        ("accept_x_api_key", "true"),
+        ("rate_requests", "100"),
+        ("rate_per", "60"),
+        (
+            "scopes",
+            "transcripts:read Read transcripts\n\ntranscripts:write Upload audio",
+        ),
+    ]);
+    let created = send("/apis".into(), fields.clone()).await;
+    assert_eq!(created.status, 303, "{}", created.text);
+    assert_eq!(created.location(), "/apis");
+    let api = apis()
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["slug"] == "transcription")
+        .unwrap()
+        .clone();
+    assert_eq!(api["name"], "Transcription");
+    assert_eq!(
+        api["key_prefix"],
+        json!({"live": "tk_live_", "test": "tk_test_"})
+    );
+    assert_eq!(api["token_types"], json!(["standard", "batch"]));
+    assert_eq!(api["accept_x_api_key"], true);
+    assert_eq!(
+        api["default_rate_limit"],
+        json!({"requests": 100, "per_seconds": 60})
+    );
+    assert_eq!(
+        api["scopes"],
+        json!([
+            {"name": "transcripts:read", "description": "Read transcripts"},
+            {"name": "transcripts:write", "description": "Upload audio"}
+        ])
+    );
+    let id = api["id"].as_str().unwrap().to_owned();
+    let key = app
+        .create_key(json!({"name": "t", "api_id": id, "scopes": ["transcripts:read"]}))
+        .await;
+    assert!(key["key"].as_str().unwrap().starts_with("tk_live_"));
+
+    let again = send("/apis".into(), fields).await;
+    assert_eq!(again.status, 422);
+    assert_eq!(
+        field_error(&again.text, "create-api-slug"),
+        "An API with the slug 'transcription' already exists."
+    );
+
+    // Editing: what changed is saved (and audited), the rest stays.
+    let edit_path = format!("/apis/{id}/edit");
+    let bad_types = send(
+        edit_path.clone(),
+        form(&[
+            ("name", "Transcription"),
+            ("key_prefix.live", "tk_live_"),
+            ("key_prefix.test", "tk_test_"),
+            ("token_types", "standard, Big Batch"),
+            ("scopes", "transcripts:read Read transcripts"),
+        ]),
+    )
+    .await;
+    assert_eq!(bad_types.status, 422);
+    assert!(!field_error(&bad_types.text, &format!("edit-api-{id}-types")).is_empty());
+    assert!(bad_types.text.contains("value=\"standard, Big Batch\""));
+    let saved = send(
+        edit_path,
+        form(&[
+            ("name", "Transcripts"),
+            ("key_prefix.live", "tk_live_"),
+            ("key_prefix.test", "tk_test_"),
+            ("token_types", "standard, batch"),
+            ("accept_x_api_key", "true"),
+            ("scopes", "transcripts:read Read transcripts"),
+        ]),
+    )
+    .await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    let api = app
+        .get(&format!("/v1/apis/{id}"))
+        .await
+        .assert_status(200)
+        .clone();
+    assert_eq!(api["name"], "Transcripts");
+    assert_eq!(api["default_rate_limit"], Value::Null);
+    assert_eq!(
+        api["scopes"],
+        json!([{"name": "transcripts:read", "description": "Read transcripts"}])
+    );
+    assert_eq!(api["token_types"], json!(["standard", "batch"]));
+    let updated = audit_actions(&app)
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "api.updated")
+        .unwrap();
+    let mut fields: Vec<&str> = updated["details"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["default_rate_limit", "name", "scopes"],
+        "only what changed"
+    );
+
+    // A developer may not change APIs: no button, and the server refuses.
+    app.post(
+        "/v1/users",
+        json!({"email": "dev@example.com", "name": "Dev", "role": "developer", "password": PASSWORD}),
+    )
+    .await
+    .assert_status(201);
+    let dev = session_of(&app, &sign_in(&app, "dev@example.com", PASSWORD).await).await;
+    let page = get(&app, "/apis", &dev.cookie()).await;
+    assert!(!page.text.contains("create-api") && !page.text.contains("edit-api-"));
+    let refused = post(
+        &app,
+        "/apis",
+        &dev.cookie(),
+        &[("csrf", &dev.csrf), ("name", "Mine"), ("slug", "mine")],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
 }
 
 #[tokio::test]
