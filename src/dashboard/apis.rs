@@ -156,6 +156,28 @@ async fn apis_page(State(state): State<Arc<AppState>>, m: Member) -> Response {
     render(&state, &m, StatusCode::OK, None).await
 }
 
+/// The page again (422) with the dialog `dialog` open, showing what was submitted and its errors.
+async fn show_again(
+    state: &AppState,
+    m: &Member,
+    dialog: String,
+    form: &FormData,
+    errors: FieldErrors,
+) -> Response {
+    let correcting = Correcting {
+        dialog,
+        form,
+        errors,
+    };
+    render(
+        state,
+        m,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some(&correcting),
+    )
+    .await
+}
+
 async fn render(
     state: &AppState,
     m: &Member,
@@ -373,18 +395,7 @@ async fn create(
             Err(e) => return error_page(Some(&m), e),
         }
     }
-    let correcting = Correcting {
-        dialog: "create-api".into(),
-        form: &form,
-        errors,
-    };
-    render(
-        &state,
-        &m,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Some(&correcting),
-    )
-    .await
+    show_again(&state, &m, "create-api".into(), &form, errors).await
 }
 
 /// The changes the edit form makes to `api`: only what differs, so that the audit log names what
@@ -447,18 +458,7 @@ async fn edit(
             Err(e) => return error_page(Some(&m), e),
         }
     }
-    let correcting = Correcting {
-        dialog: format!("edit-api-{}", api.id),
-        form: &form,
-        errors,
-    };
-    render(
-        &state,
-        &m,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Some(&correcting),
-    )
-    .await
+    show_again(&state, &m, format!("edit-api-{}", api.id), &form, errors).await
 }
 
 #[cfg(test)]

@@ -516,17 +516,16 @@ async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_w
             post(app, "/keys", &cookie, &fields).await
         }
     };
-    let error_of = field_error;
 
     // Bad input: each error next to its field, and what was typed kept.
     let wrong = send(form("lots", "", "", "[1, 2]")).await;
     assert_eq!(wrong.status, 422, "{}", wrong.text);
     assert_eq!(
-        error_of(&wrong.text, "create-quota"),
+        field_error(&wrong.text, "create-quota"),
         "The number of uses must be a whole number"
     );
     assert_eq!(
-        error_of(&wrong.text, "create-metadata"),
+        field_error(&wrong.text, "create-metadata"),
         "Must be a JSON object, such as {&quot;customer&quot;: &quot;acme&quot;}"
     );
     assert!(
@@ -540,20 +539,20 @@ async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_w
     let refill_alone = send(form("", "daily", "", "")).await;
     assert_eq!(refill_alone.status, 422);
     assert_eq!(
-        error_of(&refill_alone.text, "create-quota"),
+        field_error(&refill_alone.text, "create-quota"),
         "Set the number of uses to refill, or choose no refill"
     );
     let not_json = send(form("", "", "", "{customer: acme}")).await;
     assert_eq!(not_json.status, 422);
     assert!(
-        error_of(&not_json.text, "create-metadata").starts_with("Is not valid JSON"),
+        field_error(&not_json.text, "create-metadata").starts_with("Is not valid JSON"),
         "{}",
-        error_of(&not_json.text, "create-metadata")
+        field_error(&not_json.text, "create-metadata")
     );
     let negative = send(form("-1", "", "", "")).await;
     assert_eq!(negative.status, 422);
     assert_eq!(
-        error_of(&negative.text, "create-quota"),
+        field_error(&negative.text, "create-quota"),
         "Must be between 0 and 1000000000000"
     );
     let keys = app.get("/v1/keys").await.assert_status(200).clone();
@@ -636,7 +635,7 @@ async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_w
     let refused = edit("\"globex\"").await;
     assert_eq!(refused.status, 422);
     assert_eq!(
-        error_of(&refused.text, "edit-metadata"),
+        field_error(&refused.text, "edit-metadata"),
         "Must be a JSON object, such as {&quot;customer&quot;: &quot;acme&quot;}"
     );
     assert!(refused.text.contains(">&quot;globex&quot;</textarea>"));
