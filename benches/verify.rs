@@ -38,7 +38,7 @@ struct Opts {
 fn opts() -> Opts {
     let mut o = Opts {
         keys: 100_000,
-        seconds: 20,
+        seconds: 60,
         connections: 32,
     };
     let args: Vec<String> = std::env::args().collect();
