@@ -40,8 +40,12 @@ const CHANGE_BATCH: i64 = 1_000;
 const REMEMBER_MS: i64 = 1_000;
 /// How long "no such key" is remembered, so garbage with a valid checksum cannot flood storage.
 const NEGATIVE_TTL_MS: i64 = 2_000;
-/// Shortest time between two writes of one key's `last_used` to storage.
-pub const LAST_USED_WRITE_INTERVAL_MS: i64 = 60_000;
+/// Shortest time between two writes of one key's `last_used` to storage. Each write rewrites the
+/// key's row (a page of SQLite's WAL, a row version in PostgreSQL), and keys in use are spread over
+/// the whole table, so this sets the write load of a busy instance: 100,000 keys in steady use
+/// cost about 270 row writes a second at five minutes (1,300 at one). The instance that saw a use
+/// shows it at once; others, and storage, see it up to this long (and half as long again) later.
+pub const LAST_USED_WRITE_INTERVAL_MS: i64 = 300_000;
 /// Most "no such key" entries kept at once.
 const NEGATIVE_MAX: usize = 100_000;
 
@@ -66,9 +70,10 @@ fn packed(id: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// How long after a write of a key's `last_used` the next one may happen: a minute, plus up to
-/// half a minute chosen by the key's (random) id. Keys first used together (say, all of them after
-/// a restart) are then not written together again every minute, in one large burst, but spread.
+/// How long after a write of a key's `last_used` the next one may happen: five minutes, plus up
+/// to half that chosen by the key's (random) id. Keys first used together (say, all of them after
+/// a restart) are then not written together again every five minutes, in one large burst, but
+/// spread.
 fn write_interval(id: u64) -> i64 {
     LAST_USED_WRITE_INTERVAL_MS + (id % (LAST_USED_WRITE_INTERVAL_MS as u64 / 2)) as i64
 }
@@ -90,7 +95,7 @@ struct KeyEntry {
     tat: i64,
     /// The newest `last_used` observation not yet written to storage.
     touch: Option<(Millis, Option<IpAddr>)>,
-    /// When `last_used` was last written, to write a hot key at most once a minute (see
+    /// When `last_used` was last written, to write a hot key at most once every five minutes (see
     /// [`write_interval`]).
     written_at: Option<Millis>,
 }
@@ -910,7 +915,7 @@ impl Verifier {
 
     /// Writes collected `last_used` observations in one batch. A key whose `last_used` was
     /// written less than [`write_interval`] ago stays pending (still shown by the API
-    /// from memory), so a hot key costs one row update a minute, not one a second.
+    /// from memory), so a hot key costs one row update every five minutes, not one a second.
     pub async fn flush(&self) -> Result<usize, VerifyError> {
         self.flush_pending(false).await
     }
