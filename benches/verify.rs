@@ -198,7 +198,10 @@ fn config(dir: &str) -> Config {
 /// every key's first use, and the next are due after the rounds are over.
 async fn write_behind_cost(store: &keyward::store::Store, secrets: &[String], now: i64) {
     const BATCHES: usize = 40;
-    let per_batch = (secrets.len() * 2 / 750).max(1);
+    // A key's writes are the interval plus a quarter of it apart, on average (see
+    // `write_interval`): a second's share of the keys.
+    let mean_interval_s = keyward::verify::LAST_USED_WRITE_INTERVAL_MS * 5 / 4 / 1_000;
+    let per_batch = (secrets.len() / mean_interval_s as usize).max(1);
     let mut rng = rand::thread_rng();
     let batches: Vec<Vec<keyward::store::UsageTouch>> = (0..BATCHES)
         .map(|b| {
