@@ -223,14 +223,14 @@ pub fn render_fixed(k: &Key) -> String {
 /// `quota_remaining` overrides the stored quota (spent just now).
 pub fn write_key_json(
     out: &mut Vec<u8>,
-    fixed: &str,
+    fixed: &[u8],
     k: &Key,
     now: Millis,
     usage: Option<(Millis, Option<IpAddr>)>,
     quota_remaining: Option<i64>,
 ) {
     // `fixed` is a JSON object with at least one field: continue it.
-    out.extend_from_slice(&fixed.as_bytes()[..fixed.len() - 1]);
+    out.extend_from_slice(&fixed[..fixed.len() - 1]);
     out.extend_from_slice(b",\"status\":\"");
     out.extend_from_slice(k.status(now).as_str().as_bytes());
     out.extend_from_slice(b"\",\"last_used_at\":");
@@ -472,7 +472,7 @@ mod tests {
         quota: Option<i64>,
     ) -> serde_json::Value {
         let mut out = Vec::new();
-        write_key_json(&mut out, fixed, k, now, usage, quota);
+        write_key_json(&mut out, fixed.as_bytes(), k, now, usage, quota);
         serde_json::from_slice(&out).expect("the written key is JSON")
     }
 

@@ -122,11 +122,55 @@ impl KeyEntry {
 pub struct CachedKey {
     /// The key's prefix, inline.
     prefix: ([u8; key::PREFIX_MAX], u8),
-    rendered: OnceLock<Arc<str>>,
     deps: OnceLock<Deps>,
-    /// The record itself, inline and last, so that what a verification reads (the fields above
-    /// and the record's leading ones, see [`Key`]) lies in consecutive cache lines.
+    /// The record itself, inline, so that what a verification reads (the fields above and the
+    /// record's leading ones, see [`Key`]) lies in consecutive cache lines.
     pub key: Key,
+    /// Last: the rendering, most of it inline too.
+    rendered: OnceLock<Rendered>,
+}
+
+/// Longest rendering kept inline in a [`CachedKey`]: most keys' (those without much metadata).
+const RENDERED_INLINE: usize = 1024;
+
+/// A key's rendering (see [`CachedKey::rendered`]). Inline, a verification reads it at addresses
+/// known as soon as the entry is found, so that its loads overlap with those of the record instead
+/// of waiting for them to yield a pointer to follow.
+#[derive(Clone)]
+struct Rendered {
+    /// The text's length when inline.
+    len: u16,
+    inline: [u8; RENDERED_INLINE],
+    /// A text longer than [`RENDERED_INLINE`].
+    apart: Option<Box<[u8]>>,
+}
+
+impl Rendered {
+    fn new(text: String) -> Self {
+        let mut inline = [0u8; RENDERED_INLINE];
+        match u16::try_from(text.len()) {
+            Ok(len) if text.len() <= RENDERED_INLINE => {
+                inline[..text.len()].copy_from_slice(text.as_bytes());
+                Rendered {
+                    len,
+                    inline,
+                    apart: None,
+                }
+            }
+            _ => Rendered {
+                len: 0,
+                inline,
+                apart: Some(text.into_bytes().into_boxed_slice()),
+            },
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match &self.apart {
+            None => &self.inline[..usize::from(self.len)],
+            Some(text) => text,
+        }
+    }
 }
 
 /// A key's API, organization and owner, as cached when resolved (`None`: not found).
@@ -187,9 +231,11 @@ impl CachedKey {
         &self.prefix.0[..usize::from(self.prefix.1)]
     }
 
-    /// A rendering of the key (its JSON), computed once per cached record.
-    pub fn rendered(&self, render: impl FnOnce(&Key) -> String) -> &str {
-        self.rendered.get_or_init(|| render(&self.key).into())
+    /// A rendering of the key (its JSON text), computed once per cached record.
+    pub fn rendered(&self, render: impl FnOnce(&Key) -> String) -> &[u8] {
+        self.rendered
+            .get_or_init(|| Rendered::new(render(&self.key)))
+            .as_bytes()
     }
 
     /// The same record with other dependencies (and the rendering, which depends on the record
@@ -1245,6 +1291,29 @@ fn malformed_reason(e: key::FormatError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Renderings up to the inline size and beyond it (a key with much metadata) read back whole.
+    #[test]
+    fn a_rendering_reads_back_whole_inline_or_apart() {
+        for len in [
+            2,
+            RENDERED_INLINE - 1,
+            RENDERED_INLINE,
+            RENDERED_INLINE + 1,
+            5_000,
+        ] {
+            let text: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let rendered = Rendered::new(text.clone());
+            assert_eq!(rendered.as_bytes(), text.as_bytes(), "{len} bytes");
+            assert_eq!(
+                rendered.apart.is_some(),
+                len > RENDERED_INLINE,
+                "{len} bytes"
+            );
+        }
+    }
 
     #[test]
     fn a_load_that_raced_with_an_invalidation_is_not_cached() {
