@@ -189,10 +189,7 @@ impl Application {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the server failed")?;
+        http::serve(listener, app, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = flusher.await;
         self.ctx

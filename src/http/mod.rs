@@ -6,18 +6,19 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod serve;
 pub mod views;
+
+pub use serve::serve;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::{IncomingStream, Listener};
 
 use crate::domain::key;
 use crate::service::Ctx;
@@ -51,25 +52,15 @@ pub struct Connections {
     state: Arc<AppState>,
 }
 
-impl<L> tower::Service<IncomingStream<'_, L>> for Connections
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    type Response = Guarded;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Guarded, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, conn: IncomingStream<'_, L>) -> Self::Future {
-        std::future::ready(Ok(Guarded(Arc::new(Connection {
+impl Connections {
+    /// The service of a connection from `peer`.
+    pub fn connection(&self, peer: SocketAddr) -> Guarded {
+        Guarded(Arc::new(Connection {
             router: self.router.clone(),
             state: self.state.clone(),
-            peer: *conn.remote_addr(),
+            peer,
             remembered: Remembered::default(),
-        }))))
+        }))
     }
 }
 
@@ -118,16 +109,11 @@ pub struct Connection {
     pub remembered: Remembered,
 }
 
-impl tower::Service<Request> for Guarded {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
+impl Guarded {
+    fn handle(
+        &self,
+        mut req: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
         let id = RequestId::random();
         if is_keyed_verification(&req) && !has_key_in_url(&req) {
             let conn = self.0.clone();
@@ -144,7 +130,7 @@ impl tower::Service<Request> for Guarded {
             }));
         }
         let mut router = self.0.router.clone();
-        let routed = REQUEST_ID.sync_scope(id, || router.call(req));
+        let routed = REQUEST_ID.sync_scope(id, || tower::Service::call(&mut router, req));
         Box::pin(REQUEST_ID.scope(id, async move {
             let res = routed.await.unwrap_or_else(|never| match never {});
             Ok(with_request_id(res, id))

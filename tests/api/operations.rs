@@ -172,3 +172,88 @@ async fn the_audit_log_filters_and_pages() {
         .await
         .assert_problem(400, "bad_request");
 }
+
+/// A stop lets a request already begun finish (its body still arriving), closes idle keep-alive
+/// connections, and refuses new ones.
+#[tokio::test]
+async fn a_stop_finishes_requests_begun_and_closes_idle_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let body = json!({"key": "kw_live_garbage"}).to_string();
+    let head = format!(
+        "POST /v1/keys/verify HTTP/1.1\r\nhost: keyward\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        app.admin_key,
+        body.len()
+    );
+    // Idle: one request answered, the connection kept open.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(format!("{head}{body}").as_bytes())
+        .await
+        .unwrap();
+    let answered = read_response(&mut idle).await;
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    // Begun: the head and half the body sent before the stop.
+    let mut begun = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    begun
+        .write_all(format!("{head}{first}").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let stopped = tokio::spawn(app.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !stopped.is_finished(),
+        "the stop waits for the request begun"
+    );
+    begun.write_all(rest.as_bytes()).await.unwrap();
+    let finished = read_response(&mut begun).await;
+    assert!(finished.starts_with("HTTP/1.1 200"), "{finished}");
+    assert!(finished.contains("\"code\":\"MALFORMED\""), "{finished}");
+    let _dir = tokio::time::timeout(std::time::Duration::from_secs(10), stopped)
+        .await
+        .expect("the stop completes once the request is answered")
+        .unwrap();
+    // Both connections are closed by the server, and nothing new is accepted.
+    for mut conn in [idle, begun] {
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            conn.read_to_end(&mut rest),
+        )
+        .await
+        .expect("the server closes the connection")
+        .unwrap_or(0);
+        assert_eq!(n, 0, "nothing more after the answer");
+    }
+    assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+}
+
+/// Reads one response with a `content-length` body from `conn`.
+async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed before a whole response");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a content-length");
+            if body.len() >= len {
+                return text;
+            }
+        }
+    }
+}
