@@ -248,6 +248,23 @@ impl CachedKey {
         fresh
     }
 
+    /// A copy of this entry with reference counts of its own, for one connection's
+    /// [`Remembered`]: connections on both cores presenting the same management key then do not
+    /// all count references to one entry, whose count each would have to take from the other
+    /// core's cache on every request.
+    fn private_copy(&self) -> Self {
+        match self.deps.get() {
+            Some(d) => self.with_deps(Deps::new(
+                d.epoch.load(Ordering::SeqCst),
+                d.resolved_at.load(Ordering::SeqCst),
+                d.api.clone(),
+                d.org.clone(),
+                d.owner.clone(),
+            )),
+            None => CachedKey::new(self.key.clone(), None),
+        }
+    }
+
     /// The key's owner, when it was found.
     pub fn owner(&self) -> Option<&Arc<User>> {
         self.deps.get().and_then(|d| d.owner.as_ref())
@@ -372,6 +389,7 @@ pub struct Remembered(Mutex<Option<Arc<Remembrance>>>);
 struct Remembrance {
     token: Box<str>,
     id: u64,
+    /// This connection's own copy of the key's entry (see [`CachedKey::private_copy`]).
     cached: Arc<CachedKey>,
     client_ip: Option<IpAddr>,
     /// [`Verifier::epoch`] before the key was verified: any invalidation since ends the memory.
@@ -411,7 +429,7 @@ impl Remembered {
             *self.0.lock() = Some(Arc::new(Remembrance {
                 token: token.into(),
                 id,
-                cached: v.cached.clone(),
+                cached: Arc::new(v.cached.private_copy()),
                 client_ip,
                 epoch,
                 at: now,
