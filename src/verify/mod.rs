@@ -850,10 +850,22 @@ impl Verifier {
             return Ok(cached);
         }
         let key = &cached.key;
+        // Looked up by the ids of the objects resolved before, when there are: shared by many
+        // keys, their text is in the CPU's cache, unlike the record's own copies.
+        let prior = cached.deps.get();
+        let api_id = prior
+            .and_then(|d| d.api.as_deref())
+            .map_or(key.api_id.as_str(), |a| a.id.as_str());
+        let org_id = prior
+            .and_then(|d| d.org.as_deref())
+            .map_or(key.org_id.as_str(), |o| o.id.as_str());
+        let owner_id = prior
+            .and_then(|d| d.owner.as_deref())
+            .map_or(key.owner_id.as_str(), |u| u.id.as_str());
         let found = (|| {
-            let api = fresh(&self.apis, &key.api_id, now)?;
-            let org = fresh(&self.orgs, &key.org_id, now)?;
-            let owner = fresh(&self.users, &key.owner_id, now)?;
+            let api = fresh(&self.apis, api_id, now)?;
+            let org = fresh(&self.orgs, org_id, now)?;
+            let owner = fresh(&self.users, owner_id, now)?;
             Some(Deps::new(epoch, now, Some(api), Some(org), Some(owner)))
         })();
         match found {
