@@ -132,6 +132,10 @@ pub struct CachedKey {
 
 /// Longest rendering kept inline in a [`CachedKey`]: most keys' (those without much metadata).
 const RENDERED_INLINE: usize = 1024;
+const _: () = assert!(
+    RENDERED_INLINE <= u16::MAX as usize,
+    "an inline length fits a u16"
+);
 
 /// A key's rendering (see [`CachedKey::rendered`]). Inline, a verification reads it at addresses
 /// known as soon as the entry is found, so that its loads overlap with those of the record instead
@@ -148,20 +152,19 @@ struct Rendered {
 impl Rendered {
     fn new(text: String) -> Self {
         let mut inline = [0u8; RENDERED_INLINE];
-        match u16::try_from(text.len()) {
-            Ok(len) if text.len() <= RENDERED_INLINE => {
-                inline[..text.len()].copy_from_slice(text.as_bytes());
-                Rendered {
-                    len,
-                    inline,
-                    apart: None,
-                }
-            }
-            _ => Rendered {
+        if text.len() > RENDERED_INLINE {
+            return Rendered {
                 len: 0,
                 inline,
                 apart: Some(text.into_bytes().into_boxed_slice()),
-            },
+            };
+        }
+        inline[..text.len()].copy_from_slice(text.as_bytes());
+        Rendered {
+            // At most `RENDERED_INLINE`.
+            len: text.len() as u16,
+            inline,
+            apart: None,
         }
     }
 
