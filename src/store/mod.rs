@@ -186,6 +186,15 @@ impl Store {
         Ok(())
     }
 
+    /// The organization created first: the operator's own, where events that belong to no
+    /// organization are recorded.
+    pub async fn first_org_id(&self) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT id FROM orgs ORDER BY created_at, id LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("id")).transpose().map_err(Into::into)
+    }
+
     pub async fn get_org(&self, id: &str) -> Result<Option<Org>> {
         let row = sqlx::query(&format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1"))
             .bind(id)
@@ -435,6 +444,25 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    /// The key whose stored hash is one of `hashes` (one per configured pepper), whatever its
+    /// organization; the caller scopes it. Through the unique index on `hash`.
+    pub async fn get_key_by_hash(&self, hashes: &[KeyHash]) -> Result<Option<Key>> {
+        if hashes.is_empty() {
+            return Ok(None);
+        }
+        let params: Vec<String> = (1..=hashes.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE hash IN ({})",
+            params.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for hash in hashes {
+            q = q.bind(hash.to_hex());
+        }
+        let row = q.fetch_optional(&self.pool).await?;
         row.map(|r| key_from_row(&r)).transpose()
     }
 
