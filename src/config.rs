@@ -5,6 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
@@ -59,6 +60,27 @@ pub struct ServerArgs {
     /// Plans whose organizations have no API access, comma-separated. Default `free`.
     #[arg(long, env = "KEYWARD_PLANS_WITHOUT_ACCESS")]
     pub plans_without_access: Option<String>,
+    /// How long a client may take to send a request's headers, counted from the connection's
+    /// start or the end of its previous request (so also how long an idle keep-alive connection
+    /// stays open). Seconds, or with a unit: `10`, `10s`, `500ms`, `2m`. Default 10 s.
+    #[arg(long, env = "KEYWARD_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+    /// How long a request may take once its headers are in: reading its body and answering it.
+    /// Default 30 s.
+    #[arg(long, env = "KEYWARD_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// After SIGTERM or Ctrl-C, how long requests in flight may take before the remaining
+    /// connections are closed, pending last-use data is written and the process exits. Default
+    /// 30 s.
+    #[arg(long, env = "KEYWARD_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+    /// Refused credentials (management keys, session cookies) one client IP may present within
+    /// the window before it is answered 429 until the window ends. Default 50.
+    #[arg(long, env = "KEYWARD_AUTH_FAILURE_LIMIT")]
+    pub auth_failure_limit: Option<u32>,
+    /// The window of KEYWARD_AUTH_FAILURE_LIMIT. Default 60 s.
+    #[arg(long, env = "KEYWARD_AUTH_FAILURE_WINDOW")]
+    pub auth_failure_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +100,11 @@ struct FileConfig {
     encryption_key_file: Option<PathBuf>,
     public_url: Option<String>,
     plans_without_access: Option<Vec<String>>,
+    header_timeout: Option<String>,
+    request_timeout: Option<String>,
+    shutdown_timeout: Option<String>,
+    auth_failure_limit: Option<u32>,
+    auth_failure_window: Option<String>,
     plans: Option<std::collections::BTreeMap<String, FilePlan>>,
 }
 
@@ -136,6 +163,69 @@ pub struct Config {
     pub public_url: String,
     /// Plans organizations can be on, with their API access and default rate limit.
     pub plans: Vec<Plan>,
+    pub timeouts: Timeouts,
+    pub auth_failures: AuthFailures,
+}
+
+/// How long clients may take (see [`ServerArgs`] for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub request: Duration,
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+            shutdown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Failed-auth throttling: at most `limit` refused credentials per client IP within `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthFailures {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+impl Default for AuthFailures {
+    fn default() -> Self {
+        AuthFailures {
+            limit: 50,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A duration setting: whole seconds (`10`), or a number with `ms`, `s` or `m` (`500ms`, `2m`).
+pub fn parse_duration(name: &str, text: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let invalid = || {
+        ConfigError::Invalid(format!(
+            "{name} must be a number of seconds, or a number with ms, s or m (like 10, 500ms, 2m)"
+        ))
+    };
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(invalid)?),
+        _ => return Err(invalid()),
+    };
+    if d.is_zero() {
+        return Err(ConfigError::Invalid(format!(
+            "{name} must be more than zero"
+        )));
+    }
+    Ok(d)
 }
 
 impl Config {
@@ -162,6 +252,8 @@ impl fmt::Debug for Config {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("encryption_key", &self.encryption_key.map(|_| "<redacted>"))
             .field("public_url", &self.public_url)
+            .field("timeouts", &self.timeouts)
+            .field("auth_failures", &self.auth_failures)
             .finish_non_exhaustive()
     }
 }
@@ -201,6 +293,11 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "KEYWARD_ENCRYPTION_KEY_FILE",
     "KEYWARD_PUBLIC_URL",
     "KEYWARD_PLANS_WITHOUT_ACCESS",
+    "KEYWARD_HEADER_TIMEOUT",
+    "KEYWARD_REQUEST_TIMEOUT",
+    "KEYWARD_SHUTDOWN_TIMEOUT",
+    "KEYWARD_AUTH_FAILURE_LIMIT",
+    "KEYWARD_AUTH_FAILURE_WINDOW",
     "KEYWARD_LOG",
     "KEYWARD_URL",
     "KEYWARD_API_KEY",
@@ -351,6 +448,51 @@ impl Config {
                 p.api_access = !without.contains(&p.name);
             }
         }
+        let duration = |name: &str, flag: &Option<String>, file: Option<String>, default| match flag
+            .clone()
+            .or(file)
+        {
+            Some(text) => parse_duration(name, &text),
+            None => Ok(default),
+        };
+        let defaults = Timeouts::default();
+        let timeouts = Timeouts {
+            header: duration(
+                "KEYWARD_HEADER_TIMEOUT",
+                &args.header_timeout,
+                file.header_timeout,
+                defaults.header,
+            )?,
+            request: duration(
+                "KEYWARD_REQUEST_TIMEOUT",
+                &args.request_timeout,
+                file.request_timeout,
+                defaults.request,
+            )?,
+            shutdown: duration(
+                "KEYWARD_SHUTDOWN_TIMEOUT",
+                &args.shutdown_timeout,
+                file.shutdown_timeout,
+                defaults.shutdown,
+            )?,
+        };
+        let auth_failures = AuthFailures {
+            limit: args
+                .auth_failure_limit
+                .or(file.auth_failure_limit)
+                .unwrap_or(AuthFailures::default().limit),
+            window: duration(
+                "KEYWARD_AUTH_FAILURE_WINDOW",
+                &args.auth_failure_window,
+                file.auth_failure_window,
+                AuthFailures::default().window,
+            )?,
+        };
+        if auth_failures.limit == 0 {
+            return Err(ConfigError::Invalid(
+                "KEYWARD_AUTH_FAILURE_LIMIT must be at least 1".into(),
+            ));
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -364,6 +506,8 @@ impl Config {
             encryption_key,
             public_url,
             plans,
+            timeouts,
+            auth_failures,
         })
     }
 
@@ -425,6 +569,19 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_seconds_or_a_unit_and_refuse_anything_else() {
+        let d = |s: &str| parse_duration("X", s);
+        assert_eq!(d("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(d(" 10s ").unwrap(), Duration::from_secs(10));
+        assert_eq!(d("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(d("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["", "0", "ten", "10h", "-1", "1.5", "s"] {
+            let err = d(bad).unwrap_err().to_string();
+            assert!(err.starts_with("X must be"), "{bad:?}: {err}");
+        }
+    }
 
     #[test]
     fn database_passwords_are_redacted() {

@@ -87,6 +87,10 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
             .as_ref()
             .map(domain::seal::Sealer::new),
         plans: config.plans.clone().into(),
+        throttle: Arc::new(verify::throttle::AuthThrottle::new(
+            config.auth_failures.limit,
+            config.auth_failures.window,
+        )),
     })
 }
 
@@ -153,7 +157,8 @@ impl Application {
         self.first_start.take()
     }
 
-    /// Serves until `shutdown` completes, then drains connections and flushes write-behind buffers.
+    /// Serves until `shutdown` completes; then lets requests in flight finish within the shutdown
+    /// timeout, closes what is still open, and writes pending last-use data.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -163,11 +168,12 @@ impl Application {
             ctx: self.ctx.clone(),
             secure_cookies: public_url.starts_with("https://"),
             public_url,
+            request_timeout: self.config.timeouts.request,
         });
         let app = http::app(state);
-        let verifier = self.ctx.verifier.clone();
+        let ctx = self.ctx.clone();
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let flusher = tokio::spawn(async move {
+        let background = tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -175,23 +181,18 @@ impl Application {
                     _ = tick.tick() => {}
                     _ = stop_rx.changed() => break,
                 }
-                if let Err(e) = verifier.flush().await {
+                if let Err(e) = ctx.verifier.flush().await {
                     tracing::warn!(error = %e, "could not write last-used times; will retry");
                 }
-                if let Err(e) = verifier.follow_changes().await {
+                if let Err(e) = ctx.verifier.follow_changes().await {
                     tracing::warn!(error = %e, "could not read keys changed by other instances");
                 }
+                ctx.throttle.prune(ctx.now());
             }
         });
-        use axum::serve::ListenerExt;
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        http::serve(listener, app, shutdown).await;
+        http::serve(self.listener, app, self.config.timeouts, shutdown).await;
         let _ = stop_tx.send(true);
-        let _ = flusher.await;
+        let _ = background.await;
         self.ctx
             .verifier
             .flush_all()

@@ -334,6 +334,11 @@ fn error_page(member: Option<&Member>, e: ServiceError) -> Response {
             "Not allowed".to_owned(),
             format!("{d} Ask an admin of your organization if you need it."),
         ),
+        e @ ServiceError::MissingScope { .. } => (
+            StatusCode::FORBIDDEN,
+            "Not allowed".to_owned(),
+            format!("{e} Ask an admin of your organization if you need it."),
+        ),
         ServiceError::Conflict(d) => (StatusCode::CONFLICT, "Cannot do that".to_owned(), d),
         ServiceError::Validation(errors) => (
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::model::{Key, KeyStatus, Millis, Org, User, UserStatus, normalize_ip};
+use super::model::{Api, Key, KeyStatus, Millis, Org, User, UserStatus, normalize_ip};
 
 /// Why a presented key was refused. Each maps to one contract code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,13 +12,22 @@ pub enum Denial {
     MissingCredentials,
     Malformed(&'static str),
     UnknownKey,
-    Revoked { disabled: bool },
+    Revoked {
+        disabled: bool,
+    },
     Expired,
     OwnerDisabled,
     PlanInactive,
     IpNotAllowed,
-    WrongTokenType { expected: String, actual: String },
-    InsufficientScope { scope: String },
+    /// `expected`: the route's type, when it may be named (see [`Denial::naming_only`]).
+    WrongTokenType {
+        expected: Option<String>,
+        actual: String,
+    },
+    /// `scope`: the missing scope, when it may be named (see [`Denial::naming_only`]).
+    InsufficientScope {
+        scope: Option<String>,
+    },
     RateLimited(RateDecision),
     QuotaExceeded,
 }
@@ -95,11 +104,19 @@ impl Denial {
             Denial::IpNotAllowed => {
                 "This API key may not be used from this IP address.".into()
             }
-            Denial::WrongTokenType { expected, actual } => {
-                format!("This route needs a '{expected}' key; this key is of type '{actual}'.")
-            }
-            Denial::InsufficientScope { scope } => {
+            Denial::WrongTokenType {
+                expected: Some(expected),
+                actual,
+            } => format!("This route needs a '{expected}' key; this key is of type '{actual}'."),
+            Denial::WrongTokenType {
+                expected: None,
+                actual,
+            } => format!("This route needs another type of key; this key is of type '{actual}'."),
+            Denial::InsufficientScope { scope: Some(scope) } => {
                 format!("This API key lacks the scope '{scope}'.")
+            }
+            Denial::InsufficientScope { scope: None } => {
+                "This API key lacks a scope this request needs.".into()
             }
             Denial::RateLimited(d) => format!(
                 "Rate limit of {} requests exceeded; retry in {} s.",
@@ -107,6 +124,27 @@ impl Denial {
                 d.retry_after_s()
             ),
             Denial::QuotaExceeded => "This API key has used up its quota.".into(),
+        }
+    }
+}
+
+impl Denial {
+    /// This refusal as told to a caller: it names the required scope or token type only when the
+    /// key's API defines it. What a request asks for could be anything a client typed, a secret
+    /// included, and is never repeated back otherwise.
+    pub fn naming_only(self, api: &Api) -> Denial {
+        match self {
+            Denial::InsufficientScope { scope: Some(s) } if !api.has_scope(&s) => {
+                Denial::InsufficientScope { scope: None }
+            }
+            Denial::WrongTokenType {
+                expected: Some(e),
+                actual,
+            } if !api.token_types.contains(&e) => Denial::WrongTokenType {
+                expected: None,
+                actual,
+            },
+            other => other,
         }
     }
 }
@@ -162,7 +200,7 @@ pub fn check_key(
     if let Some(expected) = req.token_type {
         if expected != key.token_type {
             return Err(Denial::WrongTokenType {
-                expected: expected.to_owned(),
+                expected: Some(expected.to_owned()),
                 actual: key.token_type.clone(),
             });
         }
@@ -170,7 +208,7 @@ pub fn check_key(
     for scope in req.scopes {
         if !key.scopes.iter().any(|s| s == scope) {
             return Err(Denial::InsufficientScope {
-                scope: scope.clone(),
+                scope: Some(scope.clone()),
             });
         }
     }

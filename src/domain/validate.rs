@@ -134,6 +134,9 @@ pub fn quota(errors: &mut Errors, remaining: i64, refill: Option<&Refill>) {
     }
 }
 
+/// What [`is_valid_name_token`] asks, for error messages.
+pub const NAME_TOKEN_RULE: &str = "must be lowercase letters, digits and ':', '_', '-', '.', 1 to 64 characters, starting with a letter or digit";
+
 /// A scope or token type name: lowercase letters, digits and `:_-.`, 1 to 64 characters.
 pub fn is_valid_name_token(s: &str) -> bool {
     (1..=64).contains(&s.len())

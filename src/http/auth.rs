@@ -11,10 +11,9 @@ use axum::http::{HeaderMap, header};
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::check::Denial;
-use crate::domain::model::Millis;
 use crate::service::sessions::{self, CSRF_HEADER, SESSION_COOKIE};
 use crate::service::{Caller, Via};
-use crate::verify::{Pending, Rejected, Remembered, Verified};
+use crate::verify::Presented;
 
 /// The peer address of the connection.
 pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
@@ -113,75 +112,61 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, Denial> {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
+    /// A management key, else a session cookie. A client that presented too many refused
+    /// credentials lately is refused whatever it presents now, and each refusal of what it
+    /// presents counts (see [`crate::verify::throttle`]).
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        let ctx = &state.ctx;
         let ip = client_ip(parts);
-        let user_agent = user_agent(parts);
-        let token = match bearer(parts) {
-            Ok(Some(t)) => t,
-            Ok(None) => return session_caller(parts, state).await,
-            Err(d) => return Err(ApiError::Denied(d)),
+        let now = ctx.now();
+        if let Some(retry_after_ms) = ip.and_then(|ip| ctx.throttle.blocked(ip, now)) {
+            return Err(ApiError::Throttled {
+                limit: ctx.throttle.limit(),
+                retry_after_ms,
+            });
+        }
+        let presented_cookie = cookie(&parts.headers, SESSION_COOKIE).is_some();
+        let caller = match bearer(parts) {
+            Ok(Some(token)) => key_caller(state, token, ip, user_agent(parts)).await,
+            Ok(None) => session_caller(parts, state).await,
+            Err(d) => Err(ApiError::Denied(d)),
         };
-        let v = management_key(state, token, ip, None).await?;
-        Ok(Caller {
-            org_id: v.key().org_id.clone(),
-            user: v.owner().clone(),
-            via: Via::Key(v.cached.clone()),
-            ip,
-            user_agent,
-        })
+        let refused = match &caller {
+            Err(ApiError::Denied(Denial::MissingCredentials)) => presented_cookie,
+            Err(ApiError::Denied(d)) => d.status() == 401,
+            _ => false,
+        };
+        if let (true, Some(ip)) = (refused, ip) {
+            if ctx.throttle.failed(ip, now) {
+                crate::service::audit::record_throttled(ctx, ip, user_agent(parts)).await;
+            }
+        }
+        caller
     }
 }
 
-/// [`management_key`] from memory alone, at `now`: `Err` when it needs storage, to go on with
-/// [`resume_management_key`].
-pub fn management_key_now(
+/// The member a management key acts for, checked by the verifier like every key.
+async fn key_caller(
     state: &AppState,
     token: &str,
     ip: Option<IpAddr>,
-    remembered: Option<&Remembered>,
-    now: Millis,
-) -> Result<Result<Verified, ApiError>, Pending> {
-    let outcome = state
-        .ctx
-        .verifier
-        .verify_management_now(token, ip, remembered, now)?;
-    Ok(outcome.map_err(refused))
-}
-
-/// Finishes what [`management_key_now`] (called with the same arguments) could not.
-pub async fn resume_management_key(
-    state: &AppState,
-    pending: Pending,
-    token: &str,
-    ip: Option<IpAddr>,
-    remembered: Option<&Remembered>,
-    now: Millis,
-) -> Result<Verified, ApiError> {
+    user_agent: Option<String>,
+) -> Result<Caller, ApiError> {
     let verifier = &state.ctx.verifier;
-    let outcome = verifier
-        .resume_management(pending, token, ip, remembered, now)
-        .await?;
-    outcome.map_err(refused)
-}
-
-/// Checks the management key `token`, presented from `ip` (on a connection that remembers the key
-/// it presented last, if given): a refusal is the request's answer.
-pub async fn management_key(
-    state: &AppState,
-    token: &str,
-    ip: Option<IpAddr>,
-    remembered: Option<&Remembered>,
-) -> Result<Verified, ApiError> {
-    let verifier = &state.ctx.verifier;
-    let outcome = verifier.verify_management(token, ip, remembered).await?;
-    outcome.map_err(refused)
-}
-
-fn refused(rejected: Rejected) -> ApiError {
-    ApiError::Denied(rejected.denial)
+    let v = verifier
+        .check(&Presented::management(token, ip))
+        .await?
+        .map_err(|rejected| ApiError::Denied(rejected.denial))?;
+    Ok(Caller {
+        org_id: v.key.org_id.clone(),
+        user: v.owner,
+        via: Via::Key(v.key),
+        ip,
+        user_agent,
+    })
 }
 
 #[cfg(test)]

@@ -78,10 +78,30 @@ pub enum ApiError {
     Conflict(String),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// The caller lacks a management scope.
+    #[error("forbidden: missing scope {scope}")]
+    MissingScope { scope: String, detail: String },
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The body did not arrive within the request timeout.
+    #[error("request timeout")]
+    RequestTimeout,
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    #[error("URI too long")]
+    UriTooLong,
+    /// Failed-auth throttling: the client presented too many refused credentials.
+    #[error("throttled")]
+    Throttled { limit: u32, retry_after_ms: i64 },
+    /// The answer took longer than the request timeout.
+    #[error("timed out")]
+    Timeout,
+    /// An error answered by a part that does not speak problem+json (a framework rejection),
+    /// rewritten with a generic detail that repeats nothing of the request.
+    #[error("status {0}")]
+    Status(StatusCode),
     #[error("internal error: {0}")]
     Internal(String),
     /// A dependency (storage) is unreachable; for readiness.
@@ -96,36 +116,59 @@ impl ApiError {
             ApiError::Denied(d) => {
                 StatusCode::from_u16(d.status()).unwrap_or(StatusCode::UNAUTHORIZED)
             }
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::MissingScope { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Status(status) => *status,
         }
     }
 
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) | ApiError::PayloadTooLarge | ApiError::MethodNotAllowed => {
-                "bad_request"
-            }
+            ApiError::BadRequest(_)
+            | ApiError::PayloadTooLarge
+            | ApiError::MethodNotAllowed
+            | ApiError::RequestTimeout
+            | ApiError::HeadersTooLarge
+            | ApiError::UriTooLong => "bad_request",
             ApiError::KeyInUrl => "key_in_url",
             ApiError::Denied(d) => d.code(),
-            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Forbidden(_) | ApiError::MissingScope { .. } => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Validation(_) => "validation_failed",
             ApiError::Internal(_) => "internal_error",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Timeout => "unavailable",
+            ApiError::Throttled { .. } => "rate_limited",
+            ApiError::Status(status) => match status.as_u16() {
+                401 => "missing_credentials",
+                403 => "forbidden",
+                404 => "not_found",
+                409 => "conflict",
+                422 => "validation_failed",
+                429 => "rate_limited",
+                503 => "unavailable",
+                500..=599 => "internal_error",
+                _ => "bad_request",
+            },
         }
     }
 
     fn detail(&self) -> String {
         match self {
-            ApiError::BadRequest(d) | ApiError::Forbidden(d) | ApiError::Conflict(d) => d.clone(),
+            ApiError::BadRequest(d)
+            | ApiError::Forbidden(d)
+            | ApiError::Conflict(d)
+            | ApiError::MissingScope { detail: d, .. } => d.clone(),
             ApiError::KeyInUrl => {
                 "An API key was sent in the URL. Keys are accepted only in the Authorization \
                                    header; this key has been flagged as exposed: rotate it."
@@ -153,6 +196,38 @@ impl ApiError {
             ApiError::Unavailable(_) => {
                 "Storage is unreachable; this instance is not ready.".into()
             }
+            ApiError::RequestTimeout => {
+                "The request body did not arrive in time; the connection is closed.".into()
+            }
+            ApiError::HeadersTooLarge => format!(
+                "The request's headers exceed {} bytes or {} fields.",
+                super::HEADERS_MAX_BYTES,
+                super::HEADERS_MAX_COUNT
+            ),
+            ApiError::UriTooLong => {
+                format!("The request's URI exceeds {} bytes.", super::URI_MAX_BYTES)
+            }
+            ApiError::Throttled { retry_after_ms, .. } => format!(
+                "Too many refused credentials from this address; retry in {} s.",
+                retry_after_s(*retry_after_ms)
+            ),
+            ApiError::Timeout => {
+                "The answer took too long; nothing more will be done for this request.".into()
+            }
+            ApiError::Status(status) => match status.as_u16() {
+                400 => "The request is malformed (its path, query or headers could not be read)."
+                    .into(),
+                404 => "No such route.".into(),
+                405 => "This method is not allowed on this path.".into(),
+                415 => "The request's content type is not supported.".into(),
+                s if s >= 500 => {
+                    "Something went wrong on our side. Quote the request id if you report it."
+                        .into()
+                }
+                _ => status
+                    .canonical_reason()
+                    .map_or_else(|| "The request was refused.".into(), |r| format!("{r}.")),
+            },
         }
     }
 
@@ -171,6 +246,41 @@ impl ApiError {
                 _ => None,
             },
         }
+    }
+}
+
+fn retry_after_s(ms: i64) -> i64 {
+    ((ms + 999) / 1000).max(1)
+}
+
+/// The RFC 6750 challenge of an answer refusing a caller: `error` only when credentials were
+/// presented, `scope` naming what a 403 lacks.
+fn challenge(err: &ApiError) -> Option<String> {
+    let quoted = |s: &str| s.replace(['"', '\\'], "'");
+    match err {
+        ApiError::Denied(Denial::MissingCredentials) => Some("Bearer realm=\"keyward\"".into()),
+        ApiError::Denied(d) if d.status() == 401 => Some(format!(
+            "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{}\"",
+            quoted(&d.detail())
+        )),
+        ApiError::Denied(Denial::InsufficientScope { scope }) => Some(match scope {
+            Some(s) => format!(
+                "Bearer realm=\"keyward\", error=\"insufficient_scope\", scope=\"{}\"",
+                quoted(s)
+            ),
+            None => "Bearer realm=\"keyward\", error=\"insufficient_scope\"".into(),
+        }),
+        ApiError::MissingScope { scope, .. } => Some(format!(
+            "Bearer realm=\"keyward\", error=\"insufficient_scope\", scope=\"{}\"",
+            quoted(scope)
+        )),
+        ApiError::Forbidden(_) => {
+            Some("Bearer realm=\"keyward\", error=\"insufficient_scope\"".into())
+        }
+        ApiError::Status(s) if *s == StatusCode::UNAUTHORIZED => {
+            Some("Bearer realm=\"keyward\"".into())
+        }
+        _ => None,
     }
 }
 
@@ -199,17 +309,41 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"keyward\""),
-            );
+        if let Some(value) = challenge(&self).and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
-        if let ApiError::Denied(Denial::RateLimited(d)) = &self {
-            rate_limit_headers(headers, d);
+        match &self {
+            ApiError::Denied(Denial::RateLimited(d)) => rate_limit_headers(headers, d),
+            ApiError::Throttled {
+                limit,
+                retry_after_ms,
+            } => {
+                let secs = retry_after_s(*retry_after_ms);
+                let num = |n: i64| HeaderValue::from(n);
+                headers.insert(header::RETRY_AFTER, num(secs));
+                headers.insert("ratelimit-limit", num(i64::from(*limit)));
+                headers.insert("ratelimit-remaining", num(0));
+                headers.insert("ratelimit-reset", num(secs));
+            }
+            _ => {}
+        }
+        if closes_connection(&self) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
     }
+}
+
+/// Whether the answer ends the connection: its request's body (or head) was not read whole, so
+/// the connection cannot carry another request.
+fn closes_connection(err: &ApiError) -> bool {
+    matches!(
+        err,
+        ApiError::PayloadTooLarge
+            | ApiError::RequestTimeout
+            | ApiError::HeadersTooLarge
+            | ApiError::UriTooLong
+    )
 }
 
 impl From<ServiceError> for ApiError {
@@ -217,6 +351,10 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::NotFound(what) => ApiError::NotFound(what.into()),
             ServiceError::Forbidden(d) => ApiError::Forbidden(d),
+            ServiceError::MissingScope { scope, who } => ApiError::MissingScope {
+                detail: crate::service::missing_scope_message(&scope, who),
+                scope,
+            },
             ServiceError::Conflict(d) => ApiError::Conflict(d),
             ServiceError::Validation(errors) => ApiError::Validation(errors),
             ServiceError::Store(s) => s.into(),
@@ -268,7 +406,9 @@ mod tests {
                 "owner_disabled",
             ),
             (
-                ApiError::Denied(Denial::InsufficientScope { scope: "a".into() }),
+                ApiError::Denied(Denial::InsufficientScope {
+                    scope: Some("a".into()),
+                }),
                 403,
                 "insufficient_scope",
             ),

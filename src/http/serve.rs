@@ -1,124 +1,355 @@
 //! The accept loop: each connection served by hyper (HTTP/1.1, or HTTP/2 with prior knowledge) in
-//! its own task, with [`Guarded`] as its service, and a graceful shutdown that lets open
-//! connections finish the requests they have begun.
+//! a task of its own, within the timeouts of [`Timeouts`], with a graceful shutdown that has a
+//! deadline.
 //!
-//! Like `axum::serve`, but a connection learns of the shutdown from a flag it reads when polled,
-//! instead of polling a shared channel that takes a lock on every poll: requests on different
-//! cores then share no memory that either writes.
+//! - Headers must arrive within the header timeout, counted from the connection's start or the
+//!   end of its previous request: hyper's own timer for HTTP/1.1, and a watchdog per connection
+//!   for what that timer does not see (a client that sends nothing, or too little to tell the
+//!   protocol; an idle HTTP/2 connection). So a slow or idle client holds its connection, and a
+//!   file descriptor, for that long at most.
+//! - Each request then has the request timeout (see [`super::pipeline`]).
+//! - After the shutdown signal, requests in flight get the shutdown timeout; connections still
+//!   open then are closed.
+//! - hyper answers a request it cannot parse itself, with an empty body; [`ProblemReplies`]
+//!   rewrites those answers into the contract's problem+json.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Waker;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::response::Response;
-use axum::serve::Listener;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use parking_lot::Mutex;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
 
-use super::{Connections, Guarded};
+use super::error::{ApiError, RequestId};
+use crate::config::Timeouts;
 
-/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and waits for the
-/// open connections: each finishes the request it is answering, if any, and closes.
-pub async fn serve<L>(mut listener: L, app: Connections, shutdown: impl Future<Output = ()>)
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    let stopping = Arc::new(Stopping::default());
-    // Every connection task holds a receiver: once all are dropped, every connection is closed.
-    let (closed_tx, closed_rx) = tokio::sync::watch::channel(());
+/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets requests in
+/// flight finish within `timeouts.shutdown`, and closes what is still open.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    timeouts: Timeouts,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
-        let (io, peer) = tokio::select! {
-            accepted = listener.accept() => accepted,
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let conn = connection(tcp, peer, app.clone(), timeouts, &graceful);
+                    connections.spawn(conn);
+                }
+                Err(e) => accept_failed(e).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = &mut shutdown => break,
-        };
-        let service = app.connection(peer);
-        let stopping = stopping.clone();
-        let closed_rx = closed_rx.clone();
-        tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            let ended = stopping.watch(conn, |c| c.graceful_shutdown()).await;
-            if let Err(e) = ended {
-                tracing::trace!(error = %e, %peer, "connection ended with an error");
-            }
-            drop(closed_rx);
-        });
+        }
     }
     drop(listener);
-    drop(closed_rx);
-    stopping.begin();
-    closed_tx.closed().await;
-}
-
-impl hyper::service::Service<hyper::Request<Incoming>> for Guarded {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        self.handle(req.map(Body::new))
+    if tokio::time::timeout(timeouts.shutdown, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "closing the connections still open at the shutdown deadline"
+        );
     }
+    connections.shutdown().await;
 }
 
-/// Whether the server is shutting down, and how to wake the connections that must learn it.
-#[derive(Default)]
-struct Stopping {
-    begun: AtomicBool,
-    /// The wakers of the connections being served, by a number of each.
-    waiting: Mutex<(u64, HashMap<u64, Waker>)>,
+/// Out of file descriptors (or a similar resource): wait a little rather than spin; a failed
+/// handshake of one client is nothing to wait for.
+async fn accept_failed(e: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "cannot accept connections; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-impl Stopping {
-    /// Drives `conn` to its end, asking it to shut down gracefully once the shutdown begins.
-    /// `shut_down` asks the connection to finish its current request and close.
-    async fn watch<C: Future>(&self, conn: C, shut_down: impl Fn(Pin<&mut C>)) -> C::Output {
-        let mut conn = pin!(conn);
-        let mut registered = None;
-        let mut asked = false;
-        let ended = std::future::poll_fn(|cx| {
-            if !asked {
-                // Registered once: the task's waker stays the same for all its polls. Read after
-                // registering, so that a shutdown beginning meanwhile is either seen here or
-                // wakes this task.
-                if registered.is_none() {
-                    registered = Some(self.register(cx.waker()));
-                }
-                if self.begun.load(Ordering::SeqCst) {
-                    shut_down(conn.as_mut());
-                    asked = true;
+/// Serves one connection.
+fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    app: axum::Router,
+    timeouts: Timeouts,
+    graceful: &GracefulShutdown,
+) -> impl Future<Output = ()> + Send + 'static {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+    let activity = Arc::new(Activity::new());
+    let service = hyper::service::service_fn({
+        let activity = activity.clone();
+        move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let busy = activity.begin();
+            let answer = app.clone().oneshot(req.map(Body::new));
+            async move {
+                let res = answer.await;
+                drop(busy);
+                Ok::<_, Infallible>(res.unwrap_or_else(|never| match never {}))
+            }
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header)
+        .max_headers(super::HEADERS_MAX_COUNT);
+    builder.http2().timer(TokioTimer::new());
+    let io = TokioIo::new(ProblemReplies::new(tcp));
+    let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+    async move {
+        tokio::select! {
+            ended = conn => {
+                if let Err(e) = ended {
+                    tracing::trace!(error = %e, %peer, "connection ended with an error");
                 }
             }
-            conn.as_mut().poll(cx)
-        })
-        .await;
-        if let Some(n) = registered {
-            self.waiting.lock().1.remove(&n);
+            () = activity.idle_for(timeouts.header) => {
+                tracing::trace!(%peer, "closing a connection that sent no request in time");
+            }
         }
-        ended
+    }
+}
+
+/// What a connection is doing, for its watchdog.
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `started` to the latest start or end of a request.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        }
     }
 
-    fn register(&self, waker: &Waker) -> u64 {
-        let mut waiting = self.waiting.lock();
-        let n = waiting.0;
-        waiting.0 += 1;
-        waiting.1.insert(n, waker.clone());
-        n
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::SeqCst);
     }
 
-    /// Begins the shutdown: every connection is woken to learn it.
-    fn begin(&self) {
-        self.begun.store(true, Ordering::SeqCst);
-        let wakers: Vec<Waker> = self.waiting.lock().1.drain().map(|(_, w)| w).collect();
-        for w in wakers {
-            w.wake();
+    /// A request begins; it ends when the returned guard is dropped.
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+        Busy(self.clone())
+    }
+
+    /// Completes once the connection has had no request in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = self.started + Duration::from_millis(self.last.load(Ordering::SeqCst));
+            tokio::time::sleep_until((last + limit).into()).await;
+            let idle = self.in_flight.load(Ordering::SeqCst) == 0;
+            let last = self.started + Duration::from_millis(self.last.load(Ordering::SeqCst));
+            if idle && last + limit <= Instant::now() {
+                return;
+            }
+            if !idle {
+                // A request in flight has its own timeout; look again after it could have ended.
+                tokio::time::sleep(limit).await;
+            }
+        }
+    }
+}
+
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.touch();
+    }
+}
+
+/// A connection's stream that rewrites hyper's own answers to requests it cannot parse (an empty
+/// 400, 414 or 431) into problem+json, and passes everything else through.
+///
+/// Such an answer is recognized by its head: one of those statuses with `content-length: 0` at the
+/// start of a write. Every answer of Keyward's own with those statuses has a problem+json body, and
+/// no body Keyward sends starts with a status line, so nothing else matches.
+struct ProblemReplies<S> {
+    inner: S,
+    /// Bytes of a rewritten answer still to be written, and how many were.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<S> ProblemReplies<S> {
+    fn new(inner: S) -> Self {
+        ProblemReplies {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+/// The problem+json answer replacing hyper's answer `head`, if it is one of hyper's own.
+fn rewritten(head: &[u8]) -> Option<Vec<u8>> {
+    let error = match head.get(..12)? {
+        b"HTTP/1.1 400" => ApiError::Status(axum::http::StatusCode::BAD_REQUEST),
+        b"HTTP/1.1 414" => ApiError::UriTooLong,
+        b"HTTP/1.1 431" => ApiError::HeadersTooLarge,
+        _ => return None,
+    };
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let empty = head[..end]
+        .split(|&b| b == b'\n')
+        .any(|line| line.trim_ascii().eq_ignore_ascii_case(b"content-length: 0"));
+    if !empty {
+        return None;
+    }
+    let id = RequestId::random();
+    let mut problem = error.problem();
+    problem.request_id = id.as_str().to_owned();
+    let body = serde_json::to_vec(&problem).expect("a problem serializes");
+    let status = error.status();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\n\
+         cache-control: no-store\r\nconnection: close\r\nx-request-id: {}\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        body.len(),
+        id.as_str()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+impl<S: AsyncWrite + Unpin> ProblemReplies<S> {
+    /// Writes what is left of a rewritten answer; ready once it is all written.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, done)) = &mut self.pending {
+            if *done == bytes.len() {
+                self.pending = None;
+                break;
+            }
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*done..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *done += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ProblemReplies<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ProblemReplies<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        if let Some(replacement) = rewritten(buf) {
+            self.pending = Some((replacement, 0));
+            // The original is reported written: hyper is done with it.
+            let _ = self.poll_pending(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if let Some(replacement) = first.and_then(|b| rewritten(b)) {
+            self.pending = Some((replacement, 0));
+            let _ = self.poll_pending(cx)?;
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_empty_error_answers_are_rewritten() {
+        let hyper_431 =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let out = rewritten(hyper_431).expect("rewritten");
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+        assert!(head.contains("content-type: application/problem+json"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["status"], 431);
+        assert_eq!(problem["code"], "bad_request");
+        assert!(problem["request_id"].as_str().unwrap().starts_with("req_"));
+        assert!(rewritten(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").is_some());
+        for kept in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-length: 120\r\n\r\n{}"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            b"{\"valid\":true}",
+            b"HTTP/1.1 400",
+        ] {
+            assert!(
+                rewritten(kept).is_none(),
+                "{}",
+                String::from_utf8_lossy(kept)
+            );
         }
     }
 }

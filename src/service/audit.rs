@@ -66,6 +66,40 @@ pub async fn record_as(
     Ok(())
 }
 
+/// Records that a client address is throttled for presenting too many refused credentials, in
+/// the audit log of the first organization (the operator's own: refused credentials belong to
+/// no organization). Best effort: the refusal stands whether or not it is recorded.
+pub async fn record_throttled(ctx: &Ctx, ip: std::net::IpAddr, user_agent: Option<String>) {
+    let ip = ip.to_string();
+    tracing::warn!(%ip, "client throttled for presenting too many refused credentials");
+    let recorded = async {
+        let Some(org_id) = ctx.store.first_org_id().await? else {
+            return Ok(());
+        };
+        record_as(
+            ctx,
+            &org_id,
+            Actor::system(),
+            Some(ip.clone()),
+            user_agent,
+            "auth.throttled",
+            Target {
+                kind: "ip",
+                id: &ip,
+                label: &ip,
+            },
+            serde_json::json!({
+                "refused": ctx.throttle.limit(),
+                "detail": "refused credentials presented too often; answered 429 until the window ends",
+            }),
+        )
+        .await
+    };
+    if let Err(e) = recorded.await {
+        tracing::error!(error = %e, "could not record a throttled client in the audit log");
+    }
+}
+
 /// Events of the caller's organization, newest first.
 pub async fn list(
     ctx: &Ctx,

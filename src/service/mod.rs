@@ -27,6 +27,9 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{0}")]
     Forbidden(String),
+    /// The caller lacks a management scope; `who` says whether the key or the role lacks it.
+    #[error("{}", missing_scope_message(scope, who))]
+    MissingScope { scope: String, who: &'static str },
     #[error("{0}")]
     Conflict(String),
     #[error("validation failed")]
@@ -51,6 +54,11 @@ impl From<Vec<FieldError>> for ServiceError {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+/// What a 403 for a missing management scope says.
+pub fn missing_scope_message(scope: &str, who: &str) -> String {
+    format!("This action needs the scope '{scope}', which {who} does not grant.")
+}
+
 /// What the services need: storage, the verifier's cache, the clock, and configuration.
 #[derive(Clone)]
 pub struct Ctx {
@@ -60,6 +68,8 @@ pub struct Ctx {
     /// Encrypts recoverable keys; `None` without `KEYWARD_ENCRYPTION_KEY`.
     pub sealer: Option<crate::domain::seal::Sealer>,
     pub plans: Arc<[crate::domain::model::Plan]>,
+    /// Counts refused credentials per client address (failed-auth throttling).
+    pub throttle: Arc<crate::verify::throttle::AuthThrottle>,
 }
 
 impl Ctx {
@@ -72,7 +82,7 @@ impl Ctx {
 #[derive(Debug, Clone)]
 pub enum Via {
     /// A management key: acts with its own scopes, never beyond its owner's role.
-    Key(Arc<crate::verify::CachedKey>),
+    Key(Arc<crate::domain::model::Key>),
     /// A signed-in dashboard session: acts with its member's role.
     Session,
 }
@@ -91,7 +101,7 @@ impl Caller {
     /// The management key the caller authenticated with, if any.
     fn key(&self) -> Option<&crate::domain::model::Key> {
         match &self.via {
-            Via::Key(cached) => Some(&cached.key),
+            Via::Key(key) => Some(key),
             Via::Session => None,
         }
     }
@@ -108,10 +118,10 @@ impl Caller {
     /// The audit log's view of the caller: never a secret.
     pub fn actor(&self) -> Actor {
         match &self.via {
-            Via::Key(cached) => Actor {
+            Via::Key(key) => Actor {
                 kind: "key",
-                id: Some(cached.key.id.clone()),
-                label: format!("{}••••", cached.key.display_prefix()),
+                id: Some(key.id.clone()),
+                label: format!("{}••••", key.display_prefix()),
             },
             Via::Session => Actor {
                 kind: "user",
@@ -137,9 +147,10 @@ pub fn require(key: Option<&crate::domain::model::Key>, user: &User, scope: &str
         Some(k) if !k.scopes.iter().any(|s| s == scope) => "this management key",
         _ => "your role",
     };
-    Err(ServiceError::Forbidden(format!(
-        "This action needs the scope '{scope}', which {who} does not grant."
-    )))
+    Err(ServiceError::MissingScope {
+        scope: scope.to_owned(),
+        who,
+    })
 }
 
 /// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.

@@ -634,7 +634,7 @@ async fn changes_made_by_another_instance_are_followed(db: Db) {
 async fn a_change_of_many_keys_at_once_is_followed_in_full(db: Db) {
     use keyward::domain::check::Requirements;
     use keyward::domain::key;
-    use keyward::verify::Scope;
+    use keyward::verify::{Presented, Scope};
     let app = spawn_with(Options {
         db,
         ..Default::default()
@@ -675,7 +675,13 @@ async fn a_change_of_many_keys_at_once_is_followed_in_full(db: Db) {
         Err(r) => r.denial.verify_code(),
     };
     for s in &secrets {
-        let outcome = verifier.verify(s.expose(), scope, &req, 1).await.unwrap();
+        let presented = Presented {
+            token: s.expose(),
+            scope,
+            req: req.clone(),
+            cost: 1,
+        };
+        let outcome = verifier.check(&presented).await.unwrap();
         assert_eq!(code(outcome), "VALID");
     }
     app.clock.advance(1_000);
@@ -695,7 +701,13 @@ async fn a_change_of_many_keys_at_once_is_followed_in_full(db: Db) {
     // Every cached one (all but the template) is dropped, and each answers as revoked.
     assert_eq!(verifier.follow_changes().await.unwrap(), 1_005);
     for s in &secrets {
-        let outcome = verifier.verify(s.expose(), scope, &req, 1).await.unwrap();
+        let presented = Presented {
+            token: s.expose(),
+            scope,
+            req: req.clone(),
+            cost: 1,
+        };
+        let outcome = verifier.check(&presented).await.unwrap();
         assert_eq!(code(outcome), "REVOKED");
     }
     assert_eq!(verifier.follow_changes().await.unwrap(), 0);

@@ -4,23 +4,25 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::Json;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::check::{Denial, RateDecision, Requirements};
-use crate::domain::model::{Millis, normalize_ip};
-use crate::domain::validate::FieldError;
+use crate::domain::check::{RateDecision, Requirements};
+use crate::domain::model::normalize_ip;
+use crate::domain::validate::{self, Errors};
+use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
-use crate::http::views::{self, KeyView};
-use crate::http::{AppState, BODY_LIMIT, Connection, auth, extract};
-use crate::service::{self, Caller};
-use crate::verify::Scope;
+use crate::http::views::KeyView;
+use crate::service::Caller;
+use crate::verify::{Presented, Scope};
+
+/// Most units one verification may charge.
+pub const COST_MAX: u32 = 1000;
 
 pub fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new().route("/v1/keys/verify", post(verify_key))
@@ -33,6 +35,8 @@ pub struct VerifyRequest {
     pub key: String,
     /// Only keys of this API count; another API's key answers `NOT_FOUND`.
     pub api_id: Option<String>,
+    /// Scopes the route needs, each a scope name (lowercase letters, digits and `:_-.`, 1 to 64
+    /// characters).
     #[serde(default)]
     pub required_scopes: Vec<String>,
     /// The address your client called from, checked against the key's allowlist.
@@ -98,235 +102,95 @@ pub async fn verify_key(
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:verify")?;
-    verdict(&state, &caller.org_id, body, state.ctx.now()).await
-}
-
-/// `POST /v1/keys/verify` called with a management key, served without the router: the same
-/// checks in the same order as [`verify_key`] (the caller, then the body, then the scope), without
-/// building a [`Caller`]. It is the request Keyward answers most, so it gets the shortest path.
-pub async fn serve(conn: &Connection, req: Request) -> Response {
-    let state = &conn.state;
-    let (parts, body) = req.into_parts();
-    let answer = async {
-        let token = auth::bearer(&parts)
-            .map_err(ApiError::Denied)?
-            .ok_or(ApiError::Denied(Denial::MissingCredentials))?;
-        let ip = Some(normalize_ip(conn.peer.ip()));
-        let remembered = Some(&conn.remembered);
-        // From memory when it can (without building the futures that storage would need).
-        let now = state.ctx.now();
-        let caller = match auth::management_key_now(state, token, ip, remembered, now) {
-            Ok(caller) => caller?,
-            Err(pending) => {
-                let resumed =
-                    auth::resume_management_key(state, pending, token, ip, remembered, now);
-                Box::pin(resumed).await?
-            }
-        };
-        extract::require_json(&parts.headers)?;
-        let body = extract::read_body(body, BODY_LIMIT).await?;
-        let body: VerifyRequest = extract::parse_body(&body)?;
-        service::require(Some(caller.key()), caller.owner(), "keys:verify")?;
-        // The caller's verification read the clock for this request.
-        verdict(state, &caller.key().org_id, body, caller.at).await
-    };
-    answer.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// Checks the key of `body` for the organization `org_id` at `now` (the request's time) and writes
-/// the verdict.
-async fn verdict(
-    state: &AppState,
-    org_id: &str,
-    body: VerifyRequest,
-    now: Millis,
-) -> Result<Response, ApiError> {
-    let mut errors = Vec::new();
-    let ip = match body.ip.as_deref() {
-        Some(s) => match s.trim().parse::<IpAddr>() {
-            Ok(ip) => Some(ip),
-            Err(_) => {
-                errors.push(FieldError {
-                    field: "ip".into(),
-                    message: "must be an IPv4 or IPv6 address".into(),
-                });
-                None
-            }
+    let (ip, cost) = body.check()?;
+    let presented = Presented {
+        token: &body.key,
+        scope: Scope {
+            org_id: Some(&caller.org_id),
+            api_id: body.api_id.as_deref(),
+            management: false,
         },
-        None => None,
-    };
-    let cost = body.cost.unwrap_or(1);
-    if cost > 1000 {
-        errors.push(FieldError {
-            field: "cost".into(),
-            message: "must be between 0 and 1000".into(),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let req = Requirements {
-        client_ip: ip,
-        token_type: body.token_type.as_deref(),
-        scopes: &body.required_scopes,
-        skip_plan: false,
-    };
-    let scope = Scope {
-        org_id: Some(org_id),
-        api_id: body.api_id.as_deref(),
-        management: false,
+        req: Requirements {
+            client_ip: ip,
+            token_type: body.token_type.as_deref(),
+            scopes: &body.required_scopes,
+            skip_plan: false,
+        },
+        cost,
     };
     let verifier = &state.ctx.verifier;
-    let outcome = match verifier.verify_now(&body.key, scope, &req, cost, now) {
-        Ok(outcome) => outcome,
-        Err(pending) => {
-            Box::pin(verifier.resume(pending, &body.key, scope, &req, cost, now)).await?
-        }
-    };
-    // The key object is its rendering cached per key record plus the per-request fields, written
-    // straight into the body, in the order of `VerifyResponse`, which documents (and a test checks)
-    // the same shape.
-    let mut body = Vec::with_capacity(1024);
-    match &outcome {
+    let now = state.ctx.now();
+    let outcome = verifier.check_at(&presented, now).await?;
+    let verdict = match &outcome {
         Ok(v) => {
-            let outer = VerifyOuter {
+            // This very request is the key's last use.
+            let usage = Some((v.at, ip.map(|ip| normalize_ip(ip).to_string())));
+            let mut view = KeyView::with_usage(&v.key, now, usage);
+            if let Some(left) = v.quota_remaining {
+                view.quota.remaining = Some(left);
+            }
+            VerifyResponse {
                 valid: true,
                 code: "VALID",
                 status: 200,
                 detail: None,
+                key: Some(view),
                 ratelimit: v.ratelimit.map(Into::into),
                 quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
-            };
-            outer.write_head(&mut body);
-            body.extend_from_slice(b",\"key\":");
-            let fixed = v.cached.rendered(views::render_fixed);
-            // This very request is the key's last use.
-            let usage = Some((v.at, ip.map(normalize_ip)));
-            views::write_key_json(&mut body, fixed, v.key(), now, usage, v.quota_remaining);
-            outer.write_tail(&mut body);
-        }
-        Err(r) => {
-            let outer = VerifyOuter {
-                valid: false,
-                code: r.denial.verify_code(),
-                status: r.denial.status(),
-                detail: Some(r.denial.detail()),
-                ratelimit: r.ratelimit.map(Into::into),
-                quota: None,
-            };
-            outer.write_head(&mut body);
-            if let Some(cached) = &r.key {
-                body.extend_from_slice(b",\"key\":");
-                let fixed = cached.rendered(views::render_fixed);
-                let usage = verifier.pending_touch(&cached.key.id);
-                views::write_key_json(&mut body, fixed, &cached.key, now, usage, None);
             }
-            outer.write_tail(&mut body);
         }
-    }
-    let mut res = Response::new(Body::from(body));
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(res)
+        Err(r) => VerifyResponse {
+            valid: false,
+            code: r.denial.verify_code(),
+            status: r.denial.status(),
+            detail: Some(r.denial.detail()),
+            key: r.key.as_ref().map(|k| {
+                let usage = verifier
+                    .pending_touch(&k.id)
+                    .map(|(at, ip)| (at, ip.map(|ip| ip.to_string())));
+                KeyView::with_usage(k, now, usage)
+            }),
+            ratelimit: r.ratelimit.map(Into::into),
+            quota: None,
+        },
+    };
+    Ok(Json(verdict).into_response())
 }
 
-/// The verdict's fields beside its key.
-struct VerifyOuter {
-    valid: bool,
-    code: &'static str,
-    status: u16,
-    detail: Option<String>,
-    ratelimit: Option<RateLimitState>,
-    quota: Option<QuotaState>,
-}
-
-impl VerifyOuter {
-    /// Opens the object and writes the fields before `key`.
-    fn write_head(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(if self.valid {
-            b"{\"valid\":true,\"code\":\""
-        } else {
-            b"{\"valid\":false,\"code\":\""
-        });
-        out.extend_from_slice(self.code.as_bytes());
-        out.extend_from_slice(b"\",\"status\":");
-        views::push_int(out, self.status);
-        if let Some(detail) = &self.detail {
-            out.extend_from_slice(b",\"detail\":");
-            views::push_str(out, detail);
+impl VerifyRequest {
+    /// The client address and cost, once every field is valid. What the request asks for is
+    /// checked for its form only, and never repeated in an error: it could be anything a client
+    /// sent, a secret included.
+    fn check(&self) -> Result<(Option<IpAddr>, u32), ApiError> {
+        let mut e = Errors::default();
+        let ip = match self.ip.as_deref().map(|s| s.trim().parse::<IpAddr>()) {
+            Some(Ok(ip)) => Some(ip),
+            Some(Err(_)) => {
+                e.add("ip", "must be an IPv4 or IPv6 address");
+                None
+            }
+            None => None,
+        };
+        let cost = self.cost.unwrap_or(1);
+        if cost > COST_MAX {
+            e.add("cost", format!("must be between 0 and {COST_MAX}"));
         }
-    }
-
-    /// Writes the fields after `key` and closes the object.
-    fn write_tail(&self, out: &mut Vec<u8>) {
-        if let Some(r) = &self.ratelimit {
-            out.extend_from_slice(b",\"ratelimit\":{\"limit\":");
-            views::push_int(out, r.limit);
-            out.extend_from_slice(b",\"remaining\":");
-            views::push_int(out, r.remaining);
-            out.extend_from_slice(b",\"reset_ms\":");
-            views::push_int(out, r.reset_ms);
-            out.push(b'}');
+        if let Some(t) = &self.token_type {
+            if !validate::is_valid_name_token(t) {
+                e.add("token_type", validate::NAME_TOKEN_RULE);
+            }
         }
-        if let Some(q) = &self.quota {
-            out.extend_from_slice(b",\"quota\":{\"remaining\":");
-            views::push_int(out, q.remaining);
-            out.push(b'}');
+        if self.required_scopes.len() > validate::SCOPES_MAX {
+            e.add(
+                "required_scopes",
+                format!("must have at most {} entries", validate::SCOPES_MAX),
+            );
         }
-        out.push(b'}');
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The hand-written verdict is the documented `VerifyResponse`, field for field.
-    #[test]
-    fn the_written_verdict_is_the_documented_verify_response() {
-        let cases = [
-            (true, "VALID", 200, None, Some((5, 4, 99)), Some(7)),
-            (
-                false,
-                "RATE_LIMITED",
-                429,
-                Some("slow \"down\"\n"),
-                Some((5, 0, 99)),
-                None,
-            ),
-            (false, "NOT_FOUND", 404, Some("no such key"), None, None),
-            (true, "VALID", 200, None, None, None),
-        ];
-        for (valid, code, status, detail, ratelimit, quota) in cases {
-            let rl = |(limit, remaining, reset_ms)| RateLimitState {
-                limit,
-                remaining,
-                reset_ms,
-            };
-            let outer = VerifyOuter {
-                valid,
-                code,
-                status,
-                detail: detail.map(str::to_owned),
-                ratelimit: ratelimit.map(rl),
-                quota: quota.map(|remaining| QuotaState { remaining }),
-            };
-            let mut out = Vec::new();
-            outer.write_head(&mut out);
-            outer.write_tail(&mut out);
-            let written: serde_json::Value = serde_json::from_slice(&out).unwrap();
-            let documented = VerifyResponse {
-                valid,
-                code,
-                status,
-                detail: detail.map(str::to_owned),
-                key: None,
-                ratelimit: ratelimit.map(rl),
-                quota: quota.map(|remaining| QuotaState { remaining }),
-            };
-            assert_eq!(written, serde_json::to_value(documented).unwrap(), "{code}");
+        for (i, s) in self.required_scopes.iter().enumerate() {
+            if !validate::is_valid_name_token(s) {
+                e.add(format!("required_scopes[{i}]"), validate::NAME_TOKEN_RULE);
+            }
         }
+        e.finish((ip, cost)).map_err(ApiError::Validation)
     }
 }
