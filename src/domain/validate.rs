@@ -79,10 +79,7 @@ pub fn ip_allowlist(errors: &mut Errors, field: &str, entries: &[String]) -> Vec
             }
             None => errors.add(
                 format!("{field}[{i}]"),
-                format!(
-                    "'{}' is not an IPv4/IPv6 address or CIDR block",
-                    entry.trim()
-                ),
+                "must be an IPv4 or IPv6 address or CIDR block (like 203.0.113.7 or 203.0.113.0/24)",
             ),
         }
     }

@@ -98,28 +98,78 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
         Err(err) => {
-            let path = err.path().to_string();
+            let field = field_of(err.path());
             let inner = err.into_inner();
             match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let field = if path == "." { "body".to_owned() } else { path };
-                    Err(ApiError::Validation(vec![FieldError {
-                        field,
-                        message: strip_position(&inner.to_string()),
-                    }]))
-                }
+                serde_json::error::Category::Data => Err(ApiError::Validation(vec![FieldError {
+                    field,
+                    message: safe_message(&inner.to_string()),
+                }])),
                 _ => Err(ApiError::BadRequest(format!(
-                    "The request body is not valid JSON: {inner}"
+                    "The request body is not valid JSON (line {}, column {}).",
+                    inner.line(),
+                    inner.column()
                 ))),
             }
         }
     }
 }
 
-fn strip_position(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
+/// The field a shape error is about, as a path of the schema's own names (`rate_limit.requests`,
+/// `scopes[2]`). A segment that is not such a name (a key of a free-form object) ends the path
+/// there: it is whatever the client sent.
+fn field_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut field = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key }
+                if (1..=40).contains(&key.len())
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(key);
+            }
+            _ => break,
+        }
+    }
+    if field.is_empty() || field.starts_with('[') {
+        field.insert_str(0, "body");
+    }
+    field
+}
+
+/// A shape error's message without the value that caused it. serde quotes what it found
+/// (``unknown variant `x` ``, `invalid type: string "x"`), and what a client sends in the wrong
+/// field could be a secret. What it expected comes from the schema and is kept.
+fn safe_message(msg: &str) -> String {
+    let msg = msg.find(" at line ").map_or(msg, |i| &msg[..i]);
+    let expected = msg.find(", expected ").map(|i| &msg[i + 2..]);
+    let with_expected = |what: &str| match expected {
+        Some(e) => format!("{what}; {e}"),
+        None => what.to_owned(),
+    };
+    if msg.starts_with("unknown variant") {
+        with_expected("unknown value")
+    } else if msg.starts_with("unknown field") {
+        with_expected("unknown field")
+    } else if msg.starts_with("invalid type") {
+        with_expected("wrong type")
+    } else if msg.starts_with("invalid value") {
+        with_expected("invalid value")
+    } else if msg.starts_with("invalid length") || msg.starts_with("missing field") {
+        // A count, or the schema's own field name.
+        msg.to_owned()
+    } else if msg.starts_with("duplicate field") {
+        "given more than once".to_owned()
+    } else {
+        // A message of a type's own parser (addresses, instants), which may quote its input.
+        "invalid value".to_owned()
     }
 }
 
@@ -133,7 +183,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         let query = parts.uri.query().unwrap_or_default();
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
-            .map_err(|e| ApiError::BadRequest(format!("Invalid query parameters: {e}")))
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "Invalid query parameters: {}.",
+                    safe_message(&e.to_string())
+                ))
+            })
     }
 }
 
@@ -168,6 +223,106 @@ mod tests {
 
     fn body(pieces: &[&'static [u8]]) -> Body {
         Body::new(Pieces(pieces.iter().copied().collect()))
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "only parsed")]
+    struct Shape {
+        name: String,
+        kind: Option<Kind>,
+        count: Option<u32>,
+        inner: Option<Inner>,
+        list: Option<Vec<u8>>,
+        free: Option<std::collections::HashMap<String, u8>>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Live,
+        Test,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "only parsed")]
+    struct Inner {
+        requests: u32,
+    }
+
+    fn refused(body: &str) -> FieldError {
+        match parse_json::<Shape>(body.as_bytes()) {
+            Err(ApiError::Validation(mut errors)) => errors.remove(0),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_value_in_the_wrong_place_is_named_by_field_and_never_repeated() {
+        let secret = "kw_live_0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab";
+        let cases = [
+            (
+                format!(r#"{{"name":"a","kind":"{secret}"}}"#),
+                "kind",
+                "unknown value; expected `live` or `test`",
+            ),
+            (
+                format!(r#"{{"name":"a","{secret}":1}}"#),
+                "body",
+                "unknown field; expected one of `name`, `kind`, `count`, `inner`, `list`, `free`",
+            ),
+            (
+                format!(r#"{{"name":"a","count":"{secret}"}}"#),
+                "count",
+                "wrong type; expected u32",
+            ),
+            (
+                format!(r#"{{"name":"a","inner":{{"requests":"{secret}"}}}}"#),
+                "inner.requests",
+                "wrong type; expected u32",
+            ),
+            (
+                format!(r#"{{"name":"a","list":[1,"{secret}"]}}"#),
+                "list[1]",
+                "wrong type; expected u8",
+            ),
+            (
+                format!(r#"{{"name":"a","free":{{"{secret}":"x"}}}}"#),
+                "free",
+                "wrong type; expected u8",
+            ),
+            (
+                format!(r#"{{"name":["{secret}"]}}"#),
+                "name",
+                "wrong type; expected a string",
+            ),
+            (
+                r#"{"kind":"live"}"#.to_owned(),
+                "body",
+                "missing field `name`",
+            ),
+        ];
+        for (body, field, message) in cases {
+            let e = refused(&body);
+            assert_eq!(
+                (e.field.as_str(), e.message.as_str()),
+                (field, message),
+                "{body}"
+            );
+            assert!(
+                !e.message.contains("0123456789abcdef") && !e.field.contains("0123456789abcdef")
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_a_400_that_repeats_nothing() {
+        let secret = "kw_live_0123456789abcdef";
+        match parse_json::<Shape>(format!("{{\"name\": {secret}}}").as_bytes()) {
+            Err(ApiError::BadRequest(d)) => assert!(!d.contains(secret), "{d}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

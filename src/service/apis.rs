@@ -138,7 +138,7 @@ fn check_routes(e: &mut Errors, routes: &[Route], api_scopes: &[ScopeDef], api_t
             if !api_scopes.iter().any(|d| &d.name == s) {
                 e.add(
                     format!("routes[{i}].required_scopes[{j}]"),
-                    format!("'{s}' is not in the API's scope catalogue"),
+                    "is not in the API's scope catalogue",
                 );
             }
         }
@@ -146,7 +146,10 @@ fn check_routes(e: &mut Errors, routes: &[Route], api_scopes: &[ScopeDef], api_t
             if !api_types.contains(t) {
                 e.add(
                     format!("routes[{i}].token_types[{j}]"),
-                    format!("'{t}' is not one of the API's token types"),
+                    format!(
+                        "must be one of the API's token types: {}",
+                        api_types.join(", ")
+                    ),
                 );
             }
         }

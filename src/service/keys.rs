@@ -153,7 +153,7 @@ fn check_scopes(errors: &mut Errors, field: &str, api: &Api, scopes: &[String]) 
         if !api.has_scope(s) {
             errors.add(
                 format!("{field}[{i}]"),
-                format!("'{s}' is not in the scope catalogue of API '{}'", api.slug),
+                format!("is not in the scope catalogue of API '{}'", api.slug),
             );
         } else if !out.contains(s) {
             out.push(s.clone());

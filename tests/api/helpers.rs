@@ -113,6 +113,9 @@ pub struct Options {
     pub public_url: Option<String>,
     /// Contents of a TOML configuration file to start with.
     pub toml: Option<String>,
+    /// Further settings (timeouts, throttling); the ones above and the test's own (address, data
+    /// directory, database, pepper) take precedence.
+    pub args: ServerArgs,
 }
 
 impl Default for Options {
@@ -123,6 +126,7 @@ impl Default for Options {
             encryption_key: None,
             public_url: None,
             toml: None,
+            args: ServerArgs::default(),
         }
     }
 }
@@ -167,7 +171,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         plans_without_access: opts.plans_without_access,
         encryption_key: opts.encryption_key,
         public_url: opts.public_url,
-        ..Default::default()
+        ..opts.args
     };
     let config = Config::load(&args).expect("config");
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
@@ -417,5 +421,114 @@ impl TestApp {
             h.await.expect("server task").expect("server stops cleanly");
         }
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
+/// The real `keyward` binary, serving on a loopback port of its own. Everything it prints is
+/// collected.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub base: String,
+    stdout: Arc<std::sync::Mutex<String>>,
+    stderr: Arc<std::sync::Mutex<String>>,
+}
+
+impl Binary {
+    /// Runs `keyward serve` with `env`; waits until it listens and has printed its first-start
+    /// message, if any.
+    pub async fn serve(env: &[(&str, &str)]) -> Binary {
+        use std::process::Stdio;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.arg("serve")
+            .env("KEYWARD_LISTEN", "127.0.0.1:0")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the binary starts");
+        let collect = |pipe: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
+            let text = Arc::new(std::sync::Mutex::new(String::new()));
+            let into = text.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut t = into.lock().unwrap();
+                    t.push_str(&line);
+                    t.push('\n');
+                }
+            });
+            text
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let started = std::time::Instant::now();
+        let addr = loop {
+            let text = stderr.lock().unwrap().clone();
+            if let Some(i) = text.find("listening on http://") {
+                let rest = &text[i + "listening on http://".len()..];
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the server exited early ({status}): {text}");
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the server did not listen within 30 s: {text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        // The first-start message is printed before the server listens; give the pipe a moment.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Binary {
+            child,
+            base: format!("http://{addr}"),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// What it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The management key printed on the first start.
+    pub fn admin_key(&self) -> String {
+        self.stdout()
+            .lines()
+            .find(|l| l.starts_with("kw_live_"))
+            .expect("the management key on a line of its own")
+            .to_owned()
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the process to exit; returns its status and
+    /// how long it took.
+    pub async fn terminate(
+        &mut self,
+        within: std::time::Duration,
+    ) -> (std::process::ExitStatus, std::time::Duration) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let started = std::time::Instant::now();
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the process exits in time")
+            .unwrap();
+        // Let the collectors read the last lines.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        (status, started.elapsed())
     }
 }

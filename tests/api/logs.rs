@@ -1,61 +1,26 @@
 //! Runs the real binary through a full session and proves that no secret reaches its logs.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+
+use crate::helpers::Binary;
 
 const PEPPER: &str = "log-test-pepper-fedcba9876543210-fedcba9876543210";
 
 #[tokio::test]
 async fn no_key_or_pepper_appears_in_the_server_output_across_a_full_run() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .arg("serve")
-        .env("KEYWARD_LISTEN", "127.0.0.1:0")
-        .env("KEYWARD_DATA_DIR", dir.path())
-        .env("KEYWARD_PEPPER", PEPPER)
-        .env("KEYWARD_LOG", "debug")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    // Read stderr until the server says where it listens.
-    let mut err_text = String::new();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).await.unwrap() == 0 {
-                panic!("the server exited early: {err_text}");
-            }
-            err_text.push_str(&line);
-            if let Some(i) = line.find("listening on http://") {
-                let rest = &line[i + "listening on http://".len()..];
-                return rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-    })
-    .await
-    .expect("the server starts within 30 s");
-    let base = format!("http://{addr}");
-    // stdout holds the first-start message; read what is there so far.
-    let mut out_buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), stdout.read(&mut out_buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let first_out = String::from_utf8_lossy(&out_buf[..n]).to_string();
-    let admin = first_out
-        .lines()
-        .find(|l| l.starts_with("kw_live_"))
-        .expect("the management key on a line of its own")
-        .to_owned();
+    let data = dir.path().to_str().unwrap();
+    let mut server = Binary::serve(&[
+        ("KEYWARD_DATA_DIR", data),
+        ("KEYWARD_PEPPER", PEPPER),
+        ("KEYWARD_LOG", "debug"),
+    ])
+    .await;
+    let base = server.base.clone();
+    let first_out = server.stdout();
+    let admin = server.admin_key();
 
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: String, body: Option<Value>, key: String| {
@@ -179,21 +144,10 @@ async fn no_key_or_pepper_appears_in_the_server_output_across_a_full_run() {
         .await
         .unwrap();
 
-    let pid = child.id().unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (exit, _) = server.terminate(Duration::from_secs(20)).await;
     assert!(exit.success(), "graceful shutdown exits 0");
-    stderr.read_to_string(&mut err_text).await.unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).await.unwrap();
-    let all_out = format!("{first_out}{rest}");
+    let err_text = server.stderr();
+    let all_out = server.stdout();
 
     assert!(
         err_text.contains("shutting down"),

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod governance;
+mod hardening;
 mod helpers;
 mod keys;
 mod logs;
