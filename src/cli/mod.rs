@@ -35,7 +35,7 @@ pub enum Command {
     /// Organizations (operator commands, run against the database directly).
     #[command(subcommand)]
     Orgs(OrgsCommand),
-    /// Manage keys through a running server.
+    /// Manage keys through a running server (`create-management` works on the database instead).
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Verify a key through a running server.
@@ -90,6 +90,16 @@ pub struct ClientArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    /// Mint a management key (every scope, acting within the member's role) for an active member,
+    /// against the database directly, like `setup-link`: the way back in when every management key
+    /// is lost or revoked. Prints it once.
+    CreateManagement {
+        /// The member's email (the first owner's is owner@localhost until set).
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Create a key and print it once.
     Create {
         #[arg(long)]
@@ -340,6 +350,23 @@ async fn init(args: ServerArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `keyward keys create-management`: against the database, not through a server.
+async fn create_management(email: String, server: ServerArgs) -> anyhow::Result<i32> {
+    let config = server_config(&server)?;
+    let ctx = crate::connect(&config, Arc::new(SystemClock)).await?;
+    let (key, secret) = crate::service::bootstrap::create_management_key(&ctx, &email)
+        .await
+        .map_err(|e| match e {
+            crate::service::ServiceError::NotFound(_) => {
+                anyhow::anyhow!("no active member has the email {email}")
+            }
+            e => e.into(),
+        })?;
+    println!("Created {} for {email}.", key.id);
+    print_management_key(secret.expose());
+    Ok(0)
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -379,6 +406,7 @@ fn parse_rate_limit(s: &str) -> anyhow::Result<serde_json::Value> {
 
 async fn keys(cmd: KeysCommand) -> anyhow::Result<i32> {
     match cmd {
+        KeysCommand::CreateManagement { email, server } => create_management(email, server).await,
         KeysCommand::Create {
             name,
             api,

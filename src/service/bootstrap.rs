@@ -5,11 +5,11 @@
 use rand::rngs::OsRng;
 
 use super::sessions::{self, Purpose, Token};
-use super::{Ctx, Result};
+use super::{Ctx, Result, ServiceError, audit};
 use crate::domain::key::{self, SecretKey};
 use crate::domain::model::{
-    Api, BUILT_IN_TOKEN_TYPES, Environment, Key, MANAGEMENT_API_SLUG, MANAGEMENT_PREFIXES,
-    MANAGEMENT_SCOPES, Org, Policies, Role, ScopeDef, User, UserStatus,
+    Actor, Api, BUILT_IN_TOKEN_TYPES, Environment, Key, MANAGEMENT_API_SLUG, MANAGEMENT_PREFIXES,
+    MANAGEMENT_SCOPES, Millis, Org, Policies, Role, ScopeDef, User, UserStatus,
 };
 use crate::domain::new_id;
 
@@ -87,6 +87,44 @@ pub async fn create_org(
         routes: Vec::new(),
         created_at: now + 1,
     };
+    let (key, secret) = management_key(
+        ctx,
+        &management_api,
+        &owner,
+        "Initial management key",
+        "Created when the organization was set up; holds every scope.",
+        now,
+    );
+    ctx.store
+        .create_org(
+            &org,
+            &owner,
+            &[management_api.clone(), default_api.clone()],
+            &key,
+        )
+        .await?;
+    let setup_token = sessions::create_setup_link(ctx, &owner, Purpose::Setup).await?;
+    Ok(Bootstrapped {
+        org,
+        owner,
+        management_api,
+        default_api,
+        key,
+        secret,
+        setup_token,
+    })
+}
+
+/// A new management key of `owner` holding every scope (it acts within the owner's role), and its
+/// secret; not stored yet.
+fn management_key(
+    ctx: &Ctx,
+    management_api: &Api,
+    owner: &User,
+    name: &str,
+    description: &str,
+    now: Millis,
+) -> (Key, SecretKey) {
     let pepper = ctx.verifier.peppers().current().clone();
     let secret = key::generate(&management_api.prefix_live, &mut OsRng);
     let public_id = key::parse(secret.expose())
@@ -95,10 +133,10 @@ pub async fn create_org(
         .to_owned();
     let key = Key {
         id: format!("key_{public_id}"),
-        org_id: org.id.clone(),
+        org_id: owner.org_id.clone(),
         api_id: management_api.id.clone(),
-        name: "Initial management key".into(),
-        description: Some("Created when the organization was set up; holds every scope.".into()),
+        name: name.into(),
+        description: Some(description.into()),
         key_prefix: management_api.prefix_live.clone(),
         token_type: "standard".into(),
         environment: Environment::Live,
@@ -129,22 +167,55 @@ pub async fn create_org(
         recoverable: false,
         encrypted_secret: None,
     };
-    ctx.store
-        .create_org(
-            &org,
-            &owner,
-            &[management_api.clone(), default_api.clone()],
-            &key,
-        )
-        .await?;
-    let setup_token = sessions::create_setup_link(ctx, &owner, Purpose::Setup).await?;
-    Ok(Bootstrapped {
-        org,
-        owner,
+    (key, secret)
+}
+
+/// A way back in: a new management key for the active member with `email`, minted by the operator
+/// against the database (`keyward keys create-management`), for when every management key is
+/// lost or revoked. Audited as created by the operator.
+pub async fn create_management_key(ctx: &Ctx, email: &str) -> Result<(Key, SecretKey)> {
+    let email = sessions::normalize_email(email);
+    let Some((member, _)) = ctx.store.get_user_by_email(&email).await? else {
+        return Err(ServiceError::NotFound("member"));
+    };
+    if member.status != UserStatus::Active {
+        return Err(ServiceError::Conflict(format!(
+            "The member {email} is {}; enable them first.",
+            member.status.as_str()
+        )));
+    }
+    let apis = ctx.store.list_apis(&member.org_id).await?;
+    let management_api = apis
+        .iter()
+        .find(|a| a.is_management())
+        .ok_or(ServiceError::NotFound("management API"))?;
+    let now = ctx.now();
+    let (key, secret) = management_key(
+        ctx,
         management_api,
-        default_api,
-        key,
-        secret,
-        setup_token,
-    })
+        &member,
+        "Recovery management key",
+        "Created by the operator with `keyward keys create-management`.",
+        now,
+    );
+    ctx.store.create_key(&key).await?;
+    ctx.verifier.invalidate_key(&key.id);
+    let label = format!("{}••••", key.display_prefix());
+    audit::record_as(
+        ctx,
+        &member.org_id,
+        Actor::system(),
+        None,
+        None,
+        "key.created",
+        audit::Target {
+            kind: "key",
+            id: &key.id,
+            label: &label,
+        },
+        serde_json::json!({"name": key.name, "api_id": key.api_id, "scopes": key.scopes,
+                           "owner_id": key.owner_id, "via": "keyward keys create-management"}),
+    )
+    .await?;
+    Ok((key, secret))
 }

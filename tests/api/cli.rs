@@ -214,3 +214,55 @@ async fn scan_finds_real_keys_in_files_and_ignores_look_alikes() {
     .await;
     assert_eq!(clean.status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_revoked_last_management_key_is_replaced_from_the_command_line() {
+    let app = spawn_app().await;
+    let admin_id = format!("key_{}", &app.admin_key[8..20]);
+    // The only management key revokes itself: the API is closed to it from now on.
+    app.post(
+        &format!("/v1/keys/{admin_id}/revoke"),
+        serde_json::json!({}),
+    )
+    .await
+    .assert_status(200);
+    app.get("/v1/keys").await.assert_problem(401, "key_revoked");
+    let database = format!("sqlite://{}", app.dir.path().join("keyward.db").display());
+    let run = |email: &'static str| {
+        Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["keys", "create-management", "--email", email])
+            .env("KEYWARD_DATABASE_URL", &database)
+            .env("KEYWARD_PEPPER", crate::helpers::TEST_PEPPER)
+            .env_remove("KEYWARD_DATA_DIR")
+            .output()
+    };
+    let out = run("Owner@Localhost").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    let key = text
+        .lines()
+        .find(|l| l.starts_with("kw_live_"))
+        .expect("the new key on a line of its own")
+        .to_owned();
+    assert!(text.contains("will not be shown again"), "{text}");
+    // The running server accepts it at once, for the owner.
+    let keys = app.get_as(&key, "/v1/keys").await;
+    keys.assert_status(200);
+    let events = app.get_as(&key, "/v1/audit-log?action=key.created").await;
+    let newest = &events.body["data"][0];
+    assert_eq!(newest["actor"]["kind"], "system", "{newest}");
+    assert_eq!(newest["target"]["id"], format!("key_{}", &key[8..20]));
+    // An address nobody has is refused, with a one-line reason.
+    let out = run("nobody@example.com").await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no active member has the email"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout(&out).contains("kw_live_"));
+}
