@@ -98,7 +98,7 @@ pub enum KeysCommand {
         #[arg(long)]
         email: String,
         #[command(flatten)]
-        server: ServerArgs,
+        server: Box<ServerArgs>,
     },
     /// Create a key and print it once.
     Create {
@@ -351,7 +351,7 @@ async fn init(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// `keyward keys create-management`: against the database, not through a server.
-async fn create_management(email: String, server: ServerArgs) -> anyhow::Result<i32> {
+async fn create_management(email: String, server: Box<ServerArgs>) -> anyhow::Result<i32> {
     let config = server_config(&server)?;
     let ctx = crate::connect(&config, Arc::new(SystemClock)).await?;
     let (key, secret) = crate::service::bootstrap::create_management_key(&ctx, &email)
