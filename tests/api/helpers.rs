@@ -434,13 +434,30 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// Runs `keyward serve` with `env`; waits until it listens and has printed its first-start
-    /// message, if any.
+    /// Runs `keyward serve` on a free port with `env`; waits until it listens and has printed its
+    /// first-start message, if any.
     pub async fn serve(env: &[(&str, &str)]) -> Binary {
-        use std::process::Stdio;
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.env("KEYWARD_LISTEN", "127.0.0.1:0");
+        Binary::start(cmd, env).await
+    }
+
+    /// Runs `keyward serve` as a user would: in `dir`, with every setting at its default (no
+    /// `KEYWARD_*` variable from this environment).
+    pub async fn serve_with_defaults_in(dir: &std::path::Path) -> Binary {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.current_dir(dir);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KEYWARD_") {
+                cmd.env_remove(k);
+            }
+        }
+        Binary::start(cmd, &[]).await
+    }
+
+    async fn start(mut cmd: tokio::process::Command, env: &[(&str, &str)]) -> Binary {
+        use std::process::Stdio;
         cmd.arg("serve")
-            .env("KEYWARD_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -10,6 +10,7 @@ mod hardening;
 mod helpers;
 mod keys;
 mod logs;
+mod readme;
 mod operations;
 mod storage;
 mod tenancy;
