@@ -78,7 +78,7 @@ pub fn key_actions(
         edit: change && editable(key, now).is_ok(),
         rotate: change && rotatable(key, now).is_ok(),
         // Revoking a revoked key, or deleting a deleted one, changes nothing: not offered.
-        revoke: remove && is_live(key, now),
+        revoke: remove && key.is_live(now),
         delete: remove && key.deleted_at.is_none(),
         reveal: caller.can(REVEAL_KEYS) && for_owner && revealable(key, now).is_ok(),
     }
@@ -101,6 +101,11 @@ pub fn may_create_keys_for_others(caller: &Caller) -> bool {
     caller.user.role.manages_all_keys()
 }
 
+/// Whether `member` may be given a new key: a disabled member's keys would not work.
+pub fn may_own_keys(member: &User) -> bool {
+    member.status == UserStatus::Active
+}
+
 /// Whether the caller may create, rotate, reveal or re-scope a key of `api` owned by `owner`. A
 /// management key acts with its owner's role, so one owned by a member above the caller would let
 /// an admin act as an owner; keys of other APIs carry no role.
@@ -114,13 +119,9 @@ pub fn may_grant_scope(caller: &Caller, api: &Api, scope: &str) -> bool {
     !api.is_management() || caller.can(scope)
 }
 
-fn is_live(key: &Key, now: Millis) -> bool {
-    !matches!(key.status(now), KeyStatus::Revoked | KeyStatus::Deleted)
-}
-
 /// Whether `key`'s state lets it be edited, or the 409 saying why not.
 pub fn editable(key: &Key, now: Millis) -> Result<()> {
-    if is_live(key, now) {
+    if key.is_live(now) {
         Ok(())
     } else {
         Err(conflict("A revoked or deleted key cannot be edited."))
@@ -155,7 +156,7 @@ pub fn revealable(key: &Key, now: Millis) -> Result<()> {
             "This key is not recoverable: its secret was shown once, at creation. Rotate it to get a new one.",
         ));
     }
-    if !is_live(key, now) {
+    if !key.is_live(now) {
         return Err(conflict("A revoked or deleted key cannot be revealed."));
     }
     Ok(())
@@ -175,6 +176,13 @@ pub struct MemberActions {
     pub disable: bool,
     pub enable: bool,
     pub remove: bool,
+}
+
+impl MemberActions {
+    /// Whether any action is open.
+    pub fn any(&self) -> bool {
+        self.change_role || self.new_sign_in_link || self.disable || self.enable || self.remove
+    }
 }
 
 pub fn member_actions(caller: &Caller, member: &User) -> MemberActions {
@@ -637,10 +645,13 @@ mod tests {
     }
 
     #[test]
-    fn a_disabled_member_may_be_enabled_but_gets_no_sign_in_link() {
+    fn a_disabled_member_may_be_enabled_but_gets_no_sign_in_link_nor_new_keys() {
         let o = org();
         let mut dev = o.dev.clone();
+        assert!(may_own_keys(&dev));
         dev.status = UserStatus::Disabled;
+        assert!(!may_own_keys(&dev));
+        assert!(!may_get_sign_in_link(&dev));
         assert_eq!(
             member_actions(&caller(&o.admin), &dev),
             MemberActions {

@@ -11,9 +11,7 @@ use utoipa::ToSchema;
 use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, authz, double_option};
 use crate::domain::key::{self, SecretKey};
-use crate::domain::model::{
-    Api, Environment, Key, Millis, Quota, RateLimit, Refill, User, UserStatus,
-};
+use crate::domain::model::{Api, Environment, Key, Millis, Quota, RateLimit, Refill, User};
 use crate::domain::validate::{self, Errors};
 use crate::store::{KeyFilter, StoreError};
 
@@ -432,7 +430,7 @@ async fn resolve_owner(
         ));
     }
     match ctx.store.get_user_in_org(&caller.org_id, id).await? {
-        Some(u) if u.status == UserStatus::Active => Ok(Some(Arc::new(u))),
+        Some(u) if authz::may_own_keys(&u) => Ok(Some(Arc::new(u))),
         Some(_) => {
             e.add("owner_id", "the member is not active");
             Ok(None)

@@ -23,8 +23,8 @@ use crate::domain::model::{
     Api, Environment, ExpiryChoice, Key, Millis, Org, Refill, RefillInterval, User,
 };
 use crate::http::AppState;
-use crate::service::ServiceError;
 use crate::service::keys::{self, CreateKey, QuotaInput};
+use crate::service::{ServiceError, authz};
 
 fn type_description(t: &str) -> Option<&'static str> {
     match t {
@@ -214,10 +214,10 @@ pub(super) fn create_dialog(
                                 option value="test" selected[form.text("environment") == "test"] { "Test" }
                             }
                         }))
-                        @if m.caller.user.role.manages_all_keys() && members.len() > 1 {
+                        @if m.actions.create_keys_for_others && members.len() > 1 {
                             (field("create-owner", "Owner", Some("The member the key belongs to. It stops working if they leave."), errors, "owner_id", html! {
                                 select id="create-owner" name="owner_id" aria-describedby=(described_by("create-owner", true)) {
-                                    @for u in members.iter().filter(|u| u.status == crate::domain::model::UserStatus::Active) {
+                                    @for u in members.iter().filter(|u| authz::may_own_keys(u)) {
                                         option value=(u.id) selected[owner == u.id] { (u.email) }
                                     }
                                 }

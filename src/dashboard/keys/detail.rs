@@ -11,10 +11,7 @@ use serde::Deserialize;
 use super::create::{Fresh, fresh_dialog};
 use super::dialogs::{delete_dialog, edit_dialog, reveal_dialog, revoke_dialog, rotate_dialog};
 use super::fields::rate_limit_text;
-use super::{
-    expiry_cell, eye, is_live, masked, may_delete, may_edit, may_reveal, members, scope_chips,
-    status_badge,
-};
+use super::{expiry_cell, eye, key_actions, masked, members, scope_chips, status_badge};
 use crate::dashboard::audit::event_row;
 use crate::dashboard::layout::{self, Nav, page_header, time_ago};
 use crate::dashboard::{FieldErrors, FormData, Member, error_page, page};
@@ -44,7 +41,7 @@ pub(super) async fn load_detail(
     let key = keys::get(&state.ctx, &m.caller, id).await?;
     let api = apis::get(&state.ctx, &m.caller, &key.api_id).await.ok();
     let members = members(state, m).await?;
-    let events = if m.can("audit:read") {
+    let events = if m.actions.read_audit {
         let filter = AuditFilter {
             target_id: Some(key.id.clone()),
             limit: 10,
@@ -99,18 +96,13 @@ pub(super) fn render_detail(
 ) -> Markup {
     let k = &d.key;
     let now = m.now;
-    let editable = may_edit(m, k) && is_live(k, now);
-    let revocable = may_delete(m, k) && is_live(k, now);
-    let deletable = may_delete(m, k) && k.deleted_at.is_none();
-    let revealable = may_reveal(m, k, now);
+    let may = key_actions(m, k, d.api.as_ref(), &d.members);
     let named = |n: &str| matches!(open, Open::Named(x) if x == n);
     let actions = html! {
-        @if editable {
-            button type="button" class="btn" data-open="edit-key" { "Edit" }
-            button type="button" class="btn" data-open="rotate-key" { "Rotate" }
-        }
-        @if revocable { button type="button" class="btn danger-outline" data-open="revoke-key" { "Revoke" } }
-        @if deletable { button type="button" class="btn danger" data-open="delete-key" { "Delete" } }
+        @if may.edit { button type="button" class="btn" data-open="edit-key" { "Edit" } }
+        @if may.rotate { button type="button" class="btn" data-open="rotate-key" { "Rotate" } }
+        @if may.revoke { button type="button" class="btn danger-outline" data-open="revoke-key" { "Revoke" } }
+        @if may.delete { button type="button" class="btn danger" data-open="delete-key" { "Delete" } }
     };
     let content = html! {
         nav class="breadcrumb" aria-label="Breadcrumb" {
@@ -125,7 +117,7 @@ pub(super) fn render_detail(
                 dl class="props" {
                     dt { "Key" } dd {
                         code class="prefix" { (masked(k)) }
-                        @if revealable {
+                        @if may.reveal {
                             " " button type="button" class="btn small ghost" data-open="reveal-key"
                                 aria-label="Reveal the full key" title="Reveal the full key" { (eye()) " Reveal" }
                         }
@@ -207,13 +199,15 @@ pub(super) fn render_detail(
                 }
             }
         }
-        @if editable {
+        @if may.edit {
             (edit_dialog(m, d, match &open { Open::Edit(f, e) => Some((*f, e)), _ => None }, named("edit")))
+        }
+        @if may.rotate {
             (rotate_dialog(m, k, match &open { Open::Rotate(e) => Some(e), _ => None }, named("rotate")))
         }
-        @if revocable { (revoke_dialog(m, k, named("revoke"))) }
-        @if revealable { (reveal_dialog(k, named("reveal"))) }
-        @if deletable { (delete_dialog(m, Some(k), named("delete"))) }
+        @if may.revoke { (revoke_dialog(m, k, named("revoke"))) }
+        @if may.reveal { (reveal_dialog(k, named("reveal"))) }
+        @if may.delete { (delete_dialog(m, Some(k), named("delete"))) }
         @if let Some(f) = fresh { (fresh_dialog(f, now)) }
     };
     layout::shell(m, Nav::Keys, &k.name, content)

@@ -5,6 +5,7 @@ use maud::{Markup, html};
 use crate::dashboard::layout::{described_by, field};
 use crate::dashboard::{FieldErrors, FormData, Member};
 use crate::domain::model::{Api, RateLimit};
+use crate::service::authz;
 
 /// Rate limit periods offered, in seconds.
 pub(super) const PERIODS: &[(u32, &str)] = &[
@@ -167,7 +168,7 @@ pub(super) fn scope_checkboxes(
                 div class="checkbox-list" {
                     @for (i, s) in api.scopes.iter().enumerate() {
                         @let cid = format!("{id}-{i}");
-                        @let grantable = !api.is_management() || m.can(&s.name);
+                        @let grantable = authz::may_grant_scope(&m.caller, api, &s.name);
                         label class="checkbox" for=(cid) {
                             input type="checkbox" id=(cid) name=(name) value=(s.name)
                                 checked[checked.contains(&s.name)] disabled[!grantable];

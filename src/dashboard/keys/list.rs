@@ -10,10 +10,7 @@ use serde::Deserialize;
 
 use super::create::{CreateState, Fresh, create_dialog, fresh_dialog};
 use super::dialogs::delete_dialog;
-use super::{
-    expiry_cell, eye, is_live, masked, may_delete, may_edit, may_reveal, members, scope_chips,
-    status_badge,
-};
+use super::{expiry_cell, eye, key_actions, masked, members, scope_chips, status_badge};
 use crate::dashboard::layout::{self, Nav, page_header, time_ago, time_date};
 use crate::dashboard::{Member, error_page, page};
 use crate::domain::model::{Api, Environment, Key, Millis, User};
@@ -104,7 +101,7 @@ pub(super) fn render_list(
     fresh: Option<&Fresh<'_>>,
 ) -> Markup {
     let now = m.now;
-    let can_create = m.can("keys:write");
+    let can_create = m.actions.create_keys;
     let actions = html! {
         @if can_create {
             button type="button" class="btn primary" data-open="create-key" { "+ Create key" }
@@ -245,7 +242,7 @@ fn empty_state(m: &Member, q: &ListQuery) -> Markup {
                     "key, with only the scopes it needs, an IP allowlist and an expiry; rotate or revoke "
                     "it at any time without touching the others."
                 }
-                @if m.can("keys:write") {
+                @if m.actions.create_keys {
                     button type="button" class="btn primary" data-open="create-key" { "+ Create your first key" }
                 } @else {
                     p class="muted" { "Your role can view keys but not create them." }
@@ -256,11 +253,9 @@ fn empty_state(m: &Member, q: &ListQuery) -> Markup {
 }
 
 fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
-    let editable = may_edit(m, k) && is_live(k, now);
-    let deletable = may_delete(m, k) && k.deleted_at.is_none();
-    let revocable = may_delete(m, k) && is_live(k, now);
     let protected_apis = data.apis.iter().filter(|a| !a.is_management()).count();
     let api = data.apis.iter().find(|a| a.id == k.api_id);
+    let may = key_actions(m, k, api, &data.members);
     let management = api.is_some_and(Api::is_management);
     let api_name = api
         .filter(|a| protected_apis > 1 && !a.is_management())
@@ -273,7 +268,7 @@ fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
             }
             td data-label="Key" {
                 code class="prefix" { (masked(k)) }
-                @if may_reveal(m, k, now) {
+                @if may.reveal {
                     " " a class="icon-link" href={ "/keys/" (k.id) "?dialog=reveal" }
                         aria-label={ "Reveal the full key of " (k.name) } title="Reveal the full key" { (eye()) }
                 }
@@ -300,14 +295,16 @@ fn key_row(m: &Member, k: &Key, data: &ListData, now: Millis) -> Markup {
                     summary class="btn small ghost icon-menu" aria-label={ "Actions for " (k.name) } title="Actions" { "⋯" }
                     div class="menu-items" {
                         a href={ "/keys/" (k.id) } { "View details" }
-                        @if editable {
+                        @if may.edit {
                             a href={ "/keys/" (k.id) "?dialog=edit" } { "Edit" }
+                        }
+                        @if may.rotate {
                             a href={ "/keys/" (k.id) "?dialog=rotate" } { "Rotate" }
                         }
-                        @if revocable {
+                        @if may.revoke {
                             a href={ "/keys/" (k.id) "?dialog=revoke" } { "Revoke" }
                         }
-                        @if deletable {
+                        @if may.delete {
                             button type="button" class="danger-text" data-open="delete-key"
                                 data-fill-name=(k.name) data-fill-prefix=(masked(k))
                                 data-fill-action={ "/keys/" (k.id) "/delete" } { "Delete" }

@@ -15,8 +15,9 @@ use maud::{Markup, html};
 
 use super::Member;
 use super::layout::{self, badge, time_date};
-use crate::domain::model::{Key, KeyStatus, Millis, User};
+use crate::domain::model::{Api, Key, KeyStatus, Millis, User};
 use crate::http::AppState;
+use crate::service::authz::{self, KeyActions};
 use crate::service::{ServiceError, users};
 use create::create;
 use detail::detail_page;
@@ -39,26 +40,11 @@ pub fn router() -> axum::Router<Arc<AppState>> {
 /// A key expiring within this many days carries an "Expires soon" badge.
 const EXPIRES_SOON_DAYS: i64 = 30;
 
-/// May the member edit or rotate this key (the service's rule: admins, or its owner)?
-fn may_edit(m: &Member, k: &Key) -> bool {
-    m.can("keys:write") && (m.caller.user.role.manages_all_keys() || k.owner_id == m.caller.user.id)
-}
-
-/// May the member revoke or delete this key (admins, its owner, or its creator)?
-fn may_delete(m: &Member, k: &Key) -> bool {
-    m.can("keys:delete")
-        && (m.caller.user.role.manages_all_keys()
-            || k.owner_id == m.caller.user.id
-            || k.created_by == m.caller.user.id)
-}
-
-/// May the member reveal this key: recoverable, still live, and a role holding `keys:reveal`?
-fn may_reveal(m: &Member, k: &Key, now: Millis) -> bool {
-    k.recoverable && m.can("keys:reveal") && is_live(k, now)
-}
-
-fn is_live(k: &Key, now: Millis) -> bool {
-    !matches!(k.status(now), KeyStatus::Revoked | KeyStatus::Deleted)
+/// What the member may do with `k`, as the service decides it, from the API and members the page
+/// loaded anyway.
+fn key_actions(m: &Member, k: &Key, api: Option<&Api>, members: &[User]) -> KeyActions {
+    let owner = members.iter().find(|u| u.id == k.owner_id);
+    authz::key_actions(&m.caller, k, api, owner, m.now)
 }
 
 fn masked(k: &Key) -> String {
@@ -96,7 +82,7 @@ fn expiry_cell(k: &Key, now: Millis) -> Markup {
             None => span class="muted" { "Never" },
             Some(t) => {
                 (time_date(t))
-                @if t > now && t - now <= EXPIRES_SOON_DAYS * 86_400_000 && is_live(k, now) {
+                @if t > now && t - now <= EXPIRES_SOON_DAYS * 86_400_000 && k.is_live(now) {
                     " " span class="badge warning" { "Expires soon" }
                 }
             }
