@@ -16,8 +16,8 @@ use super::layout::{
 use super::{FieldErrors, FormData, Member, Submitted, error_page, page, redirect_with_notice};
 use crate::domain::model::{Api, ScopeDef};
 use crate::http::AppState;
-use crate::service::ServiceError;
 use crate::service::apis::{self, CreateApi, PrefixInput, UpdateApi};
+use crate::service::{ServiceError, authz};
 
 pub fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
@@ -198,7 +198,7 @@ async fn render(
 }
 
 fn render_page(m: &Member, list: &[Api], correcting: Option<&Correcting<'_>>) -> Markup {
-    let can_write = m.can("apis:write");
+    let can_write = m.actions.create_apis;
     // The values and errors of the dialog `id`: as submitted when it is being corrected.
     let state_of = |id: &str| correcting.filter(|c| c.dialog == id);
     let no_errors = FieldErrors::default();
@@ -217,7 +217,7 @@ fn render_page(m: &Member, list: &[Api], correcting: Option<&Correcting<'_>>) ->
                     }
                     div class="card-actions" {
                         code class="muted" { (a.id) }
-                        @if can_write && !a.is_management() {
+                        @if authz::may_edit_api(&m.caller, a) {
                             button type="button" class="btn small" data-open={ "edit-api-" (a.id) } { "Edit" }
                         }
                     }
@@ -262,7 +262,7 @@ fn render_page(m: &Member, list: &[Api], correcting: Option<&Correcting<'_>>) ->
                     }
                 }
             }
-            @if can_write && !a.is_management() {
+            @if authz::may_edit_api(&m.caller, a) {
                 @let id = format!("edit-api-{}", a.id);
                 @let st = state_of(&id);
                 (api_dialog(m, ApiDialog {

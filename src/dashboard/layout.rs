@@ -69,7 +69,7 @@ pub fn shell(m: &Member, nav: Nav, title: &str, content: Markup) -> Markup {
                         nav aria-label="Main" {
                             ul class="nav" {
                                 (item(Nav::Keys, "/keys", "API keys"))
-                                @if m.can("audit:read") { (item(Nav::Audit, "/audit", "Audit log")) }
+                                @if m.actions.read_audit { (item(Nav::Audit, "/audit", "Audit log")) }
                                 (item(Nav::Members, "/members", "Members"))
                                 (item(Nav::Org, "/org", "Organization"))
                                 (item(Nav::Apis, "/apis", "APIs"))

@@ -16,9 +16,9 @@ use super::layout::{
 use super::{FieldErrors, FormData, Member, Submitted, error_page, page, redirect_with_notice};
 use crate::domain::model::{Role, User, UserStatus};
 use crate::http::AppState;
-use crate::service::ServiceError;
 use crate::service::sessions::{self, Purpose};
 use crate::service::users::{self, CreateUser, UpdateUser};
+use crate::service::{ServiceError, authz};
 
 pub fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
@@ -48,16 +48,10 @@ const ROLES: &[(Role, &str)] = &[
     ),
 ];
 
-/// May the member act on `u` (the service's rule: `users:write`, and only owners touch owners)?
-fn may_manage(m: &Member, u: &User) -> bool {
-    m.can("users:write") && (u.role != Role::Owner || m.caller.user.role == Role::Owner)
-}
-
-/// Roles the member may hand out.
-fn grantable(m: &Member) -> impl Iterator<Item = &'static (Role, &'static str)> + '_ {
-    ROLES
-        .iter()
-        .filter(move |(r, _)| *r != Role::Owner || m.caller.user.role == Role::Owner)
+/// Roles the member may hand out, with what each may do.
+fn grantable(m: &Member) -> impl Iterator<Item = &'static (Role, &'static str)> {
+    let assignable = authz::assignable_roles(&m.caller);
+    ROLES.iter().filter(move |(r, _)| assignable.contains(r))
 }
 
 fn status_badge(u: &User) -> Markup {
@@ -103,7 +97,7 @@ fn render_page(
     invite: Option<&InviteState<'_>>,
     link: Option<&Link<'_>>,
 ) -> Markup {
-    let can_write = m.can("users:write");
+    let can_write = m.actions.manage_members;
     let content = html! {
         (page_header("Members", Some(html! {
             "People who can sign in to this dashboard. Disabling or removing a member revokes their keys."
@@ -119,6 +113,7 @@ fn render_page(
                 } }
                 tbody {
                     @for u in list {
+                        @let may = authz::member_actions(&m.caller, u);
                         tr {
                             td data-label="Member" {
                                 strong { (u.name) }
@@ -129,30 +124,37 @@ fn render_page(
                             td data-label="Status" { (status_badge(u)) }
                             td data-label="Added" { (time_date(u.created_at)) }
                             td class="row-actions" {
-                                @if may_manage(m, u) {
+                                @if may.any() {
                                     details class="menu" {
                                         summary class="btn small ghost icon-menu" aria-label={ "Actions for " (u.email) } title="Actions" { "⋯" }
                                         div class="menu-items" {
-                                            button type="button" data-open="role-member" data-fill-name=(u.email)
-                                                data-fill-role=(u.role.as_str())
-                                                data-fill-action={ "/members/" (u.id) "/role" } { "Change role" }
-                                            @if u.status == UserStatus::Active {
+                                            @if may.change_role {
+                                                button type="button" data-open="role-member" data-fill-name=(u.email)
+                                                    data-fill-role=(u.role.as_str())
+                                                    data-fill-action={ "/members/" (u.id) "/role" } { "Change role" }
+                                            }
+                                            @if may.new_sign_in_link {
                                                 form method="post" action={ "/members/" (u.id) "/invite" } {
                                                     (csrf_field(m))
                                                     button type="submit" { "New sign-in link" }
                                                 }
+                                            }
+                                            @if may.disable {
                                                 button type="button" data-open="disable-member" data-fill-name=(u.email)
                                                     data-fill-action={ "/members/" (u.id) "/status" } { "Disable" }
-                                            } @else {
+                                            }
+                                            @if may.enable {
                                                 form method="post" action={ "/members/" (u.id) "/status" } {
                                                     (csrf_field(m))
                                                     input type="hidden" name="status" value="active";
                                                     button type="submit" { "Enable" }
                                                 }
                                             }
-                                            button type="button" class="danger-text" data-open="remove-member"
-                                                data-fill-name=(u.email)
-                                                data-fill-action={ "/members/" (u.id) "/delete" } { "Remove" }
+                                            @if may.remove {
+                                                button type="button" class="danger-text" data-open="remove-member"
+                                                    data-fill-name=(u.email)
+                                                    data-fill-action={ "/members/" (u.id) "/delete" } { "Remove" }
+                                            }
                                         }
                                     }
                                 }

@@ -31,6 +31,7 @@ use maud::Markup;
 use crate::domain::model::{Millis, Org};
 use crate::http::AppState;
 use crate::http::auth::{client, cookie};
+use crate::service::authz::{self, OrgActions};
 use crate::service::sessions::{self, SESSION_COOKIE};
 use crate::service::{Caller, ServiceError};
 
@@ -99,6 +100,8 @@ fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
 /// notice left by the previous action. Pages that take it redirect to sign-in without a session.
 pub struct Member {
     pub caller: Caller,
+    /// What the service lets the member do beyond any one key or member, to offer only that.
+    pub actions: OrgActions,
     pub org: Arc<Org>,
     /// The session's CSRF token, for forms and scripts.
     pub csrf: String,
@@ -108,13 +111,6 @@ pub struct Member {
     pub flash: Option<String>,
     pub now: Millis,
     secure: bool,
-}
-
-impl Member {
-    /// Whether the member may exercise `scope` (role, and nothing else: sessions have no scopes).
-    pub fn can(&self, scope: &str) -> bool {
-        self.caller.can(scope)
-    }
 }
 
 impl FromRequestParts<Arc<AppState>> for Member {
@@ -148,6 +144,7 @@ impl FromRequestParts<Arc<AppState>> for Member {
             .filter(|s| !s.is_empty());
         Ok(Member {
             csrf: sessions::csrf_token(&session),
+            actions: authz::org_actions(&caller),
             caller,
             org,
             session,

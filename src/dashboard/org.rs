@@ -50,7 +50,7 @@ fn render(
     let p = &o.policies;
     let content = html! {
         (page_header("Organization", Some(html! { "Plan status and the rules every key of " strong { (o.name) } " follows." }), html! {
-            @if m.can("org:admin") { button type="button" class="btn primary" data-open="edit-org" { "Edit settings" } }
+            @if m.actions.update_org { button type="button" class="btn primary" data-open="edit-org" { "Edit settings" } }
         }))
         @if access {
             div class="notice success" role="status" { "Keys of this organization can call your protected APIs." }
@@ -88,7 +88,7 @@ fn render(
                 }
             }
         }
-        @if m.can("org:admin") { (edit_dialog(state, m, o, edit)) }
+        @if m.actions.update_org { (edit_dialog(state, m, o, edit)) }
     };
     layout::shell(m, Nav::Org, "Organization", content)
 }

@@ -460,6 +460,12 @@ impl Key {
             KeyStatus::Active
         }
     }
+
+    /// Whether the key is neither revoked nor deleted: whether it is still in use, or could be
+    /// again.
+    pub fn is_live(&self, now: Millis) -> bool {
+        !matches!(self.status(now), KeyStatus::Revoked | KeyStatus::Deleted)
+    }
 }
 
 /// The client address a request came from, normalized so that IPv4-mapped IPv6 matches IPv4 rules.

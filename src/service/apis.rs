@@ -5,7 +5,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::audit::{self, Target};
-use super::{Caller, Ctx, Result, ServiceError, double_option};
+use super::{Caller, Ctx, Result, ServiceError, authz, double_option};
 use crate::domain::key::is_valid_prefix;
 use crate::domain::model::{
     Api, BUILT_IN_TOKEN_TYPES, MANAGEMENT_API_SLUG, RateLimit, Route, ScopeDef,
@@ -165,7 +165,7 @@ fn check_routes(e: &mut Errors, routes: &[Route], api_scopes: &[ScopeDef], api_t
 }
 
 pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api> {
-    caller.require("apis:write")?;
+    caller.require(authz::WRITE_APIS)?;
     let mut e = Errors::default();
     let name = validate::text(&mut e, "name", &input.name, validate::NAME_MAX);
     if !validate::is_valid_slug(&input.slug) {
@@ -241,9 +241,9 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
 }
 
 pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateApi) -> Result<Api> {
-    caller.require("apis:write")?;
+    caller.require(authz::WRITE_APIS)?;
     let mut api = get(ctx, caller, id).await?;
-    if api.is_management() {
+    if !authz::api_changeable(&api) {
         return Err(ServiceError::Forbidden(
             "The built-in management API cannot be changed.".into(),
         ));

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Caller, Ctx, Result};
+use super::{Caller, Ctx, Result, authz};
 use crate::domain::model::{Actor, AuditEvent};
 use crate::domain::new_id;
 use crate::store::AuditFilter;
@@ -106,6 +106,6 @@ pub async fn list(
     caller: &Caller,
     filter: &AuditFilter,
 ) -> Result<Vec<(i64, AuditEvent)>> {
-    caller.require("audit:read")?;
+    caller.require(authz::READ_AUDIT)?;
     Ok(ctx.store.list_audit(&caller.org_id, filter).await?)
 }

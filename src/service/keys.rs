@@ -9,11 +9,9 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::audit::{self, Target};
-use super::{Caller, Ctx, Result, ServiceError, double_option};
+use super::{Caller, Ctx, Result, ServiceError, authz, double_option};
 use crate::domain::key::{self, SecretKey};
-use crate::domain::model::{
-    Api, Environment, Key, KeyStatus, Millis, Quota, RateLimit, Refill, User, UserStatus,
-};
+use crate::domain::model::{Api, Environment, Key, Millis, Quota, RateLimit, Refill, User};
 use crate::domain::validate::{self, Errors};
 use crate::store::{KeyFilter, StoreError};
 
@@ -162,13 +160,8 @@ fn check_scopes(errors: &mut Errors, field: &str, api: &Api, scopes: &[String]) 
     out
 }
 
-/// May the caller change (edit, rotate) this key? Admins always; others only their own.
-fn may_manage(caller: &Caller, key: &Key) -> bool {
-    caller.user.role.manages_all_keys() || key.owner_id == caller.user.id
-}
-
 fn ensure_manageable(caller: &Caller, key: &Key) -> Result<()> {
-    if may_manage(caller, key) {
+    if authz::may_change_key(caller, key) {
         Ok(())
     } else {
         Err(ServiceError::Forbidden(
@@ -177,10 +170,9 @@ fn ensure_manageable(caller: &Caller, key: &Key) -> Result<()> {
     }
 }
 
-/// A management key acts with its owner's role, so nobody may create, rotate, reveal or re-scope
-/// one owned by a member whose role is above their own: that would let an admin act as an owner.
-fn ensure_not_above(caller: &Caller, owner: &User) -> Result<()> {
-    if owner.role > caller.user.role {
+/// [`authz::may_act_for_owner`], or the 403 naming the owner's role.
+fn ensure_not_above(caller: &Caller, api: &Api, owner: &User) -> Result<()> {
+    if !authz::may_act_for_owner(caller, api, owner) {
         return Err(ServiceError::Forbidden(format!(
             "Only an {} can manage management keys owned by an {}.",
             owner.role.as_str(),
@@ -190,20 +182,14 @@ fn ensure_not_above(caller: &Caller, owner: &User) -> Result<()> {
     Ok(())
 }
 
-/// [`ensure_not_above`] for an existing key, when it is a management key.
+/// [`ensure_not_above`] for an existing key.
 async fn ensure_management_key_not_above(ctx: &Ctx, caller: &Caller, key: &Key) -> Result<()> {
     let now = ctx.now();
-    let is_management = ctx
-        .verifier
-        .api(&key.api_id, now)
-        .await?
-        .is_some_and(|a| a.is_management());
-    if !is_management {
-        return Ok(());
-    }
-    match ctx.verifier.user(&key.owner_id, now).await? {
-        Some(owner) => ensure_not_above(caller, &owner),
-        None => Ok(()),
+    let api = ctx.verifier.api(&key.api_id, now).await?;
+    let owner = ctx.verifier.user(&key.owner_id, now).await?;
+    match (api, owner) {
+        (Some(api), Some(owner)) => ensure_not_above(caller, &api, &owner),
+        _ => Ok(()),
     }
 }
 
@@ -269,7 +255,7 @@ pub async fn list(ctx: &Ctx, caller: &Caller, filter: &KeyFilter) -> Result<Vec<
 }
 
 pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Created> {
-    caller.require("keys:write")?;
+    caller.require(authz::WRITE_KEYS)?;
     let now = ctx.now();
     let org = ctx
         .verifier
@@ -331,13 +317,14 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
         return Err(ServiceError::Validation(e.0));
     };
     let scopes = e.finish(scopes)?;
-    if api.is_management() {
-        ensure_not_above(caller, &owner)?;
-        if let Some(s) = scopes.iter().find(|s| !caller.can(s)) {
-            return Err(ServiceError::Forbidden(format!(
-                "You cannot grant the scope '{s}', which you do not hold yourself."
-            )));
-        }
+    ensure_not_above(caller, &api, &owner)?;
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| !authz::may_grant_scope(caller, &api, s))
+    {
+        return Err(ServiceError::Forbidden(format!(
+            "You cannot grant the scope '{s}', which you do not hold yourself."
+        )));
     }
     let revoke = if org.policies.single_active_key {
         ctx.store
@@ -437,13 +424,13 @@ async fn resolve_owner(
     let Some(id) = owner_id.filter(|id| *id != caller.user.id) else {
         return Ok(Some(caller.user.clone()));
     };
-    if !caller.user.role.manages_all_keys() {
+    if !authz::may_create_keys_for_others(caller) {
         return Err(ServiceError::Forbidden(
             "Your role may only create keys for yourself.".into(),
         ));
     }
     match ctx.store.get_user_in_org(&caller.org_id, id).await? {
-        Some(u) if u.status == UserStatus::Active => Ok(Some(Arc::new(u))),
+        Some(u) if authz::may_own_keys(&u) => Ok(Some(Arc::new(u))),
         Some(_) => {
             e.add("owner_id", "the member is not active");
             Ok(None)
@@ -470,20 +457,10 @@ fn seal_if_recoverable(ctx: &Ctx, key: &Key, secret: &SecretKey) -> Result<Optio
 
 /// Reveals the secret of a recoverable key (`keys:reveal`); every reveal is audited.
 pub async fn reveal(ctx: &Ctx, caller: &Caller, id: &str) -> Result<(Key, SecretKey)> {
-    caller.require("keys:reveal")?;
+    caller.require(authz::REVEAL_KEYS)?;
     let key = find(ctx, caller, id).await?;
     ensure_management_key_not_above(ctx, caller, &key).await?;
-    let now = ctx.now();
-    if !key.recoverable {
-        return Err(ServiceError::Conflict(
-            "This key is not recoverable: its secret was shown once, at creation. Rotate it to get a new one.".into(),
-        ));
-    }
-    if matches!(key.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
-        return Err(ServiceError::Conflict(
-            "A revoked or deleted key cannot be revealed.".into(),
-        ));
-    }
+    authz::revealable(&key, ctx.now())?;
     let sealer = ctx.sealer.as_ref().ok_or_else(|| {
         ServiceError::Conflict("Revealing keys needs KEYWARD_ENCRYPTION_KEY on the server.".into())
     })?;
@@ -546,16 +523,12 @@ async fn insert_fresh(
 }
 
 pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> Result<Key> {
-    caller.require("keys:write")?;
+    caller.require(authz::WRITE_KEYS)?;
     let mut key = find(ctx, caller, id).await?;
     ensure_manageable(caller, &key)?;
     ensure_management_key_not_above(ctx, caller, &key).await?;
     let now = ctx.now();
-    if matches!(key.status(now), KeyStatus::Revoked | KeyStatus::Deleted) {
-        return Err(ServiceError::Conflict(
-            "A revoked or deleted key cannot be edited.".into(),
-        ));
-    }
+    authz::editable(&key, now)?;
     let org = ctx
         .verifier
         .org(&caller.org_id, now)
@@ -606,12 +579,14 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
                 .await?
                 .ok_or(ServiceError::NotFound("API"))?;
             key.scopes = check_scopes(&mut e, "scopes", &api, scopes);
-            if api.is_management() {
-                if let Some(s) = key.scopes.iter().find(|s| !caller.can(s)) {
-                    return Err(ServiceError::Forbidden(format!(
-                        "You cannot grant the scope '{s}', which you do not hold yourself."
-                    )));
-                }
+            if let Some(s) = key
+                .scopes
+                .iter()
+                .find(|s| !authz::may_grant_scope(caller, &api, s))
+            {
+                return Err(ServiceError::Forbidden(format!(
+                    "You cannot grant the scope '{s}', which you do not hold yourself."
+                )));
             }
             changed.push("scopes");
         }
@@ -644,7 +619,7 @@ pub async fn rotate(
     id: &str,
     input: RotateKey,
 ) -> Result<(Key, SecretKey)> {
-    caller.require("keys:write")?;
+    caller.require(authz::WRITE_KEYS)?;
     let grace = input.grace_period_s.unwrap_or(0);
     if !(0..=GRACE_MAX_S).contains(&grace) {
         return Err(ServiceError::Validation(vec![validate::FieldError {
@@ -656,24 +631,7 @@ pub async fn rotate(
     ensure_manageable(caller, &old)?;
     ensure_management_key_not_above(ctx, caller, &old).await?;
     let now = ctx.now();
-    match old.status(now) {
-        KeyStatus::Revoked | KeyStatus::Deleted => {
-            return Err(ServiceError::Conflict(
-                "A revoked or deleted key cannot be rotated.".into(),
-            ));
-        }
-        KeyStatus::Expired => {
-            return Err(ServiceError::Conflict(
-                "An expired key cannot be rotated: its replacement would be expired too. Create a new key.".into(),
-            ));
-        }
-        KeyStatus::Active | KeyStatus::Disabled => {}
-    }
-    if let Some(next) = &old.replaced_by {
-        return Err(ServiceError::Conflict(format!(
-            "This key was already rotated; rotate its replacement {next} instead."
-        )));
-    }
+    authz::rotatable(&old, now)?;
     let mut template = old.clone();
     template.created_at = now;
     template.updated_at = now;
@@ -723,9 +681,8 @@ pub async fn rotate(
     Ok((new, secret))
 }
 
-/// May the caller delete or revoke this key? Admins always, owners, and the key's creator.
 fn ensure_deletable(caller: &Caller, key: &Key) -> Result<()> {
-    if may_manage(caller, key) || key.created_by == caller.user.id {
+    if authz::may_remove_key(caller, key) {
         Ok(())
     } else {
         Err(ServiceError::Forbidden(
@@ -735,7 +692,7 @@ fn ensure_deletable(caller: &Caller, key: &Key) -> Result<()> {
 }
 
 pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> Result<Key> {
-    caller.require("keys:delete")?;
+    caller.require(authz::REMOVE_KEYS)?;
     let mut key = find(ctx, caller, id).await?;
     ensure_deletable(caller, &key)?;
     let now = ctx.now();
@@ -764,7 +721,7 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
 }
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
-    caller.require("keys:delete")?;
+    caller.require(authz::REMOVE_KEYS)?;
     let key = find(ctx, caller, id).await?;
     ensure_deletable(caller, &key)?;
     if key.deleted_at.is_some() {

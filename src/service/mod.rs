@@ -4,6 +4,7 @@
 
 pub mod apis;
 pub mod audit;
+pub mod authz;
 pub mod bootstrap;
 pub mod keys;
 pub mod org;

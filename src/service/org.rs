@@ -5,7 +5,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::audit::{self, Target};
-use super::{Caller, Ctx, Result, ServiceError};
+use super::{Caller, Ctx, Result, ServiceError, authz};
 use crate::domain::model::{ExpiryChoice, Org};
 use crate::domain::validate::{self, Errors};
 
@@ -47,7 +47,7 @@ pub async fn get(ctx: &Ctx, caller: &Caller) -> Result<Org> {
 }
 
 pub async fn update(ctx: &Ctx, caller: &Caller, input: UpdateOrg) -> Result<Org> {
-    caller.require("org:admin")?;
+    caller.require(authz::UPDATE_ORG)?;
     let mut org = ctx
         .store
         .get_org(&caller.org_id)

@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::audit::{self, Target};
-use super::{Caller, Ctx, Result, ServiceError, Via, passwords, users};
+use super::{Caller, Ctx, Result, ServiceError, Via, authz, passwords, users};
 use crate::domain::model::{Actor, Millis, User, UserStatus};
 use crate::domain::validate::{self, Errors};
 use crate::store::{Failures, SessionRecord, SetupTokenRecord, StoreError};
@@ -378,16 +378,14 @@ pub async fn create_setup_link(ctx: &Ctx, user: &User, purpose: Purpose) -> Resu
 /// Makes an invitation link for a member of the caller's organization (`users:write`), so that
 /// they can choose a password; their earlier links stop working. Recorded in the audit log.
 pub async fn invite(ctx: &Ctx, caller: &Caller, user_id: &str) -> Result<Token> {
-    caller.require("users:write")?;
+    caller.require(authz::MANAGE_MEMBERS)?;
     let user = ctx
         .store
         .get_user_in_org(&caller.org_id, user_id)
         .await?
-        .filter(|u| u.status == UserStatus::Active)
+        .filter(authz::may_get_sign_in_link)
         .ok_or(ServiceError::NotFound("active member"))?;
-    if user.role == crate::domain::model::Role::Owner
-        && caller.user.role != crate::domain::model::Role::Owner
-    {
+    if !authz::may_manage_member(caller, &user) {
         return Err(ServiceError::Forbidden(
             "Only an owner can make a sign-in link for an owner.".into(),
         ));

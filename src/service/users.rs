@@ -11,7 +11,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::audit::{self, Target};
-use super::{Caller, Ctx, Result, ServiceError, passwords};
+use super::{Caller, Ctx, Result, ServiceError, authz, passwords};
 use crate::domain::model::{Role, User, UserStatus};
 use crate::domain::new_id;
 use crate::domain::validate::{self, Errors};
@@ -80,8 +80,9 @@ async fn find(ctx: &Ctx, caller: &Caller, id: &str) -> Result<User> {
         .ok_or(ServiceError::NotFound("member"))
 }
 
-fn only_owners(caller: &Caller, what: &str) -> Result<()> {
-    if caller.user.role == Role::Owner {
+/// The 403 of a rule only owners pass, when `allowed` says the caller did not.
+fn only_owners(allowed: bool, what: &str) -> Result<()> {
+    if allowed {
         Ok(())
     } else {
         Err(ServiceError::Forbidden(format!(
@@ -91,7 +92,7 @@ fn only_owners(caller: &Caller, what: &str) -> Result<()> {
 }
 
 pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<User> {
-    caller.require("users:write")?;
+    caller.require(authz::MANAGE_MEMBERS)?;
     let mut e = Errors::default();
     let email = check_email(&mut e, "email", &input.email);
     let name = validate::text(&mut e, "name", &input.name, validate::NAME_MAX);
@@ -102,9 +103,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<Use
         }
     }
     let role = e.finish(role)?.expect("a role when there are no errors");
-    if role == Role::Owner {
-        only_owners(caller, "add an owner")?;
-    }
+    only_owners(authz::may_assign_role(caller, role), "add an owner")?;
     let password_hash = match &input.password {
         Some(p) => Some(passwords::hash(p).await?),
         None => None,
@@ -156,7 +155,7 @@ async fn keep_an_owner(ctx: &Ctx, target: &User) -> Result<()> {
 }
 
 pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> Result<User> {
-    caller.require("users:write")?;
+    caller.require(authz::MANAGE_MEMBERS)?;
     let mut user = find(ctx, caller, id).await?;
     let mut e = Errors::default();
     let name = input
@@ -177,11 +176,9 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
         }
     };
     e.finish(())?;
-    if user.role == Role::Owner {
-        only_owners(caller, "change an owner")?;
-    }
-    if role == Some(Role::Owner) {
-        only_owners(caller, "make someone an owner")?;
+    only_owners(authz::may_manage_member(caller, &user), "change an owner")?;
+    if let Some(r) = role {
+        only_owners(authz::may_assign_role(caller, r), "make someone an owner")?;
     }
     let demoted = role.is_some_and(|r| r != Role::Owner);
     let disabled = status == Some(UserStatus::Disabled);
@@ -253,11 +250,9 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
 }
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
-    caller.require("users:write")?;
+    caller.require(authz::MANAGE_MEMBERS)?;
     let mut user = find(ctx, caller, id).await?;
-    if user.role == Role::Owner {
-        only_owners(caller, "delete an owner")?;
-    }
+    only_owners(authz::may_manage_member(caller, &user), "delete an owner")?;
     keep_an_owner(ctx, &user).await?;
     user.status = UserStatus::Deleted;
     ctx.store.update_user(&user).await?;

@@ -947,3 +947,119 @@ async fn setup_links_sessions_and_throttling_work_the_same_on_postgresql() {
     assert_eq!(out.status, 303);
     assert_eq!(get(&app, "/keys", &s.cookie()).await.status, 303);
 }
+
+/// The `<tr>` of key `id` in the list.
+fn key_row<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("data-key-id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no row of {id}"));
+    let end = html[start..].find("</tr>").unwrap() + start;
+    &html[start..end]
+}
+
+/// Which of a key page's buttons (and their dialogs) it shows.
+fn key_page_actions(html: &str) -> Vec<&'static str> {
+    ["edit-key", "rotate-key", "revoke-key", "delete-key"]
+        .into_iter()
+        .filter(|d| {
+            let button = html.contains(&format!("data-open=\"{d}\""));
+            let dialog = html.contains(&format!("<dialog id=\"{d}\""));
+            assert_eq!(
+                button, dialog,
+                "{d}: a button without its dialog, or the reverse"
+            );
+            button
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_developer_is_offered_changes_to_their_own_keys_only_and_no_second_rotation() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for email in ["dev@example.com", "other@example.com"] {
+        let user = app
+            .post(
+                "/v1/users",
+                json!({"email": email, "name": "Dev", "role": "developer", "password": PASSWORD}),
+            )
+            .await
+            .assert_status(201)
+            .clone();
+        ids.push(user["id"].as_str().unwrap().to_owned());
+    }
+    let key_of = |owner: &str, name: &str| {
+        let body = json!({"name": name, "owner_id": owner});
+        let app = &app;
+        async move {
+            app.create_key(body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let own = key_of(&ids[0], "Mine").await;
+    let theirs = key_of(&ids[1], "Theirs").await;
+    let dev = session_of(&app, &sign_in(&app, "dev@example.com", PASSWORD).await).await;
+    let cookie = dev.cookie();
+
+    let page = get(&app, &format!("/keys/{own}"), &cookie).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        key_page_actions(&page.text),
+        ["edit-key", "rotate-key", "revoke-key", "delete-key"]
+    );
+    let page = get(&app, &format!("/keys/{theirs}"), &cookie).await;
+    assert_eq!(page.status, 200, "a developer may read every key");
+    assert!(key_page_actions(&page.text).is_empty(), "{}", page.text);
+    let list = get(&app, "/keys", &cookie).await;
+    for dialog in ["edit", "rotate", "revoke"] {
+        let link = format!("?dialog={dialog}\"");
+        assert!(key_row(&list.text, &own).contains(&link), "{dialog}");
+        assert!(!key_row(&list.text, &theirs).contains(&link), "{dialog}");
+    }
+    assert!(!key_row(&list.text, &theirs).contains("data-open=\"delete-key\""));
+    // What is not offered is refused anyway.
+    let refused = post(
+        &app,
+        &format!("/keys/{theirs}/rotate"),
+        &cookie,
+        &[("csrf", &dev.csrf), ("grace_period_s", "0")],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+
+    // Rotated with a grace period, the old key still works and may be edited, revoked or deleted,
+    // but not rotated again: its replacement is.
+    let rotated = post(
+        &app,
+        &format!("/keys/{own}/rotate"),
+        &cookie,
+        &[("csrf", &dev.csrf), ("grace_period_s", "86400")],
+    )
+    .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.text);
+    let page = get(&app, &format!("/keys/{own}"), &cookie).await;
+    assert!(page.text.contains("Replaced by"));
+    assert_eq!(
+        key_page_actions(&page.text),
+        ["edit-key", "revoke-key", "delete-key"]
+    );
+    let list = get(&app, "/keys", &cookie).await;
+    let old_row = key_row(&list.text, &own);
+    assert!(old_row.contains("?dialog=edit\"") && !old_row.contains("?dialog=rotate\""));
+    let next = app.get(&format!("/v1/keys/{own}")).await.assert_status(200)["replaced_by"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(key_row(&list.text, &next).contains("?dialog=rotate\""));
+    let again = post(
+        &app,
+        &format!("/keys/{own}/rotate"),
+        &cookie,
+        &[("csrf", &dev.csrf), ("grace_period_s", "0")],
+    )
+    .await;
+    assert_eq!(again.status, 409, "the server refuses what the page hides");
+    assert!(again.text.contains("This key was already rotated"));
+}
