@@ -432,7 +432,7 @@ async fn dashboard_forms_need_the_csrf_token_and_show_each_error_next_to_its_fie
         .expect("the allowlist's error");
     assert!(
         html[ip_error..].starts_with(
-            "id=\"create-ip-error\" role=\"alert\">'nope' is not an IPv4/IPv6 address or CIDR block"
+            "id=\"create-ip-error\" role=\"alert\">Entry 2: must be an IPv4 or IPv6 address or CIDR block"
         ),
         "{}",
         &html[ip_error..ip_error + 200]

@@ -53,10 +53,7 @@ async fn every_quickstart_command_works_as_written_on_a_fresh_data_directory() {
         out.status
     );
     // Every output the README shows in a comment is what the command printed.
-    for shown in script
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("# {"))
-    {
+    for shown in script.lines().filter_map(|l| l.trim().strip_prefix("# {")) {
         let shown = format!("{{{shown}");
         assert!(stdout.contains(&shown), "{shown} not in:\n{stdout}");
     }
