@@ -62,7 +62,6 @@ pub async fn record_as(
         created_at: ctx.now(),
     };
     ctx.store.append_audit(&event).await?;
-    tracing::info!(action, target = target.id, org = org_id, "audit");
     Ok(())
 }
 

@@ -493,12 +493,10 @@ pub async fn complete_setup(
         return Err(ServiceError::NotFound("setup link"));
     }
     ctx.store.update_user(&user).await.map_err(|e| match e {
-        StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            ServiceError::Validation(vec![validate::FieldError {
-                field: "email".into(),
-                message: "is already used by another member".into(),
-            }])
-        }
+        StoreError::Conflict(_) => ServiceError::Validation(vec![validate::FieldError {
+            field: "email".into(),
+            message: "is already used by another member".into(),
+        }]),
         other => other.into(),
     })?;
     ctx.store.set_password(&user.id, &hash).await?;
