@@ -129,15 +129,16 @@ pub async fn create_org(
         recoverable: false,
         encrypted_secret: None,
     };
-    ctx.store
-        .create_org(
-            &org,
-            &owner,
-            &[management_api.clone(), default_api.clone()],
-            &key,
-        )
-        .await?;
-    let setup_token = sessions::create_setup_link(ctx, &owner, Purpose::Setup).await?;
+    let mut tx = ctx.store.begin().await?;
+    tx.create_org(
+        &org,
+        &owner,
+        &[management_api.clone(), default_api.clone()],
+        &key,
+    )
+    .await?;
+    let setup_token = sessions::setup_link_in(ctx, &mut tx, &owner, Purpose::Setup).await?;
+    tx.commit().await?;
     Ok(Bootstrapped {
         org,
         owner,

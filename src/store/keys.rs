@@ -58,28 +58,6 @@ impl Store {
         tx.commit().await
     }
 
-    /// Creates `key` and revokes `revoke` (ids, in the same organization) at `at`, atomically; for
-    /// the single-active-key policy.
-    pub async fn create_key_revoking(
-        &self,
-        key: &Key,
-        revoke: &[String],
-        at: Millis,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for id in revoke {
-            tx.revoke_key(
-                &key.org_id,
-                id,
-                at,
-                "replaced under the one-active-key policy",
-            )
-            .await?;
-        }
-        tx.create_key(key).await?;
-        tx.commit().await
-    }
-
     /// Ids and versions (`updated_at`) of keys changed at `since` or later, in order of version
     /// and id, `limit` at a time: `after` is the last row of the page before (however many rows
     /// share one version, each comes once).
