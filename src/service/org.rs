@@ -48,7 +48,9 @@ pub async fn get(ctx: &Ctx, caller: &Caller) -> Result<Org> {
 
 pub async fn update(ctx: &Ctx, caller: &Caller, input: UpdateOrg) -> Result<Org> {
     caller.require("org:admin")?;
-    let mut tx = ctx.store.begin().await?;
+    // Read under the organization's lock, so that two changes of different fields made at once
+    // both stay: the second sees the first instead of writing back what it read before.
+    let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
     let mut org = tx
         .get_org(&caller.org_id)
         .await?

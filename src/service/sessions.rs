@@ -522,10 +522,20 @@ pub async fn complete_setup(
     ctx.store
         .delete_stale_sessions(now, now - SESSION_IDLE_MS)
         .await?;
-    let mut tx = ctx.store.begin().await?;
+    // The member is read again under the organization's lock, so that a change of their role or
+    // status made meanwhile stays instead of being written over with what was read above.
+    let mut tx = ctx.store.begin_for_org(&user.org_id).await?;
     if !tx.use_setup_token(&digest(token), now).await? {
         return Err(ServiceError::NotFound("setup link"));
     }
+    let mut member = tx
+        .get_user_in_org(&user.org_id, &user.id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or(ServiceError::NotFound("setup link"))?;
+    member.email = user.email;
+    member.name = user.name;
+    let user = member;
     tx.update_user(&user).await.map_err(|e| match e {
         StoreError::Conflict(_) => ServiceError::Validation(vec![validate::FieldError {
             field: "email".into(),

@@ -153,7 +153,9 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<Use
     Ok(user)
 }
 
-/// Refuses to leave the organization without an active owner, as `tx` counts owners.
+/// Refuses to leave the organization without an active owner. Owners are counted in `tx`, which
+/// holds the organization's lock (see `Store::begin_for_org`), so that two owners removing each
+/// other at once cannot both pass.
 async fn keep_an_owner(tx: &mut StoreTx, target: &User) -> Result<()> {
     if target.role == Role::Owner
         && target.status == UserStatus::Active
@@ -168,7 +170,7 @@ async fn keep_an_owner(tx: &mut StoreTx, target: &User) -> Result<()> {
 
 pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> Result<User> {
     caller.require("users:write")?;
-    let mut tx = ctx.store.begin().await?;
+    let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
     let mut user = find_in(&mut tx, caller, id).await?;
     let mut e = Errors::default();
     let name = input
@@ -274,7 +276,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
     caller.require("users:write")?;
-    let mut tx = ctx.store.begin().await?;
+    let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
     let mut user = find_in(&mut tx, caller, id).await?;
     if user.role == Role::Owner {
         only_owners(caller, "delete an owner")?;
