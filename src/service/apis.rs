@@ -215,7 +215,8 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
         routes,
         created_at: ctx.now(),
     };
-    match ctx.store.create_api(&api).await {
+    let mut tx = ctx.store.begin().await?;
+    match tx.create_api(&api).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ServiceError::Conflict(format!(
@@ -227,6 +228,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
     }
     audit::record(
         ctx,
+        &mut tx,
         caller,
         "api.created",
         Target {
@@ -237,6 +239,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
         json!({"name": api.name}),
     )
     .await?;
+    tx.commit().await?;
     Ok(api)
 }
 
@@ -299,10 +302,11 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateApi) -> R
     }
     check_routes(&mut e, &api.routes, &api.scopes, &api.token_types);
     e.finish(())?;
-    ctx.store.update_api(&api).await?;
-    ctx.verifier.invalidate_api(&api.id);
+    let mut tx = ctx.store.begin().await?;
+    tx.update_api(&api).await?;
     audit::record(
         ctx,
+        &mut tx,
         caller,
         "api.updated",
         Target {
@@ -313,5 +317,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateApi) -> R
         json!({"fields": changed}),
     )
     .await?;
+    tx.commit().await?;
+    ctx.verifier.invalidate_api(&api.id);
     Ok(api)
 }

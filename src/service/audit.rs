@@ -1,11 +1,14 @@
 //! Recording and reading the append-only audit log.
+//!
+//! An event is appended in the unit of work of the change it records, so that both are
+//! committed together or neither is.
 
 use serde_json::Value;
 
 use super::{Caller, Ctx, Result, authz};
 use crate::domain::model::{Actor, AuditEvent};
 use crate::domain::new_id;
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, StoreTx};
 
 /// The thing an event is about.
 pub struct Target<'a> {
@@ -15,9 +18,10 @@ pub struct Target<'a> {
     pub label: &'a str,
 }
 
-/// Appends one event done by `caller`.
+/// Appends one event done by `caller` to the unit of work `tx`.
 pub async fn record(
     ctx: &Ctx,
+    tx: &mut StoreTx,
     caller: &Caller,
     action: &str,
     target: Target<'_>,
@@ -25,6 +29,7 @@ pub async fn record(
 ) -> Result<()> {
     record_as(
         ctx,
+        tx,
         &caller.org_id,
         caller.actor(),
         caller.ip.map(|ip| ip.to_string()),
@@ -36,10 +41,11 @@ pub async fn record(
     .await
 }
 
-/// Appends one event with an explicit actor (the system, a sign-in attempt).
+/// Appends one event with an explicit actor (the system, a sign-in attempt) to `tx`.
 #[expect(clippy::too_many_arguments, reason = "one column each")]
 pub async fn record_as(
     ctx: &Ctx,
+    tx: &mut StoreTx,
     org_id: &str,
     actor: Actor,
     ip: Option<String>,
@@ -61,8 +67,7 @@ pub async fn record_as(
         details,
         created_at: ctx.now(),
     };
-    ctx.store.append_audit(&event).await?;
-    tracing::info!(action, target = target.id, org = org_id, "audit");
+    tx.append_audit(&event).await?;
     Ok(())
 }
 
@@ -76,8 +81,10 @@ pub async fn record_throttled(ctx: &Ctx, ip: std::net::IpAddr, user_agent: Optio
         let Some(org_id) = ctx.store.first_org_id().await? else {
             return Ok(());
         };
+        let mut tx = ctx.store.begin().await?;
         record_as(
             ctx,
+            &mut tx,
             &org_id,
             Actor::system(),
             Some(ip.clone()),
@@ -93,7 +100,9 @@ pub async fn record_throttled(ctx: &Ctx, ip: std::net::IpAddr, user_agent: Optio
                 "detail": "refused credentials presented too often; answered 429 until the window ends",
             }),
         )
-        .await
+        .await?;
+        tx.commit().await?;
+        Ok::<_, super::ServiceError>(())
     };
     if let Err(e) = recorded.await {
         tracing::error!(error = %e, "could not record a throttled client in the audit log");

@@ -95,15 +95,16 @@ pub async fn create_org(
         "Created when the organization was set up; holds every scope.",
         now,
     );
-    ctx.store
-        .create_org(
-            &org,
-            &owner,
-            &[management_api.clone(), default_api.clone()],
-            &key,
-        )
-        .await?;
-    let setup_token = sessions::create_setup_link(ctx, &owner, Purpose::Setup).await?;
+    let mut tx = ctx.store.begin().await?;
+    tx.create_org(
+        &org,
+        &owner,
+        &[management_api.clone(), default_api.clone()],
+        &key,
+    )
+    .await?;
+    let setup_token = sessions::setup_link_in(ctx, &mut tx, &owner, Purpose::Setup).await?;
+    tx.commit().await?;
     Ok(Bootstrapped {
         org,
         owner,
@@ -198,11 +199,12 @@ pub async fn create_management_key(ctx: &Ctx, email: &str) -> Result<(Key, Secre
         "Created by the operator with `keyward keys create-management`.",
         now,
     );
-    ctx.store.create_key(&key).await?;
-    ctx.verifier.invalidate_key(&key.id);
     let label = format!("{}••••", key.display_prefix());
+    let mut tx = ctx.store.begin().await?;
+    tx.create_key(&key).await?;
     audit::record_as(
         ctx,
+        &mut tx,
         &member.org_id,
         Actor::system(),
         None,
@@ -217,5 +219,7 @@ pub async fn create_management_key(ctx: &Ctx, email: &str) -> Result<(Key, Secre
                            "owner_id": key.owner_id, "via": "keyward keys create-management"}),
     )
     .await?;
+    tx.commit().await?;
+    ctx.verifier.invalidate_key(&key.id);
     Ok((key, secret))
 }

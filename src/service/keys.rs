@@ -13,7 +13,7 @@ use super::{Caller, Ctx, Result, ServiceError, authz, double_option};
 use crate::domain::key::{self, SecretKey};
 use crate::domain::model::{Api, Environment, Key, Millis, Quota, RateLimit, Refill, User};
 use crate::domain::validate::{self, Errors};
-use crate::store::{KeyFilter, StoreError};
+use crate::store::{KeyFilter, StoreError, StoreTx};
 
 /// Body of `POST /v1/keys`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -101,6 +101,9 @@ pub struct Created {
 }
 
 pub const GRACE_MAX_S: i64 = 1_209_600;
+
+/// Why the one-active-key policy revoked a key.
+const REPLACED: &str = "replaced under the one-active-key policy";
 
 /// Resolves the API a request names, or the organization's default protected API.
 pub async fn resolve_api(
@@ -193,9 +196,10 @@ async fn ensure_management_key_not_above(ctx: &Ctx, caller: &Caller, key: &Key) 
     }
 }
 
-/// Records an event about `key` by `caller`; the key appears by its masked prefix.
+/// Records an event about `key` by `caller` in `tx`; the key appears by its masked prefix.
 async fn audit_key(
     ctx: &Ctx,
+    tx: &mut StoreTx,
     caller: &Caller,
     action: &str,
     key: &Key,
@@ -204,6 +208,7 @@ async fn audit_key(
     let label = format!("{}••••", key.display_prefix());
     audit::record(
         ctx,
+        tx,
         caller,
         action,
         Target {
@@ -326,21 +331,6 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
             "You cannot grant the scope '{s}', which you do not hold yourself."
         )));
     }
-    let revoke = if org.policies.single_active_key {
-        ctx.store
-            .active_key_ids(&caller.org_id, &api.id, &owner.id, now)
-            .await?
-    } else {
-        Vec::new()
-    };
-    // Keys the one-active-key policy is about to revoke make room for the new one.
-    let live = ctx.store.count_live_keys(&caller.org_id, now).await? - revoke.len() as i64;
-    if live >= i64::from(org.policies.key_limit) {
-        return Err(ServiceError::Conflict(format!(
-            "The organization has reached its limit of {} keys. Revoke or delete a key first.",
-            org.policies.key_limit
-        )));
-    }
     let environment = input.environment.unwrap_or(Environment::Live);
     let template = Key {
         id: String::new(),
@@ -379,40 +369,76 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
         recoverable,
         encrypted_secret: None,
     };
-    let (key, secret) = insert_fresh(ctx, template, &revoke, now).await?;
-    for id in &revoke {
-        ctx.verifier.invalidate_key(id);
-        let label = match ctx.store.get_key(id).await? {
-            Some(k) => format!("{}••••", k.display_prefix()),
-            None => id.clone(),
+    let pepper = ctx.verifier.peppers().current().clone();
+    for _ in 0..5 {
+        let mut key = template.clone();
+        let secret = assign_secret(ctx, &mut key, &pepper)?;
+        // Creations in one organization take turns, so that each counts the keys the one before
+        // left, under the policies as they are now.
+        let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
+        let policies = tx
+            .get_org(&caller.org_id)
+            .await?
+            .ok_or(ServiceError::NotFound("organization"))?
+            .policies;
+        let revoked = if policies.single_active_key {
+            tx.revoke_active_keys(&caller.org_id, &api.id, &owner.id, now, REPLACED)
+                .await?
+        } else {
+            Vec::new()
         };
-        audit::record(
+        // Keys the one-active-key policy just revoked no longer count: they made room.
+        if tx.count_live_keys(&caller.org_id, now).await? >= i64::from(policies.key_limit) {
+            return Err(ServiceError::Conflict(format!(
+                "The organization has reached its limit of {} keys. Revoke or delete a key first.",
+                policies.key_limit
+            )));
+        }
+        match tx.create_key(&key).await {
+            Ok(()) => {}
+            // The (unlikely) id collision: everything again, with another secret.
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        for (id, masked) in &revoked {
+            audit::record(
+                ctx,
+                &mut tx,
+                caller,
+                "key.revoked",
+                Target {
+                    kind: "key",
+                    id,
+                    label: &format!("{masked}••••"),
+                },
+                json!({"reason": REPLACED, "replaced_by": key.id}),
+            )
+            .await?;
+        }
+        audit_key(
             ctx,
+            &mut tx,
             caller,
-            "key.revoked",
-            Target {
-                kind: "key",
-                id,
-                label: &label,
-            },
-            json!({"reason": "replaced under the one-active-key policy", "replaced_by": key.id}),
+            "key.created",
+            &key,
+            json!({"name": key.name, "api_id": key.api_id, "type": key.token_type, "scopes": key.scopes,
+                   "owner_id": key.owner_id, "expires_at": key.expires_at}),
         )
         .await?;
+        tx.commit().await?;
+        ctx.verifier.invalidate_key(&key.id);
+        for (id, _) in &revoked {
+            ctx.verifier.invalidate_key(id);
+        }
+        return Ok(Created {
+            key,
+            secret,
+            revoked: revoked.into_iter().map(|(id, _)| id).collect(),
+        });
     }
-    audit_key(
-        ctx,
-        caller,
-        "key.created",
-        &key,
-        json!({"name": key.name, "api_id": key.api_id, "type": key.token_type, "scopes": key.scopes,
-               "owner_id": key.owner_id, "expires_at": key.expires_at}),
-    )
-    .await?;
-    Ok(Created {
-        key,
-        secret,
-        revoked: revoke,
-    })
+    Err(ServiceError::Conflict(
+        "Could not allocate a unique key id; try again.".into(),
+    ))
 }
 
 async fn resolve_owner(
@@ -478,7 +504,9 @@ pub async fn reveal(ctx: &Ctx, caller: &Caller, id: &str) -> Result<(Key, Secret
         ServiceError::Store(StoreError::Corrupt("sealed secret is not a key".into()))
     })?;
     let secret = SecretKey::from_parsed(&parsed);
-    audit_key(ctx, caller, "key.revealed", &key, json!({})).await?;
+    let mut tx = ctx.store.begin().await?;
+    audit_key(ctx, &mut tx, caller, "key.revealed", &key, json!({})).await?;
+    tx.commit().await?;
     Ok((key, secret))
 }
 
@@ -491,35 +519,6 @@ fn assign_secret(ctx: &Ctx, key: &mut Key, pepper: &key::Pepper) -> Result<Secre
     key.pepper_version = pepper.version();
     key.encrypted_secret = seal_if_recoverable(ctx, key, &secret)?;
     Ok(secret)
-}
-
-/// Generates a secret for `template` and stores it, retrying on the (unlikely) id collision.
-async fn insert_fresh(
-    ctx: &Ctx,
-    mut template: Key,
-    revoke: &[String],
-    now: Millis,
-) -> Result<(Key, SecretKey)> {
-    let pepper = ctx.verifier.peppers().current().clone();
-    for _ in 0..5 {
-        let secret = assign_secret(ctx, &mut template, &pepper)?;
-        let res = if revoke.is_empty() {
-            ctx.store.create_key(&template).await
-        } else {
-            ctx.store.create_key_revoking(&template, revoke, now).await
-        };
-        match res {
-            Ok(()) => {
-                ctx.verifier.invalidate_key(&template.id);
-                return Ok((template, secret));
-            }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ServiceError::Conflict(
-        "Could not allocate a unique key id; try again.".into(),
-    ))
 }
 
 pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> Result<Key> {
@@ -593,23 +592,26 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
     }
     e.finish(())?;
     key.updated_at = now;
-    if !ctx.store.update_key_settings(&key, now).await? {
+    let mut tx = ctx.store.begin().await?;
+    if !tx.update_key_settings(&key, now).await? {
         return Err(ServiceError::Conflict(
             "The key was revoked or deleted meanwhile; it cannot be edited.".into(),
         ));
     }
-    ctx.verifier.invalidate_key(&key.id);
-    if changed.contains(&"rate_limit") {
-        ctx.verifier.reset_rate_limit(&key.id);
-    }
     audit_key(
         ctx,
+        &mut tx,
         caller,
         "key.updated",
         &key,
         json!({ "fields": changed }),
     )
     .await?;
+    tx.commit().await?;
+    ctx.verifier.invalidate_key(&key.id);
+    if changed.contains(&"rate_limit") {
+        ctx.verifier.reset_rate_limit(&key.id);
+    }
     Ok(key)
 }
 
@@ -656,8 +658,9 @@ pub async fn rotate(
         attempt += 1;
         let secret = assign_secret(ctx, &mut template, &pepper)?;
         old.replaced_by = Some(template.id.clone());
-        match ctx.store.rotate_key(&old, &template, now).await {
-            Ok(true) => break (template, secret),
+        let mut tx = ctx.store.begin().await?;
+        match tx.rotate_key(&old, &template, now).await {
+            Ok(true) => {}
             Ok(false) => {
                 return Err(ServiceError::Conflict(
                     "The key was rotated, revoked or deleted meanwhile.".into(),
@@ -666,18 +669,21 @@ pub async fn rotate(
             Err(StoreError::Conflict(_)) if attempt < 5 => continue,
             Err(e) => return Err(e.into()),
         }
+        audit_key(
+            ctx,
+            &mut tx,
+            caller,
+            "key.rotated",
+            &old,
+            json!({"replaced_by": template.id, "new_prefix": template.display_prefix(),
+                   "grace_period_s": grace, "old_key_revoked_at": old.revoked_at}),
+        )
+        .await?;
+        tx.commit().await?;
+        break (template, secret);
     };
     ctx.verifier.invalidate_key(&old.id);
     ctx.verifier.invalidate_key(&new.id);
-    audit_key(
-        ctx,
-        caller,
-        "key.rotated",
-        &old,
-        json!({"replaced_by": new.id, "new_prefix": new.display_prefix(), "grace_period_s": grace,
-               "old_key_revoked_at": old.revoked_at}),
-    )
-    .await?;
     Ok((new, secret))
 }
 
@@ -703,20 +709,30 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
         .reason
         .map(|r| r.trim().chars().take(500).collect::<String>());
     let stored_reason = reason.clone().unwrap_or_else(|| "revoked".into());
-    if !ctx
-        .store
+    let mut tx = ctx.store.begin().await?;
+    if !tx
         .revoke_key(&key.org_id, &key.id, now, &stored_reason)
         .await?
     {
         // Revoked by someone else meanwhile: answer with the key as it now is.
+        drop(tx);
         ctx.verifier.invalidate_key(&key.id);
         return find(ctx, caller, id).await;
     }
     key.revoked_at = Some(now);
     key.revoke_reason = Some(stored_reason);
     key.updated_at = now;
+    audit_key(
+        ctx,
+        &mut tx,
+        caller,
+        "key.revoked",
+        &key,
+        json!({"reason": reason}),
+    )
+    .await?;
+    tx.commit().await?;
     ctx.verifier.invalidate_key(&key.id);
-    audit_key(ctx, caller, "key.revoked", &key, json!({"reason": reason})).await?;
     Ok(key)
 }
 
@@ -728,12 +744,12 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
         return Ok(());
     }
     let now = ctx.now();
-    let changed = ctx.store.delete_key(&key.org_id, &key.id, now).await?;
-    ctx.verifier.invalidate_key(&key.id);
-    if !changed {
-        return Ok(());
+    let mut tx = ctx.store.begin().await?;
+    if tx.delete_key(&key.org_id, &key.id, now).await? {
+        audit_key(ctx, &mut tx, caller, "key.deleted", &key, json!({})).await?;
+        tx.commit().await?;
     }
-    audit_key(ctx, caller, "key.deleted", &key, json!({})).await?;
+    ctx.verifier.invalidate_key(&key.id);
     Ok(())
 }
 
@@ -759,13 +775,14 @@ pub async fn mark_exposed(
     if !authentic || key.exposed_at.is_some() {
         return Ok(());
     }
-    if !ctx.store.mark_key_exposed(&key.id, ctx.now()).await? {
+    let mut tx = ctx.store.begin().await?;
+    if !tx.mark_key_exposed(&key.id, ctx.now()).await? {
         return Ok(());
     }
-    ctx.verifier.invalidate_key(&key.id);
     let prefix = format!("{}••••", key.display_prefix());
     audit::record_as(
         ctx,
+        &mut tx,
         &key.org_id,
         crate::domain::model::Actor::system(),
         ip,
@@ -778,5 +795,8 @@ pub async fn mark_exposed(
         },
         json!({"where": "url"}),
     )
-    .await
+    .await?;
+    tx.commit().await?;
+    ctx.verifier.invalidate_key(&key.id);
+    Ok(())
 }

@@ -48,8 +48,10 @@ pub async fn get(ctx: &Ctx, caller: &Caller) -> Result<Org> {
 
 pub async fn update(ctx: &Ctx, caller: &Caller, input: UpdateOrg) -> Result<Org> {
     caller.require(authz::UPDATE_ORG)?;
-    let mut org = ctx
-        .store
+    // Read under the organization's lock, so that two changes of different fields made at once
+    // both stay: the second sees the first instead of writing back what it read before.
+    let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
+    let mut org = tx
         .get_org(&caller.org_id)
         .await?
         .ok_or(ServiceError::NotFound("organization"))?;
@@ -120,10 +122,10 @@ pub async fn update(ctx: &Ctx, caller: &Caller, input: UpdateOrg) -> Result<Org>
         }
     }
     e.finish(())?;
-    ctx.store.update_org(&org).await?;
-    ctx.verifier.invalidate_org(&org.id);
+    tx.update_org(&org).await?;
     audit::record(
         ctx,
+        &mut tx,
         caller,
         "org.updated",
         Target {
@@ -135,5 +137,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, input: UpdateOrg) -> Result<Org>
                "billing_status": org.billing_status, "policies": org.policies}),
     )
     .await?;
+    tx.commit().await?;
+    ctx.verifier.invalidate_org(&org.id);
     Ok(org)
 }

@@ -17,7 +17,7 @@ use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, Via, authz, passwords, users};
 use crate::domain::model::{Actor, Millis, User, UserStatus};
 use crate::domain::validate::{self, Errors};
-use crate::store::{Failures, SessionRecord, SetupTokenRecord, StoreError};
+use crate::store::{Failures, SessionRecord, SetupTokenRecord, StoreError, StoreTx};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "keyward_session";
@@ -181,8 +181,8 @@ pub async fn sign_in(
     let user = match found {
         Some((user, _)) if matches && user.status == UserStatus::Active => user,
         other => {
-            ctx.store
-                .record_sign_in_failure(&email, ip.as_deref(), now)
+            let mut tx = ctx.store.begin().await?;
+            tx.record_sign_in_failure(&email, ip.as_deref(), now)
                 .await?;
             if let Some((user, hash)) = other {
                 let reason = if user.status != UserStatus::Active {
@@ -194,6 +194,7 @@ pub async fn sign_in(
                 };
                 audit::record_as(
                     ctx,
+                    &mut tx,
                     &user.org_id,
                     Actor {
                         kind: "user",
@@ -212,6 +213,7 @@ pub async fn sign_in(
                 )
                 .await?;
             }
+            tx.commit().await?;
             return Err(SignInError::Invalid);
         }
     };
@@ -227,28 +229,37 @@ async fn open_session(ctx: &Ctx, user: User, client: &Client) -> Result<SignedIn
     ctx.store
         .delete_stale_sessions(now, now - SESSION_IDLE_MS)
         .await?;
+    let mut tx = ctx.store.begin().await?;
+    let signed_in = session_in(ctx, &mut tx, user, client).await?;
+    tx.commit().await?;
+    Ok(signed_in)
+}
+
+/// Writes a new session for `user`, and the sign-in event, to `tx`.
+async fn session_in(ctx: &Ctx, tx: &mut StoreTx, user: User, client: &Client) -> Result<SignedIn> {
+    let now = ctx.now();
     let token = Token::generate();
-    ctx.store
-        .create_session(
-            &digest(token.expose()),
-            &SessionRecord {
-                user_id: user.id.clone(),
-                org_id: user.org_id.clone(),
-                ip: client.ip_string(),
-                user_agent: client
-                    .user_agent
-                    .as_ref()
-                    .map(|ua| ua.chars().take(300).collect()),
-                created_at: now,
-                last_seen_at: now,
-                expires_at: now + SESSION_MAX_MS,
-            },
-        )
-        .await?;
+    tx.create_session(
+        &digest(token.expose()),
+        &SessionRecord {
+            user_id: user.id.clone(),
+            org_id: user.org_id.clone(),
+            ip: client.ip_string(),
+            user_agent: client
+                .user_agent
+                .as_ref()
+                .map(|ua| ua.chars().take(300).collect()),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + SESSION_MAX_MS,
+        },
+    )
+    .await?;
     let caller = client.caller(user);
     let label = caller.user.email.clone();
     audit::record(
         ctx,
+        tx,
         &caller,
         "user.signed_in",
         Target {
@@ -293,9 +304,11 @@ pub async fn authenticate(ctx: &Ctx, token: &str, client: &Client) -> Result<Opt
 
 /// Ends the session of `token` and records the sign-out.
 pub async fn sign_out(ctx: &Ctx, caller: &Caller, token: &str) -> Result<()> {
-    ctx.store.delete_session(&digest(token)).await?;
+    let mut tx = ctx.store.begin().await?;
+    tx.delete_session(&digest(token)).await?;
     audit::record(
         ctx,
+        &mut tx,
         caller,
         "user.signed_out",
         Target {
@@ -305,7 +318,8 @@ pub async fn sign_out(ctx: &Ctx, caller: &Caller, token: &str) -> Result<()> {
         },
         json!({}),
     )
-    .await
+    .await?;
+    Ok(tx.commit().await?)
 }
 
 // -------------------------------------------------------------------- setup links
@@ -356,22 +370,34 @@ pub fn setup_url(public_url: &str, token: &Token) -> String {
 /// Makes a one-time link for `user` to set a password; earlier unused links of theirs stop
 /// working.
 pub async fn create_setup_link(ctx: &Ctx, user: &User, purpose: Purpose) -> Result<Token> {
+    let mut tx = ctx.store.begin().await?;
+    let token = setup_link_in(ctx, &mut tx, user, purpose).await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// [`create_setup_link`] in the unit of work `tx`.
+pub(super) async fn setup_link_in(
+    ctx: &Ctx,
+    tx: &mut StoreTx,
+    user: &User,
+    purpose: Purpose,
+) -> Result<Token> {
     let now = ctx.now();
-    ctx.store.void_setup_tokens(&user.id, now).await?;
+    tx.void_setup_tokens(&user.id, now).await?;
     let token = Token::generate();
-    ctx.store
-        .create_setup_token(
-            &digest(token.expose()),
-            &SetupTokenRecord {
-                user_id: user.id.clone(),
-                org_id: user.org_id.clone(),
-                purpose: purpose.as_str().to_owned(),
-                created_at: now,
-                expires_at: now + purpose.ttl_ms(),
-                used_at: None,
-            },
-        )
-        .await?;
+    tx.create_setup_token(
+        &digest(token.expose()),
+        &SetupTokenRecord {
+            user_id: user.id.clone(),
+            org_id: user.org_id.clone(),
+            purpose: purpose.as_str().to_owned(),
+            created_at: now,
+            expires_at: now + purpose.ttl_ms(),
+            used_at: None,
+        },
+    )
+    .await?;
     Ok(token)
 }
 
@@ -390,9 +416,11 @@ pub async fn invite(ctx: &Ctx, caller: &Caller, user_id: &str) -> Result<Token> 
             "Only an owner can make a sign-in link for an owner.".into(),
         ));
     }
-    let token = create_setup_link(ctx, &user, Purpose::Invite).await?;
+    let mut tx = ctx.store.begin().await?;
+    let token = setup_link_in(ctx, &mut tx, &user, Purpose::Invite).await?;
     audit::record(
         ctx,
+        &mut tx,
         caller,
         "user.invited",
         Target {
@@ -403,6 +431,7 @@ pub async fn invite(ctx: &Ctx, caller: &Caller, user_id: &str) -> Result<Token> 
         json!({ "expires_at": ctx.now() + Purpose::Invite.ttl_ms() }),
     )
     .await?;
+    tx.commit().await?;
     Ok(token)
 }
 
@@ -487,24 +516,37 @@ pub async fn complete_setup(
     }
     e.finish(())?;
     let hash = passwords::hash(&input.password).await?;
-    if !ctx.store.use_setup_token(&digest(token), ctx.now()).await? {
+    let now = ctx.now();
+    ctx.store
+        .delete_stale_sessions(now, now - SESSION_IDLE_MS)
+        .await?;
+    // The member is read again under the organization's lock, so that a change of their role or
+    // status made meanwhile stays instead of being written over with what was read above.
+    let mut tx = ctx.store.begin_for_org(&user.org_id).await?;
+    if !tx.use_setup_token(&digest(token), now).await? {
         return Err(ServiceError::NotFound("setup link"));
     }
-    ctx.store.update_user(&user).await.map_err(|e| match e {
-        StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            ServiceError::Validation(vec![validate::FieldError {
-                field: "email".into(),
-                message: "is already used by another member".into(),
-            }])
-        }
+    let mut member = tx
+        .get_user_in_org(&user.org_id, &user.id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or(ServiceError::NotFound("setup link"))?;
+    member.email = user.email;
+    member.name = user.name;
+    let user = member;
+    tx.update_user(&user).await.map_err(|e| match e {
+        StoreError::Conflict(_) => ServiceError::Validation(vec![validate::FieldError {
+            field: "email".into(),
+            message: "is already used by another member".into(),
+        }]),
         other => other.into(),
     })?;
-    ctx.store.set_password(&user.id, &hash).await?;
-    ctx.store.delete_user_sessions(&user.id).await?;
-    ctx.verifier.invalidate_user(&user.id);
+    tx.set_password(&user.id, &hash).await?;
+    tx.delete_user_sessions(&user.id).await?;
     let caller = client.caller(user.clone());
     audit::record(
         ctx,
+        &mut tx,
         &caller,
         "user.password_set",
         Target {
@@ -515,7 +557,11 @@ pub async fn complete_setup(
         json!({ "via": format!("{} link", link.purpose.as_str()) }),
     )
     .await?;
-    open_session(ctx, user, client).await
+    let user_id = user.id.clone();
+    let signed_in = session_in(ctx, &mut tx, user, client).await?;
+    tx.commit().await?;
+    ctx.verifier.invalidate_user(&user_id);
+    Ok(signed_in)
 }
 
 #[cfg(test)]

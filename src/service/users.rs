@@ -15,7 +15,7 @@ use super::{Caller, Ctx, Result, ServiceError, authz, passwords};
 use crate::domain::model::{Role, User, UserStatus};
 use crate::domain::new_id;
 use crate::domain::validate::{self, Errors};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreTx};
 
 /// Body of `POST /v1/users`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -80,6 +80,14 @@ async fn find(ctx: &Ctx, caller: &Caller, id: &str) -> Result<User> {
         .ok_or(ServiceError::NotFound("member"))
 }
 
+/// [`find`] as the unit of work `tx` sees the member.
+async fn find_in(tx: &mut StoreTx, caller: &Caller, id: &str) -> Result<User> {
+    tx.get_user_in_org(&caller.org_id, id)
+        .await?
+        .filter(|u| u.status != UserStatus::Deleted)
+        .ok_or(ServiceError::NotFound("member"))
+}
+
 /// The 403 of a rule only owners pass, when `allowed` says the caller did not.
 fn only_owners(allowed: bool, what: &str) -> Result<()> {
     if allowed {
@@ -117,7 +125,8 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<Use
         status: UserStatus::Active,
         created_at: ctx.now(),
     };
-    match ctx.store.create_user(&user, password_hash.as_deref()).await {
+    let mut tx = ctx.store.begin().await?;
+    match tx.create_user(&user, password_hash.as_deref()).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ServiceError::Conflict(
@@ -128,6 +137,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<Use
     }
     audit::record(
         ctx,
+        &mut tx,
         caller,
         "user.created",
         Target {
@@ -138,14 +148,17 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<Use
         json!({"role": user.role.as_str(), "password_set": password_hash.is_some()}),
     )
     .await?;
+    tx.commit().await?;
     Ok(user)
 }
 
-/// Refuses to leave the organization without an active owner.
-async fn keep_an_owner(ctx: &Ctx, target: &User) -> Result<()> {
+/// Refuses to leave the organization without an active owner. Owners are counted in `tx`, which
+/// holds the organization's lock (see `Store::begin_for_org`), so that two owners removing each
+/// other at once cannot both pass.
+async fn keep_an_owner(tx: &mut StoreTx, target: &User) -> Result<()> {
     if target.role == Role::Owner
         && target.status == UserStatus::Active
-        && ctx.store.count_active_owners(&target.org_id).await? <= 1
+        && tx.count_active_owners(&target.org_id).await? <= 1
     {
         return Err(ServiceError::Conflict(
             "The organization must keep at least one active owner; make someone else an owner first.".into(),
@@ -156,7 +169,8 @@ async fn keep_an_owner(ctx: &Ctx, target: &User) -> Result<()> {
 
 pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> Result<User> {
     caller.require(authz::MANAGE_MEMBERS)?;
-    let mut user = find(ctx, caller, id).await?;
+    let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
+    let mut user = find_in(&mut tx, caller, id).await?;
     let mut e = Errors::default();
     let name = input
         .name
@@ -183,7 +197,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
     let demoted = role.is_some_and(|r| r != Role::Owner);
     let disabled = status == Some(UserStatus::Disabled);
     if demoted || disabled {
-        keep_an_owner(ctx, &user).await?;
+        keep_an_owner(&mut tx, &user).await?;
     }
     let before = user.clone();
     if let Some(n) = name {
@@ -195,11 +209,12 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
     if let Some(s) = status {
         user.status = s;
     }
-    ctx.store.update_user(&user).await?;
-    ctx.verifier.invalidate_user(&user.id);
+    tx.update_user(&user).await?;
+    let mut revoked = Vec::new();
     if before.role != user.role {
         audit::record(
             ctx,
+            &mut tx,
             caller,
             "user.role_changed",
             Target {
@@ -214,13 +229,14 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
     if before.status != user.status {
         let (action, details) = match user.status {
             UserStatus::Disabled => {
-                let revoked = revoke_all_keys(ctx, caller, &user, "owner disabled").await?;
+                revoked = revoke_all_keys(ctx, &mut tx, caller, &user, "owner disabled").await?;
                 ("user.disabled", json!({"keys_revoked": revoked}))
             }
             _ => ("user.enabled", json!({})),
         };
         audit::record(
             ctx,
+            &mut tx,
             caller,
             action,
             Target {
@@ -235,6 +251,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
     if before.name != user.name {
         audit::record(
             ctx,
+            &mut tx,
             caller,
             "user.updated",
             Target {
@@ -246,20 +263,26 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
         )
         .await?;
     }
+    tx.commit().await?;
+    ctx.verifier.invalidate_user(&user.id);
+    for key_id in &revoked {
+        ctx.verifier.invalidate_key(key_id);
+    }
     Ok(user)
 }
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
     caller.require(authz::MANAGE_MEMBERS)?;
-    let mut user = find(ctx, caller, id).await?;
+    let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
+    let mut user = find_in(&mut tx, caller, id).await?;
     only_owners(authz::may_manage_member(caller, &user), "delete an owner")?;
-    keep_an_owner(ctx, &user).await?;
+    keep_an_owner(&mut tx, &user).await?;
     user.status = UserStatus::Deleted;
-    ctx.store.update_user(&user).await?;
-    ctx.verifier.invalidate_user(&user.id);
-    let revoked = revoke_all_keys(ctx, caller, &user, "owner deleted").await?;
+    tx.update_user(&user).await?;
+    let revoked = revoke_all_keys(ctx, &mut tx, caller, &user, "owner deleted").await?;
     audit::record(
         ctx,
+        &mut tx,
         caller,
         "user.deleted",
         Target {
@@ -270,24 +293,30 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
         json!({"keys_revoked": revoked}),
     )
     .await?;
+    tx.commit().await?;
+    ctx.verifier.invalidate_user(&user.id);
+    for key_id in &revoked {
+        ctx.verifier.invalidate_key(key_id);
+    }
     Ok(())
 }
 
-/// Revokes every live key a member owns, each audited; returns their ids.
+/// Revokes every live key a member owns in `tx`, each audited; returns their ids, for the
+/// caller to drop from the cache once `tx` is committed.
 async fn revoke_all_keys(
     ctx: &Ctx,
+    tx: &mut StoreTx,
     caller: &Caller,
     user: &User,
     reason: &str,
 ) -> Result<Vec<String>> {
-    let revoked = ctx
-        .store
+    let revoked = tx
         .revoke_keys_of_owner(&user.org_id, &user.id, ctx.now(), reason)
         .await?;
     for (key_id, prefix) in &revoked {
-        ctx.verifier.invalidate_key(key_id);
         audit::record(
             ctx,
+            tx,
             caller,
             "key.revoked",
             Target {

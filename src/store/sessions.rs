@@ -3,10 +3,10 @@
 //! Session and setup tokens are secrets: only their SHA-256 digests (hex) reach the database, so a
 //! copy of it does not let anyone sign in.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyExecutor, Row};
 
-use super::{Result, Store};
+use super::{Result, Store, StoreTx};
 use crate::domain::model::Millis;
 
 /// A signed-in dashboard session, found by the digest of its token.
@@ -64,22 +64,7 @@ impl Store {
     // ---------------------------------------------------------------- sessions
 
     pub async fn create_session(&self, token_hash: &str, s: &SessionRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, org_id, ip, user_agent, created_at, last_seen_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(token_hash)
-        .bind(&s.user_id)
-        .bind(&s.org_id)
-        .bind(&s.ip)
-        .bind(&s.user_agent)
-        .bind(s.created_at)
-        .bind(s.last_seen_at)
-        .bind(s.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| super::unique(e, "a session with this token"))?;
-        Ok(())
+        create_session(&self.pool, token_hash, s).await
     }
 
     pub async fn get_session(&self, token_hash: &str) -> Result<Option<SessionRecord>> {
@@ -104,20 +89,12 @@ impl Store {
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        delete_session(&self.pool, token_hash).await
     }
 
     /// Ends every session of a member (password set anew, member disabled).
     pub async fn delete_user_sessions(&self, user_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        delete_user_sessions(&self.pool, user_id).await
     }
 
     /// Removes sessions that ended before `before`, whether by age or by idleness.
@@ -133,21 +110,7 @@ impl Store {
     // ---------------------------------------------------------------- setup links
 
     pub async fn create_setup_token(&self, token_hash: &str, t: &SetupTokenRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO setup_tokens (token_hash, user_id, org_id, purpose, created_at, expires_at, used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(token_hash)
-        .bind(&t.user_id)
-        .bind(&t.org_id)
-        .bind(&t.purpose)
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .bind(t.used_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| super::unique(e, "a setup link with this token"))?;
-        Ok(())
+        create_setup_token(&self.pool, token_hash, t).await
     }
 
     pub async fn get_setup_token(&self, token_hash: &str) -> Result<Option<SetupTokenRecord>> {
@@ -174,25 +137,12 @@ impl Store {
     /// Marks a setup link used, if it still is unused and unexpired at `now`. Returns whether this
     /// call was the one that used it, so that two concurrent uses cannot both succeed.
     pub async fn use_setup_token(&self, token_hash: &str, now: Millis) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE setup_tokens SET used_at = $1 \
-             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
-        )
-        .bind(now)
-        .bind(token_hash)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        use_setup_token(&self.pool, token_hash, now).await
     }
 
     /// Voids the unused setup links of a member, when a new one replaces them.
     pub async fn void_setup_tokens(&self, user_id: &str, now: Millis) -> Result<()> {
-        sqlx::query("UPDATE setup_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        void_setup_tokens(&self.pool, user_id, now).await
     }
 
     // ---------------------------------------------------------------- failed sign-ins
@@ -203,13 +153,7 @@ impl Store {
         ip: Option<&str>,
         at: Millis,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO sign_in_failures (email, ip, at) VALUES ($1, $2, $3)")
-            .bind(email)
-            .bind(ip)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        record_sign_in_failure(&self.pool, email, ip, at).await
     }
 
     /// Failed sign-ins for `email` since `since`.
@@ -246,4 +190,148 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+impl StoreTx {
+    pub async fn create_session(&mut self, token_hash: &str, s: &SessionRecord) -> Result<()> {
+        create_session(self.conn(), token_hash, s).await
+    }
+
+    pub async fn delete_session(&mut self, token_hash: &str) -> Result<()> {
+        delete_session(self.conn(), token_hash).await
+    }
+
+    /// Ends every session of a member.
+    pub async fn delete_user_sessions(&mut self, user_id: &str) -> Result<()> {
+        delete_user_sessions(self.conn(), user_id).await
+    }
+
+    pub async fn create_setup_token(
+        &mut self,
+        token_hash: &str,
+        t: &SetupTokenRecord,
+    ) -> Result<()> {
+        create_setup_token(self.conn(), token_hash, t).await
+    }
+
+    /// Marks a setup link used, if it still is unused and unexpired at `now`; returns whether
+    /// this unit of work used it.
+    pub async fn use_setup_token(&mut self, token_hash: &str, now: Millis) -> Result<bool> {
+        use_setup_token(self.conn(), token_hash, now).await
+    }
+
+    /// Voids the unused setup links of a member.
+    pub async fn void_setup_tokens(&mut self, user_id: &str, now: Millis) -> Result<()> {
+        void_setup_tokens(self.conn(), user_id, now).await
+    }
+
+    pub async fn record_sign_in_failure(
+        &mut self,
+        email: &str,
+        ip: Option<&str>,
+        at: Millis,
+    ) -> Result<()> {
+        record_sign_in_failure(self.conn(), email, ip, at).await
+    }
+}
+
+async fn create_session<'e>(
+    db: impl AnyExecutor<'e>,
+    token_hash: &str,
+    s: &SessionRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, org_id, ip, user_agent, created_at, last_seen_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(token_hash)
+    .bind(&s.user_id)
+    .bind(&s.org_id)
+    .bind(&s.ip)
+    .bind(&s.user_agent)
+    .bind(s.created_at)
+    .bind(s.last_seen_at)
+    .bind(s.expires_at)
+    .execute(db)
+    .await
+    .map_err(|e| super::unique(e, "a session with this token"))?;
+    Ok(())
+}
+
+async fn delete_session<'e>(db: impl AnyExecutor<'e>, token_hash: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+async fn delete_user_sessions<'e>(db: impl AnyExecutor<'e>, user_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+async fn create_setup_token<'e>(
+    db: impl AnyExecutor<'e>,
+    token_hash: &str,
+    t: &SetupTokenRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO setup_tokens (token_hash, user_id, org_id, purpose, created_at, expires_at, used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(token_hash)
+    .bind(&t.user_id)
+    .bind(&t.org_id)
+    .bind(&t.purpose)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .bind(t.used_at)
+    .execute(db)
+    .await
+    .map_err(|e| super::unique(e, "a setup link with this token"))?;
+    Ok(())
+}
+
+async fn use_setup_token<'e>(
+    db: impl AnyExecutor<'e>,
+    token_hash: &str,
+    now: Millis,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE setup_tokens SET used_at = $1 \
+         WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn void_setup_tokens<'e>(db: impl AnyExecutor<'e>, user_id: &str, now: Millis) -> Result<()> {
+    sqlx::query("UPDATE setup_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+async fn record_sign_in_failure<'e>(
+    db: impl AnyExecutor<'e>,
+    email: &str,
+    ip: Option<&str>,
+    at: Millis,
+) -> Result<()> {
+    sqlx::query("INSERT INTO sign_in_failures (email, ip, at) VALUES ($1, $2, $3)")
+        .bind(email)
+        .bind(ip)
+        .bind(at)
+        .execute(db)
+        .await?;
+    Ok(())
 }

@@ -411,6 +411,20 @@ impl TestApp {
         .clone()
     }
 
+    /// Runs SQL straight on the server's database, behind its back (to break or inspect it).
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.config.database_url)
+            .await
+            .expect("the test database is reachable");
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.close().await.expect("the connection closes");
+    }
+
     /// Stops the server gracefully (drains, flushes write-behind buffers). Returns the data
     /// directory, so that the caller can reopen the database.
     pub async fn stop(mut self) -> tempfile::TempDir {

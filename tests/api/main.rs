@@ -1,6 +1,7 @@
 //! One integration test binary: every test talks to a real server over loopback HTTP.
 
 mod apis;
+mod atomic;
 mod auth;
 mod browser;
 mod cli;
