@@ -4,7 +4,9 @@
 pub mod check;
 pub mod key;
 pub mod model;
+pub mod schema;
 pub mod seal;
+pub mod strict;
 pub mod validate;
 
 /// A source of the current time, injected so that tests can move it.

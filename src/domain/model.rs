@@ -262,8 +262,11 @@ impl Org {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeDef {
+    #[schema(value_type = crate::domain::schema::NameToken)]
     pub name: String,
+    /// Up to 300 characters.
     #[serde(default)]
+    #[schema(max_length = 300)]
     pub description: String,
 }
 
@@ -271,7 +274,13 @@ pub struct ScopeDef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
+    /// 1 to 1000000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "super::strict::int")]
     pub requests: u32,
+    /// 1 to 86400 (a day).
+    #[schema(minimum = 1, maximum = 86_400)]
+    #[serde(deserialize_with = "super::strict::int")]
     pub per_seconds: u32,
 }
 
@@ -280,12 +289,19 @@ pub struct RateLimit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    #[schema(value_type = crate::domain::schema::RoutePath)]
     pub path_prefix: String,
+    /// Empty: every method.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::schema::HttpMethod>)]
     pub methods: Vec<String>,
+    /// From the API's scope catalogue.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::schema::NameToken>)]
     pub required_scopes: Vec<String>,
+    /// Of the API's token types; empty: any of them.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::schema::NameToken>)]
     pub token_types: Vec<String>,
 }
 
@@ -357,7 +373,11 @@ pub enum RefillInterval {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refill {
+    #[serde(deserialize_with = "super::strict::string_enum")]
     pub interval: RefillInterval,
+    /// 1 to 1000000000000.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "super::strict::int")]
     pub amount: i64,
 }
 

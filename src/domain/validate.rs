@@ -46,18 +46,26 @@ pub const METADATA_MAX_BYTES: usize = 4096;
 pub const IP_ALLOWLIST_MAX: usize = 100;
 pub const SCOPES_MAX: usize = 100;
 
-/// A display name: 1 to `max` characters after trimming, no control characters.
+/// A display name: 1 to `max` characters, not all spaces, no control characters; stored trimmed.
 pub fn text(errors: &mut Errors, field: &str, value: &str, max: usize) -> String {
     let trimmed = value.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 {
+    if trimmed.is_empty() {
         errors.add(field, "must not be empty");
-    } else if chars > max {
+    } else if value.chars().count() > max {
         errors.add(field, format!("must be at most {max} characters"));
-    } else if trimmed.chars().any(char::is_control) {
+    } else if value.chars().any(char::is_control) {
         errors.add(field, "must not contain control characters");
     }
     trimmed.to_owned()
+}
+
+/// Free text that may be empty (a reason): at most `max` characters, no control characters.
+pub fn free_text(errors: &mut Errors, field: &str, value: &str, max: usize) {
+    if value.chars().count() > max {
+        errors.add(field, format!("must be at most {max} characters"));
+    } else if value.chars().any(char::is_control) {
+        errors.add(field, "must not contain control characters");
+    }
 }
 
 /// Parses addresses and CIDR blocks; a bare address becomes a /32 or /128.
@@ -86,13 +94,101 @@ pub fn ip_allowlist(errors: &mut Errors, field: &str, entries: &[String]) -> Vec
     nets
 }
 
-/// One allowlist entry: `203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`.
+/// One allowlist entry: `203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`, exactly (the documented
+/// form: no spaces, a prefix length without leading zeros).
 pub fn parse_ip_or_net(entry: &str) -> Option<IpNet> {
-    let entry = entry.trim();
-    if let Ok(net) = entry.parse::<IpNet>() {
-        return Some(net.trunc());
+    let (addr, prefix) = match entry.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (entry, None),
+    };
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let Some(prefix) = prefix else {
+        return Some(IpNet::from(addr));
+    };
+    let canonical = prefix.len() <= 3
+        && prefix.bytes().all(|b| b.is_ascii_digit())
+        && (prefix == "0" || !prefix.starts_with('0'));
+    if !canonical {
+        return None;
     }
-    entry.parse::<std::net::IpAddr>().ok().map(IpNet::from)
+    IpNet::new(addr, prefix.parse().ok()?)
+        .ok()
+        .map(|n| n.trunc())
+}
+
+/// An upstream URL as documented: `http://` or `https://`, a host (a name of letters, digits, `.`
+/// and `-` that starts and ends with a letter or digit, or a bracketed IPv6 address), an optional
+/// port (0 to 65535, no leading zeros), an optional path of URL path characters; nothing else.
+pub fn is_valid_upstream(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return false;
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(port) => (None, Some(port)),
+            None if after.is_empty() => (None, None),
+            None => return false,
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        }
+    };
+    let host_ok = host.is_none_or(|h| {
+        let b = h.as_bytes();
+        (1..=253).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+    });
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (p == "0" || !p.starts_with('0'))
+            && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
+    });
+    host_ok && port_ok && (path.is_empty() || is_url_path(path))
+}
+
+/// `/` followed by URL path characters (unreserved, sub-delims, `:`, `@`, `/`, and `%` with two hex
+/// digits).
+pub fn is_url_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            c if c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&c) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
 }
 
 /// A metadata object of at most 4 KiB once serialized.
@@ -243,6 +339,74 @@ pub fn expiry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowlist_entries_are_taken_in_their_documented_form_only() {
+        for ok in [
+            "203.0.113.7",
+            "203.0.113.0/24",
+            "10.1.2.3/8",
+            "::/0",
+            "2001:db8::/32",
+            "::ffff:1.2.3.4/128",
+            "0.0.0.0/0",
+        ] {
+            assert!(parse_ip_or_net(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            " 203.0.113.7",
+            "203.0.113.7 ",
+            "203.0.113.0/33",
+            "203.0.113.0/08",
+            "203.0.113.0/",
+            "203.0.113.0/+8",
+            "::/129",
+            "01.2.3.4",
+            "fe80::1%eth0",
+            "x",
+        ] {
+            assert!(parse_ip_or_net(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            parse_ip_or_net("10.1.2.3/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+    }
+
+    #[test]
+    fn upstreams_are_absolute_http_urls_without_user_query_or_fragment() {
+        for ok in [
+            "http://127.0.0.1:9000",
+            "https://api.example.com",
+            "http://a",
+            "http://upstream.internal:8080/base/v1",
+            "http://[::1]:9000/x",
+            "http://h/%2Fpath",
+            "https://x-y.z:0",
+        ] {
+            assert!(is_valid_upstream(ok), "{ok}");
+        }
+        for bad in [
+            "ftp://a",
+            "http://",
+            "http://-a",
+            "http://a-",
+            "http://a:65536",
+            "http://a:080",
+            "http://a:",
+            "http://a/b c",
+            "http://a?q",
+            "http://a#f",
+            "http://u@a",
+            "http://[::1",
+            "http://[x]",
+            "http://a/%zz",
+            "http://a/é",
+            "//a",
+        ] {
+            assert!(!is_valid_upstream(bad), "{bad}");
+        }
+    }
 
     const NOW: Millis = 1_795_000_000_000; // 2026-11-18
 

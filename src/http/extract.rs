@@ -87,8 +87,22 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     parse_json(bytes)
 }
 
-/// Parses JSON, telling syntax errors (400) from shape errors (422 with the field's path).
+/// Parses JSON, telling syntax errors (400) from shape errors (422 with the field's path). Every
+/// body is an object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(ApiError::Validation(vec![FieldError {
+                field: "body".into(),
+                message: "wrong type; expected an object".into(),
+            }])),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "The request body is not valid JSON (line {}, column {}).",
+                e.line(),
+                e.column()
+            ))),
+        };
+    }
     // The common case, a valid body, is parsed without tracking paths; only a refused one is
     // parsed again to name the field.
     if let Ok(v) = serde_json::from_slice(bytes) {
@@ -100,16 +114,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Err(err) => {
             let field = field_of(err.path());
             let inner = err.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => Err(ApiError::Validation(vec![FieldError {
+            // serde_json reports some shape errors (an enum given an empty object, a list too
+            // long for a struct) as syntax errors: whether the JSON itself parses decides.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+                Err(ApiError::Validation(vec![FieldError {
                     field,
                     message: safe_message(&inner.to_string()),
-                }])),
-                _ => Err(ApiError::BadRequest(format!(
+                }]))
+            } else {
+                Err(ApiError::BadRequest(format!(
                     "The request body is not valid JSON (line {}, column {}).",
                     inner.line(),
                     inner.column()
-                ))),
+                )))
             }
         }
     }

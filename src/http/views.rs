@@ -185,8 +185,21 @@ pub fn encode_cursor(t: Millis, id: &str) -> String {
     hex::encode(format!("{t}|{id}"))
 }
 
+/// The position [`encode_cursor`] wrote, or `None` for anything else (lowercase hex of up to 18
+/// digits, `|`, and an id of lowercase letters, digits and `_`, as documented).
 pub fn decode_cursor(c: &str) -> Option<(Millis, String)> {
+    if !c
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
     let raw = String::from_utf8(hex::decode(c).ok()?).ok()?;
     let (t, id) = raw.split_once('|')?;
-    Some((t.parse().ok()?, id.to_owned()))
+    let t_ok = (1..=18).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
+    let id_ok = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    (t_ok && id_ok).then(|| Some((t.parse().ok()?, id.to_owned())))?
 }

@@ -11,6 +11,7 @@ use crate::domain::model::{
     Api, BUILT_IN_TOKEN_TYPES, MANAGEMENT_API_SLUG, RateLimit, Route, ScopeDef,
 };
 use crate::domain::new_id;
+use crate::domain::strict;
 use crate::domain::validate::{self, Errors};
 use crate::store::StoreError;
 
@@ -18,7 +19,17 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrefixInput {
+    #[schema(
+        min_length = 2,
+        max_length = 16,
+        pattern = r"^[a-z0-9]+[_-]([a-z0-9]+[_-])?$"
+    )]
     pub live: Option<String>,
+    #[schema(
+        min_length = 2,
+        max_length = 16,
+        pattern = r"^[a-z0-9]+[_-]([a-z0-9]+[_-])?$"
+    )]
     pub test: Option<String>,
 }
 
@@ -26,19 +37,33 @@ pub struct PrefixInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApi {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
-    /// Lowercase letters, digits and `-`; unique in the organization.
+    /// Lowercase letters, digits and `-`; unique in the organization; `keyward` is reserved.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
     pub slug: String,
     /// Default `kw_live_` / `kw_test_`.
+    #[serde(default, deserialize_with = "strict::option_object")]
     pub key_prefix: Option<PrefixInput>,
+    /// Names unique within the API.
+    #[schema(max_items = 200)]
+    #[serde(default, deserialize_with = "strict::option_vec_object")]
     pub scopes: Option<Vec<ScopeDef>>,
     /// Default: `standard`, `batch`, `realtime`.
+    #[schema(value_type = Option<Vec<crate::domain::schema::NameToken>>, min_items = 1)]
     pub token_types: Option<Vec<String>>,
     /// Accept `x-api-key: <key>` beside `Authorization: Bearer`. Default false.
     pub accept_x_api_key: Option<bool>,
+    #[serde(default, deserialize_with = "strict::option_object")]
     pub default_rate_limit: Option<RateLimit>,
     /// Base URL the gateway forwards verified requests to.
+    #[schema(value_type = Option<crate::domain::schema::Upstream>)]
     pub upstream: Option<String>,
+    #[serde(default, deserialize_with = "strict::option_vec_object")]
     pub routes: Option<Vec<Route>>,
 }
 
@@ -46,17 +71,29 @@ pub struct CreateApi {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateApi {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "strict::option_object")]
     pub key_prefix: Option<PrefixInput>,
+    #[schema(max_items = 200)]
+    #[serde(default, deserialize_with = "strict::option_vec_object")]
     pub scopes: Option<Vec<ScopeDef>>,
+    #[schema(value_type = Option<Vec<crate::domain::schema::NameToken>>, min_items = 1)]
     pub token_types: Option<Vec<String>>,
     pub accept_x_api_key: Option<bool>,
-    #[serde(default, deserialize_with = "double_option")]
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "strict::double_option_object")]
     #[schema(value_type = Option<RateLimit>)]
     pub default_rate_limit: Option<Option<RateLimit>>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::schema::Upstream>)]
     pub upstream: Option<Option<String>>,
+    #[serde(default, deserialize_with = "strict::option_vec_object")]
     pub routes: Option<Vec<Route>>,
 }
 
@@ -120,19 +157,21 @@ fn check_token_types(e: &mut Errors, types: &[String]) {
 }
 
 fn check_upstream(e: &mut Errors, upstream: &str) {
-    let ok = (upstream.starts_with("http://") || upstream.starts_with("https://"))
-        && upstream
-            .parse::<axum::http::Uri>()
-            .is_ok_and(|u| u.host().is_some());
-    if !ok {
-        e.add("upstream", "must be an absolute http:// or https:// URL");
+    if !validate::is_valid_upstream(upstream) {
+        e.add(
+            "upstream",
+            "must be an absolute http:// or https:// URL: a host, an optional port and path, no user, query or fragment",
+        );
     }
 }
 
 fn check_routes(e: &mut Errors, routes: &[Route], api_scopes: &[ScopeDef], api_types: &[String]) {
     for (i, r) in routes.iter().enumerate() {
-        if !r.path_prefix.starts_with('/') {
-            e.add(format!("routes[{i}].path_prefix"), "must start with '/'");
+        if r.path_prefix.len() > 1024 || !validate::is_url_path(&r.path_prefix) {
+            e.add(
+                format!("routes[{i}].path_prefix"),
+                "must be '/' followed by up to 1023 URL path characters",
+            );
         }
         for (j, s) in r.required_scopes.iter().enumerate() {
             if !api_scopes.iter().any(|d| &d.name == s) {
@@ -154,7 +193,7 @@ fn check_routes(e: &mut Errors, routes: &[Route], api_scopes: &[ScopeDef], api_t
             }
         }
         for (j, m) in r.methods.iter().enumerate() {
-            if m.parse::<axum::http::Method>().is_err() || m.to_uppercase() != *m {
+            if !(1..=16).contains(&m.len()) || !m.bytes().all(|b| b.is_ascii_uppercase()) {
                 e.add(
                     format!("routes[{i}].methods[{j}]"),
                     "must be an uppercase HTTP method",

@@ -12,6 +12,7 @@ use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, authz, double_option};
 use crate::domain::key::{self, SecretKey};
 use crate::domain::model::{Api, Environment, Key, Millis, Quota, RateLimit, Refill, User};
+use crate::domain::strict;
 use crate::domain::validate::{self, Errors};
 use crate::store::{KeyFilter, StoreError, StoreTx};
 
@@ -19,32 +20,52 @@ use crate::store::{KeyFilter, StoreError, StoreTx};
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, not all spaces, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// Default: the organization's default API.
+    #[schema(pattern = r"^api_[0-9a-f]{16}$")]
     pub api_id: Option<String>,
+    /// Up to 500 characters, not all spaces, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
     /// One of the API's token types; default `standard`.
     #[serde(rename = "type")]
+    #[schema(value_type = Option<crate::domain::schema::NameToken>)]
     pub token_type: Option<String>,
     /// From the API's scope catalogue.
+    #[schema(value_type = Option<Vec<crate::domain::schema::NameToken>>, max_items = 100)]
     pub scopes: Option<Vec<String>>,
     /// IPv4/IPv6 addresses or CIDR blocks; empty allows every address.
+    #[schema(value_type = Option<Vec<crate::domain::schema::IpNetwork>>, max_items = 100)]
     pub ip_allowlist: Option<Vec<String>>,
-    /// `1y`, `2y`, `5y` or `never`.
+    /// Allowed by the organization's policy; not with `expires_at`.
+    #[schema(value_type = Option<crate::domain::schema::Expiry>)]
     pub expires: Option<String>,
     /// An RFC 3339 instant in the future, instead of `expires`.
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
     /// `live` (default) or `test`.
+    #[serde(default, deserialize_with = "strict::option_string_enum")]
     pub environment: Option<Environment>,
+    #[serde(default, deserialize_with = "strict::option_object")]
     pub rate_limit: Option<RateLimit>,
+    #[serde(default, deserialize_with = "strict::option_object")]
     pub quota: Option<QuotaInput>,
     /// A JSON object of at most 4 KiB.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Default: the caller.
+    #[schema(pattern = r"^usr_[0-9a-f]{16}$")]
     pub owner_id: Option<String>,
     /// Keep the secret encrypted so that it can be revealed later (policy permitting).
     pub recoverable: Option<bool>,
@@ -54,7 +75,10 @@ pub struct CreateKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaInput {
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "strict::int")]
     pub remaining: i64,
+    #[serde(default, deserialize_with = "strict::option_object")]
     pub refill: Option<Refill>,
 }
 
@@ -62,17 +86,25 @@ pub struct QuotaInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     pub description: Option<Option<String>>,
+    #[schema(value_type = Option<Vec<crate::domain::schema::IpNetwork>>, max_items = 100)]
     pub ip_allowlist: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     pub enabled: Option<bool>,
     /// Only where the organization's policy lets scopes be edited after creation.
+    #[schema(value_type = Option<Vec<crate::domain::schema::NameToken>>, max_items = 100)]
     pub scopes: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "strict::double_option_object")]
     #[schema(value_type = Option<RateLimit>)]
     pub rate_limit: Option<Option<RateLimit>>,
 }
@@ -82,6 +114,8 @@ pub struct UpdateKey {
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
     /// Seconds the old key keeps working, 0 to 1209600 (14 days). Default 0.
+    #[schema(minimum = 0, maximum = 1_209_600)]
+    #[serde(default, deserialize_with = "strict::option_int")]
     pub grace_period_s: Option<i64>,
 }
 
@@ -89,6 +123,8 @@ pub struct RotateKey {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeKey {
+    /// Up to 500 characters, no control characters; kept with the key and in the audit log.
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub reason: Option<String>,
 }
 
@@ -101,6 +137,8 @@ pub struct Created {
 }
 
 pub const GRACE_MAX_S: i64 = 1_209_600;
+/// Longest revocation reason, in characters.
+pub const REASON_MAX: usize = 500;
 
 /// Why the one-active-key policy revoked a key.
 const REPLACED: &str = "replaced under the one-active-key policy";
@@ -222,12 +260,30 @@ async fn audit_key(
 }
 
 /// A key of the caller's organization, or 404.
+/// A key of the caller's organization; a deleted key is gone (404) except from listings of
+/// every status and the audit log.
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Key> {
     caller.require("keys:read")?;
     find(ctx, caller, id).await
 }
 
+/// [`get`], deleted keys included: the dashboard still shows one's page, marked deleted, for the
+/// history it links to.
+pub async fn get_with_deleted(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Key> {
+    caller.require("keys:read")?;
+    find_any(ctx, caller, id).await
+}
+
+/// A key of the caller's organization that is not deleted, or 404.
 async fn find(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Key> {
+    let key = find_any(ctx, caller, id).await?;
+    if key.deleted_at.is_some() {
+        return Err(ServiceError::NotFound("key"));
+    }
+    Ok(key)
+}
+
+async fn find_any(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Key> {
     let mut key = ctx
         .store
         .get_key_in_org(&caller.org_id, id)
@@ -699,6 +755,11 @@ fn ensure_deletable(caller: &Caller, key: &Key) -> Result<()> {
 
 pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> Result<Key> {
     caller.require(authz::REMOVE_KEYS)?;
+    if let Some(reason) = &input.reason {
+        let mut e = Errors::default();
+        validate::free_text(&mut e, "reason", reason, REASON_MAX);
+        e.finish(())?;
+    }
     let mut key = find(ctx, caller, id).await?;
     ensure_deletable(caller, &key)?;
     let now = ctx.now();
@@ -707,7 +768,8 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
     }
     let reason = input
         .reason
-        .map(|r| r.trim().chars().take(500).collect::<String>());
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
     let stored_reason = reason.clone().unwrap_or_else(|| "revoked".into());
     let mut tx = ctx.store.begin().await?;
     if !tx
@@ -717,7 +779,7 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
         // Revoked by someone else meanwhile: answer with the key as it now is.
         drop(tx);
         ctx.verifier.invalidate_key(&key.id);
-        return find(ctx, caller, id).await;
+        return find_any(ctx, caller, id).await;
     }
     key.revoked_at = Some(now);
     key.revoke_reason = Some(stored_reason);
@@ -738,7 +800,7 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
     caller.require(authz::REMOVE_KEYS)?;
-    let key = find(ctx, caller, id).await?;
+    let key = find_any(ctx, caller, id).await?;
     ensure_deletable(caller, &key)?;
     if key.deleted_at.is_some() {
         return Ok(());

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, authz};
 use crate::domain::model::{ExpiryChoice, Org};
+use crate::domain::strict;
 use crate::domain::validate::{self, Errors};
 
 /// Key policies to change; each field present is set.
@@ -14,9 +15,12 @@ use crate::domain::validate::{self, Errors};
 #[serde(deny_unknown_fields)]
 pub struct PoliciesPatch {
     /// Most keys (not revoked, not deleted) the organization may hold, 1 to 1000000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(default, deserialize_with = "strict::option_int")]
     pub key_limit: Option<u32>,
     /// Non-empty subset of `1y`, `2y`, `5y`, `never`.
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<crate::domain::schema::Expiry>>, min_items = 1)]
+    #[serde(default, deserialize_with = "strict::option_vec_string_enum")]
     pub allowed_expiries: Option<Vec<ExpiryChoice>>,
     pub scopes_editable: Option<bool>,
     /// Creating a key revokes the owner's other active keys of the same API.
@@ -29,12 +33,18 @@ pub struct PoliciesPatch {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
     /// One of the configured plans (default `free`, `pro`, `enterprise`).
     pub plan: Option<String>,
     pub api_access: Option<bool>,
-    /// `active` or `past_due`.
+    #[schema(value_type = Option<crate::domain::schema::BillingStatus>)]
     pub billing_status: Option<String>,
+    #[serde(default, deserialize_with = "strict::option_object")]
     pub policies: Option<PoliciesPatch>,
 }
 

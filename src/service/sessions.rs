@@ -494,7 +494,11 @@ pub async fn complete_setup(
     let mut user = link.user;
     let mut e = Errors::default();
     if link.purpose == Purpose::Setup {
-        let email = users::check_email(&mut e, "email", input.email.as_deref().unwrap_or_default());
+        let email = users::check_email(
+            &mut e,
+            "email",
+            input.email.as_deref().unwrap_or_default().trim(),
+        );
         if e.is_empty() {
             if let Some((other, _)) = ctx.store.get_user_by_email(&email).await? {
                 if other.id != user.id {

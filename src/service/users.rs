@@ -21,12 +21,23 @@ use crate::store::{StoreError, StoreTx};
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// One address a person signs in with, across the whole service.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\s@\u0000-\u001F\u007F-\u009F]+@[^\s@\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub email: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
-    /// `owner`, `admin`, `developer` or `viewer`.
+    #[schema(value_type = crate::domain::schema::RoleName)]
     pub role: String,
     /// For dashboard sign-in; 10 to 256 characters. Without it the member signs in only after a
     /// password is set.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: Option<String>,
 }
 
@@ -34,16 +45,23 @@ pub struct CreateUser {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
+    #[schema(value_type = Option<crate::domain::schema::RoleName>)]
     pub role: Option<String>,
-    /// `active` or `disabled` (use DELETE to delete).
+    /// Use DELETE to delete.
+    #[schema(value_type = Option<crate::domain::schema::MemberStatus>)]
     pub status: Option<String>,
 }
 
 /// A normalized email address, or a field error.
 pub fn check_email(e: &mut Errors, field: &str, email: &str) -> String {
-    let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
+    let email = email.to_lowercase();
+    let valid = email.chars().count() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && !domain.is_empty() && !domain.contains('@')

@@ -386,9 +386,23 @@ async fn deleting_revokes_hides_and_keeps_the_key_for_the_audit_log() {
     let res = app.delete(&format!("/v1/keys/{id}")).await;
     assert_eq!(res.status, 204);
     assert_eq!(app.verify(secret, json!({})).await["code"], "REVOKED");
-    let shown = app.get(&format!("/v1/keys/{id}")).await;
-    assert_eq!(shown.body["status"], "deleted");
-    assert!(shown.body["deleted_at"].is_string());
+    app.get(&format!("/v1/keys/{id}"))
+        .await
+        .assert_problem(404, "not_found");
+    let all = app.get("/v1/keys?status=all").await;
+    let shown = all.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .expect("listed among every status");
+    assert_eq!(shown["status"], "deleted");
+    assert!(shown["deleted_at"].is_string());
+    // Gone for every other operation too; deleting again changes nothing.
+    app.patch(&format!("/v1/keys/{id}"), json!({"name": "x"}))
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(app.delete(&format!("/v1/keys/{id}")).await.status, 204);
     let log = app.get(&format!("/v1/audit-log?target_id={id}")).await;
     let actions: Vec<&str> = log.body["data"]
         .as_array()

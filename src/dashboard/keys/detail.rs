@@ -38,7 +38,7 @@ pub(super) async fn load_detail(
     m: &Member,
     id: &str,
 ) -> Result<DetailData, ServiceError> {
-    let key = keys::get(&state.ctx, &m.caller, id).await?;
+    let key = keys::get_with_deleted(&state.ctx, &m.caller, id).await?;
     let api = apis::get(&state.ctx, &m.caller, &key.api_id).await.ok();
     let members = members(state, m).await?;
     let events = if m.actions.read_audit {

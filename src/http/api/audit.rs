@@ -91,12 +91,17 @@ pub struct AuditQuery {
     pub action: Option<String>,
     /// The id of the key, member or API acted on.
     pub target_id: Option<String>,
-    /// RFC 3339; inclusive.
+    /// Inclusive.
+    #[param(format = DateTime)]
     pub from: Option<String>,
-    /// RFC 3339; exclusive.
+    /// Exclusive.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the page before.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -122,10 +127,10 @@ pub async fn list_audit_log(
         ));
     }
     let cursor = match &q.cursor {
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| ApiError::BadRequest("'cursor' is not valid.".into()))?,
-        ),
+        Some(c) if (1..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(c.parse::<i64>().expect("up to 18 digits"))
+        }
+        Some(_) => return Err(ApiError::BadRequest("'cursor' is not valid.".into())),
         None => None,
     };
     let filter = AuditFilter {

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::response::Html;
 use axum::routing::get;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
+use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
@@ -33,8 +37,12 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         org::get_org, org::update_org,
         health::healthz, health::readyz, openapi, docs,
     ),
-    components(schemas(crate::http::error::Problem, crate::domain::validate::FieldError)),
-    modifiers(&BearerAuth),
+    components(schemas(
+        crate::http::error::Problem,
+        crate::domain::validate::FieldError,
+        crate::domain::schema::KeyStatusFilter
+    )),
+    modifiers(&BearerAuth, &CommonAnswers),
     tags(
         (name = "keys", description = "Create, list, rotate, revoke and verify keys"),
         (name = "apis", description = "Protected APIs: prefixes, scope catalogues, token types"),
@@ -87,6 +95,102 @@ impl Modify for BearerAuth {
                         "dashboard_session",
                         Vec::<String>::new(),
                     ));
+                }
+            }
+        }
+    }
+}
+
+/// The answers any operation may give besides its own, documented on each: every request passes the
+/// same pipeline (head and body limits, timeouts), and every authenticated one the same
+/// authentication and throttling. A body whose schema requires no field may be left out (it reads
+/// as `{}`).
+struct CommonAnswers;
+
+impl CommonAnswers {
+    fn problem(description: &str) -> RefOr<Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    }
+}
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let optional_bodies: Vec<String> = openapi
+            .components
+            .as_ref()
+            .map(|c| {
+                c.schemas
+                    .iter()
+                    .filter(
+                        |(_, s)| matches!(s, RefOr::T(Schema::Object(o)) if o.required.is_empty()),
+                    )
+                    .map(|(name, _)| format!("#/components/schemas/{name}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let mut common = vec![
+                    (
+                        "400",
+                        "Malformed request: JSON that does not parse, a bad query or path parameter",
+                    ),
+                    ("414", "The URI exceeds 8 KiB"),
+                    ("431", "The headers exceed 100 fields or 32 KiB"),
+                    (
+                        "500",
+                        "Something went wrong on the server's side; quote the request id",
+                    ),
+                    (
+                        "503",
+                        "Storage is unreachable, or the answer took longer than the request timeout",
+                    ),
+                ];
+                if secured {
+                    common.extend([
+                        ("401", "No credentials (`missing_credentials`), or refused ones; `WWW-Authenticate` says why"),
+                        ("403", "The caller's key or role may not do this (`forbidden`)"),
+                        ("429", "Throttled after too many refused credentials from this address, or the management key's rate limit (`rate_limited`, `Retry-After`)"),
+                    ]);
+                }
+                if let Some(body) = &mut op.request_body {
+                    common.extend([
+                        ("408", "The body did not arrive within the request timeout; the connection is closed"),
+                        ("413", "The body exceeds 64 KiB (refused before it is read); the connection is closed"),
+                        ("422", "A field is invalid (`validation_failed`); `errors` names each"),
+                    ]);
+                    let optional = body.content.values().all(|c| {
+                        matches!(&c.schema, Some(RefOr::Ref(r)) if optional_bodies.contains(&r.ref_location))
+                    });
+                    if optional {
+                        body.required = Some(Required::False);
+                    }
+                }
+                for (status, description) in common {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| Self::problem(description));
                 }
             }
         }

@@ -69,11 +69,15 @@ pub async fn create_key(
 #[serde(deny_unknown_fields)]
 pub struct ListKeysQuery {
     pub api_id: Option<String>,
-    /// `active`, `revoked`, `expired` or `all` (default: every key but deleted ones).
+    /// Default: every key but deleted ones.
+    #[param(value_type = Option<crate::domain::schema::KeyStatusFilter>)]
     pub status: Option<String>,
     pub owner_id: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the page before.
+    #[param(pattern = r"^(3[0-9]){1,18}7c(3[0-9]|5f|6[1-9a-f]|7[0-9a])+$")]
     pub cursor: Option<String>,
 }
 

@@ -31,19 +31,24 @@ pub fn router() -> axum::Router<Arc<AppState>> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
-    /// The key presented to your service.
+    /// The key presented to your service, whatever it is: a malformed one is a verdict, not an
+    /// error.
     pub key: String,
     /// Only keys of this API count; another API's key answers `NOT_FOUND`.
     pub api_id: Option<String>,
-    /// Scopes the route needs, each a scope name (lowercase letters, digits and `:_-.`, 1 to 64
-    /// characters).
+    /// Scopes the route needs.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::schema::NameToken>, max_items = 100)]
     pub required_scopes: Vec<String>,
     /// The address your client called from, checked against the key's allowlist.
+    #[schema(value_type = Option<crate::domain::schema::IpAddress>)]
     pub ip: Option<String>,
     /// The token type the route needs (exact match).
+    #[schema(value_type = Option<crate::domain::schema::NameToken>)]
     pub token_type: Option<String>,
     /// Units to charge against rate limit and quota; 0 to 1000, default 1.
+    #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::domain::strict::option_int")]
     pub cost: Option<u32>,
 }
 
