@@ -1,7 +1,10 @@
 //! Throughput and latency of `POST /v1/keys/verify` among 100,000 keys, against a bare hyper
 //! server answering a fixed 200, measured in the same run on the same machine.
 //!
-//! `cargo bench --bench verify [-- --keys N --seconds S --connections C]`
+//! `cargo bench --bench verify [-- --keys N --seconds S --connections C --compare EXE]`
+//!
+//! `--compare EXE` measures a second Keyward, the same benchmark binary built from another
+//! commit, in the same interleaved rounds: the same-run A/B a change to the hot path must pass.
 //!
 //! The servers run in child processes (this binary re-executed), so that their CPU time per
 //! request is measured apart from the load generator's.
@@ -33,6 +36,8 @@ struct Opts {
     keys: usize,
     seconds: u64,
     connections: usize,
+    /// Another build of this benchmark, whose Keyward is measured beside this one's.
+    compare: Option<std::path::PathBuf>,
 }
 
 fn opts() -> Opts {
@@ -40,6 +45,7 @@ fn opts() -> Opts {
         keys: 100_000,
         seconds: 60,
         connections: 32,
+        compare: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -49,6 +55,7 @@ fn opts() -> Opts {
             "--keys" => o.keys = next().unwrap_or(o.keys as u64) as usize,
             "--seconds" => o.seconds = next().unwrap_or(o.seconds),
             "--connections" => o.connections = next().unwrap_or(o.connections as u64) as usize,
+            "--compare" => o.compare = args.get(i + 1).map(Into::into),
             _ => {}
         }
         i += 1;
@@ -250,7 +257,12 @@ struct Server {
 
 impl Server {
     fn spawn(role: &str, dir: &str) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        Server::spawn_from(&std::env::current_exe().unwrap(), role, dir)
+    }
+
+    /// A server of `role` run by the benchmark binary `exe`.
+    fn spawn_from(exe: &std::path::Path, role: &str, dir: &str) -> Server {
+        let mut child = Command::new(exe)
             .env("KEYWARD_BENCH_ROLE", role)
             .env("KEYWARD_BENCH_DIR", dir)
             .env("KEYWARD_LOG", "warn")
@@ -475,9 +487,21 @@ async fn bench(o: Opts) {
     let kw = Server::spawn("keyward", &dir_s);
     let calib = Server::spawn("axum-hmac", &dir_s);
     let bare_server = Server::spawn("bare", &dir_s);
+    let other = o
+        .compare
+        .as_ref()
+        .map(|exe| Server::spawn_from(exe, "keyward", &dir_s));
     println!("Warming Keyward's cache with every key once...");
     let warm = drive(&kw, &admin, secrets.clone(), o.connections, 600, true).await;
     assert_eq!(warm.errors, 0, "every key verifies during warm-up");
+    if let Some(other) = &other {
+        let warm = drive(other, &admin, secrets.clone(), o.connections, 600, true).await;
+        assert_eq!(
+            warm.errors, 0,
+            "every key verifies on the compared build too"
+        );
+        other.settle().await;
+    }
     // Warm-up used every key, so Keyward now writes their last use behind (once, then at most
     // once every five minutes per key): let that finish, or it would land in whichever round
     // comes next.
@@ -507,6 +531,8 @@ async fn bench(o: Opts) {
         o.connections
     );
     let (mut verify, mut axum_hmac, mut bare) = (Run::default(), Run::default(), Run::default());
+    let mut compared = Run::default();
+    let mut ab_ratios = Vec::new();
     let mut round_ratios = Vec::new();
     // Keyward's CPU while the other servers are measured: work it does behind (writing last use),
     // which its own rounds do not count and which the others' rounds pay for.
@@ -514,6 +540,11 @@ async fn bench(o: Opts) {
     for _ in 0..rounds {
         let v = load(&kw, 2).await;
         let kw_before = kw.cpu();
+        if let Some(other) = &other {
+            let o = load(other, 2).await;
+            ab_ratios.push(v.rps() / o.rps());
+            compared.add(o);
+        }
         let c = load(&calib, 2).await;
         let b = load(&bare_server, 2).await;
         kw_behind += kw.cpu() - kw_before;
@@ -522,10 +553,13 @@ async fn bench(o: Opts) {
         axum_hmac.add(c);
         bare.add(b);
     }
-    for r in [&mut verify, &mut axum_hmac, &mut bare] {
+    for r in [&mut verify, &mut axum_hmac, &mut bare, &mut compared] {
         r.latencies_us.sort_unstable();
     }
     kw.stop();
+    if let Some(other) = other {
+        other.stop();
+    }
     calib.stop();
     bare_server.stop();
 
@@ -534,11 +568,15 @@ async fn bench(o: Opts) {
         "{:<28} {:>12} {:>9} {:>9} {:>14} {:>14} {:>7}",
         "target", "requests/s", "p50 ms", "p99 ms", "server CPU/req", "client CPU/req", "errors"
     );
-    for (name, r) in [
-        ("POST /v1/keys/verify", &verify),
+    let mut targets = vec![("POST /v1/keys/verify", &verify)];
+    if o.compare.is_some() {
+        targets.push(("  the same, compared build", &compared));
+    }
+    targets.extend([
         ("axum + HMAC lookup", &axum_hmac),
         ("bare hyper 200", &bare),
-    ] {
+    ]);
+    for (name, r) in targets {
         println!(
             "{:<28} {:>12.0} {:>9.3} {:>9.3} {:>11.1} µs {:>11.1} µs {:>7}",
             name,
@@ -582,5 +620,17 @@ async fn bench(o: Opts) {
         "ratio bare/verify (server CPU per request): {:.3}",
         bare.cpu_us_per_request() / verify.cpu_us_per_request()
     );
+    if o.compare.is_some() {
+        ab_ratios.sort_by(f64::total_cmp);
+        println!(
+            "A/B: this build / compared build: {:.3} requests/s (rounds: median {:.3}, lowest \
+             {:.3}, highest {:.3}), {:.3} server CPU per request",
+            verify.rps() / compared.rps(),
+            ab_ratios[ab_ratios.len() / 2],
+            ab_ratios[0],
+            ab_ratios[ab_ratios.len() - 1],
+            verify.cpu_us_per_request() / compared.cpu_us_per_request()
+        );
+    }
     assert_eq!(verify.errors, 0, "every verify answered VALID");
 }
