@@ -28,23 +28,23 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn frame(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let id = RequestId::random();
     let started = Instant::now();
-    let method = req.method().clone();
+    let deadline = started + state.request_timeout;
     // The route's template, never the path itself: paths carry setup and invitation tokens.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<no route>", MatchedPath::as_str)
-        .to_owned();
-    let span = tracing::debug_span!("request", request_id = id.as_str(), %method, %route);
+    let span = if tracing::enabled!(tracing::Level::DEBUG) {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("<no route>", MatchedPath::as_str);
+        tracing::debug_span!("request", request_id = id.as_str(), method = %req.method(), %route)
+    } else {
+        tracing::Span::none()
+    };
     let answer = async {
-        let res = match admit(&state, req, started).await {
-            Ok(req) => {
-                let left = state.request_timeout.saturating_sub(started.elapsed());
-                match tokio::time::timeout(left, next.run(req)).await {
-                    Ok(res) => as_problem(res),
-                    Err(_) => ApiError::Timeout.into_response(),
-                }
-            }
+        let res = match admit(&state, req, deadline).await {
+            Ok(req) => match tokio::time::timeout_at(deadline.into(), next.run(req)).await {
+                Ok(res) => as_problem(res),
+                Err(_) => ApiError::Timeout.into_response(),
+            },
             Err(res) => res,
         };
         tracing::debug!(
@@ -58,7 +58,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, req: Request, next: Next)
 }
 
 /// The request with its body read whole, or the answer refusing it.
-async fn admit(state: &AppState, req: Request, started: Instant) -> Result<Request, Response> {
+async fn admit(state: &AppState, req: Request, deadline: Instant) -> Result<Request, Response> {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > URI_MAX_BYTES {
         return Err(ApiError::UriTooLong.into_response());
@@ -80,9 +80,8 @@ async fn admit(state: &AppState, req: Request, started: Instant) -> Result<Reque
         return Err(ApiError::PayloadTooLarge.into_response());
     }
     let (parts, body) = req.into_parts();
-    let left = state.request_timeout.saturating_sub(started.elapsed());
-    let bytes = match tokio::time::timeout(left, super::extract::read_body(body, BODY_LIMIT)).await
-    {
+    let read = super::extract::read_body(body, BODY_LIMIT);
+    let bytes = match tokio::time::timeout_at(deadline.into(), read).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) => return Err(closing(e.into_response())),
         Err(_) => return Err(ApiError::RequestTimeout.into_response()),

@@ -31,6 +31,7 @@ use crate::domain::check::{self, Denial, RateDecision, Requirements};
 use crate::domain::key::{self, KeyHash, Peppers};
 use crate::domain::model::{Api, Key, MANAGEMENT_PREFIXES, Millis, Org, RateLimit, User};
 use crate::store::{Store, StoreError};
+pub use cache::CachedKey;
 use cache::{Cache, packed};
 
 /// Where a key may come from: the verify endpoint scopes it to the caller's organization (and
@@ -78,7 +79,7 @@ pub type Outcome = Result<Verified, Rejected>;
 /// A key that passed every check, with what it depends on.
 #[derive(Debug, Clone)]
 pub struct Verified {
-    pub key: Arc<Key>,
+    pub key: Arc<CachedKey>,
     pub api: Arc<Api>,
     pub org: Arc<Org>,
     pub owner: Arc<User>,
@@ -92,7 +93,7 @@ pub struct Verified {
 #[derive(Debug, Clone)]
 pub struct Rejected {
     pub denial: Denial,
-    pub key: Option<Arc<Key>>,
+    pub key: Option<Arc<CachedKey>>,
     pub ratelimit: Option<RateDecision>,
 }
 
@@ -232,30 +233,50 @@ impl Verifier {
         token: &str,
         id: u64,
         now: Millis,
-    ) -> Result<Option<Arc<Key>>, StoreError> {
-        let hashes = self.peppers.hashes(token);
+    ) -> Result<Option<Arc<CachedKey>>, StoreError> {
+        let current = self.peppers.current().hash(token);
         if let Some(key) = self.cache.key(id, now) {
-            if authentic(token, &key, &hashes) {
+            if self.authentic(token, &key, &current) {
                 return Ok(Some(key));
             }
         }
-        let current = &hashes[0].1;
-        if self.cache.known_unknown(current, now) {
+        if self.cache.known_unknown(&current, now) {
             return Ok(None);
         }
         let epoch = self.cache.epoch();
-        let only: Vec<KeyHash> = hashes.iter().map(|(_, h)| *h).collect();
-        match self.store.get_key_by_hash(&only).await? {
-            Some(key) if authentic(token, &key, &hashes) => {
-                let key = Arc::new(key);
+        let hashes: Vec<KeyHash> = self
+            .peppers
+            .hashes(token)
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect();
+        match self.store.get_key_by_hash(&hashes).await? {
+            Some(key) if self.authentic(token, &key, &current) => {
+                let key = Arc::new(CachedKey::new(key));
                 self.cache.put_key(id, key.clone(), epoch, now);
                 Ok(Some(key))
             }
             _ => {
-                self.cache.put_unknown(current, now);
+                self.cache.put_unknown(&current, now);
                 Ok(None)
             }
         }
+    }
+
+    /// Whether `token` is `key`: the same prefix, and its HMAC under the key's pepper (`current`,
+    /// already computed, when the key is under the current pepper) is the stored hash, compared in
+    /// constant time.
+    fn authentic(&self, token: &str, key: &Key, current: &KeyHash) -> bool {
+        let prefix_ok = token.len() == key.key_prefix.len() + key::BODY_LEN
+            && token.starts_with(key.key_prefix.as_str());
+        let hash_ok = if key.pepper_version == self.peppers.current().version() {
+            current.ct_eq(&key.hash)
+        } else {
+            self.peppers
+                .get(key.pepper_version)
+                .is_some_and(|p| p.hash(token).ct_eq(&key.hash))
+        };
+        prefix_ok & hash_ok
     }
 
     async fn dependencies(&self, key: &Key, now: Millis) -> Result<Deps, StoreError> {
@@ -272,7 +293,7 @@ impl Verifier {
     #[expect(clippy::type_complexity, reason = "one use, right above")]
     fn admit(
         &self,
-        key: &Arc<Key>,
+        key: &Arc<CachedKey>,
         deps: Deps,
         p: &Presented<'_>,
         now: Millis,
@@ -371,18 +392,6 @@ fn public_id(token: &str, scope: Scope<'_>) -> Result<u64, Denial> {
         return Err(Denial::Malformed("wrong prefix"));
     }
     packed(parsed.id).ok_or(Denial::Malformed("unexpected characters"))
-}
-
-/// Whether `token` is `key`: the same prefix, and its HMAC under the key's pepper (among
-/// `hashes`, one per configured pepper) is the stored hash, compared in constant time.
-fn authentic(token: &str, key: &Key, hashes: &[(i64, KeyHash)]) -> bool {
-    let prefix_ok = token.len() == key.key_prefix.len() + key::BODY_LEN
-        && token.starts_with(key.key_prefix.as_str());
-    let hash_ok = hashes
-        .iter()
-        .find(|(version, _)| *version == key.pepper_version)
-        .is_some_and(|(_, h)| h.ct_eq(&key.hash));
-    prefix_ok & hash_ok
 }
 
 fn malformed_reason(e: key::FormatError) -> &'static str {
