@@ -83,7 +83,7 @@ impl Ctx {
 #[derive(Debug, Clone)]
 pub enum Via {
     /// A management key: acts with its own scopes, never beyond its owner's role.
-    Key(Arc<crate::domain::model::Key>),
+    Key(Arc<crate::verify::CachedKey>),
     /// A signed-in dashboard session: acts with its member's role.
     Session,
 }
@@ -102,7 +102,7 @@ impl Caller {
     /// The management key the caller authenticated with, if any.
     fn key(&self) -> Option<&crate::domain::model::Key> {
         match &self.via {
-            Via::Key(key) => Some(key),
+            Via::Key(cached) => Some(&cached.key),
             Via::Session => None,
         }
     }

@@ -6,8 +6,8 @@
 //! invalidations (the epoch) keeps a load that raced with one from caching what it read.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
@@ -46,11 +46,47 @@ pub fn unpacked(id: u64) -> String {
     format!("key_{id:012x}")
 }
 
+/// A cached key record, with a rendering of it made at most once, for whoever shows it on every
+/// verification (the verify endpoint's JSON): a changed key is a new record, rendered anew.
+pub struct CachedKey {
+    pub key: Key,
+    rendering: OnceLock<Box<str>>,
+}
+
+impl CachedKey {
+    pub fn new(key: Key) -> Self {
+        CachedKey {
+            key,
+            rendering: OnceLock::new(),
+        }
+    }
+
+    /// The rendering of this record by `render`, made on first use.
+    pub fn rendered(&self, render: impl FnOnce(&Key) -> String) -> &str {
+        self.rendering
+            .get_or_init(|| render(&self.key).into_boxed_str())
+    }
+}
+
+impl std::ops::Deref for CachedKey {
+    type Target = Key;
+
+    fn deref(&self) -> &Key {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for CachedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.key.fmt(f)
+    }
+}
+
 /// A key's slot: its record, when loaded, and its usage state, which outlives reloads and
 /// invalidations of the record.
 #[derive(Default)]
 pub struct KeyEntry {
-    pub value: Option<Arc<Key>>,
+    pub value: Option<Arc<CachedKey>>,
     /// When `value` was read from storage.
     pub loaded_at: Millis,
     /// The rate limiter's theoretical arrival time (GCRA), in microseconds; 0 for a full one.
@@ -110,7 +146,7 @@ impl Cache {
     }
 
     /// A key's record, if cached and younger than [`KEY_TTL_MS`].
-    pub fn key(&self, id: u64, now: Millis) -> Option<Arc<Key>> {
+    pub fn key(&self, id: u64, now: Millis) -> Option<Arc<CachedKey>> {
         let entry = self.keys.get(&id)?;
         let fresh = now >= entry.loaded_at && now - entry.loaded_at < KEY_TTL_MS;
         entry.value.clone().filter(|_| fresh)
@@ -119,7 +155,7 @@ impl Cache {
     /// Caches a key read from storage when nothing was invalidated since `epoch`. The check and the
     /// update happen under the slot's lock, and invalidations count before they clear, so a stale
     /// record cannot slip in between.
-    pub fn put_key(&self, id: u64, key: Arc<Key>, epoch: u64, now: Millis) {
+    pub fn put_key(&self, id: u64, key: Arc<CachedKey>, epoch: u64, now: Millis) {
         let mut entry = self.keys.entry(id).or_default();
         if self.epoch() == epoch {
             entry.value = Some(key);

@@ -4,9 +4,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,7 +18,7 @@ use crate::domain::validate::{self, Errors};
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
-use crate::http::views::KeyView;
+use crate::http::views::{self, KeyRecordView, KeyStateView, KeyView};
 use crate::service::Caller;
 use crate::verify::{Presented, Scope};
 
@@ -126,40 +127,67 @@ pub async fn verify_key(
     let verifier = &state.ctx.verifier;
     let now = state.ctx.now();
     let outcome = verifier.check_at(&presented, now).await?;
-    let verdict = match &outcome {
+    let (verdict, key) = match &outcome {
         Ok(v) => {
             // This very request is the key's last use.
             let usage = Some((v.at, ip.map(|ip| normalize_ip(ip).to_string())));
-            let mut view = KeyView::with_usage(&v.key, now, usage);
+            let mut key_state = KeyStateView::new(&v.key, now, usage);
             if let Some(left) = v.quota_remaining {
-                view.quota.remaining = Some(left);
+                key_state.quota.remaining = Some(left);
             }
-            VerifyResponse {
+            let verdict = VerifyResponse {
                 valid: true,
                 code: "VALID",
                 status: 200,
                 detail: None,
-                key: Some(view),
+                key: None,
                 ratelimit: v.ratelimit.map(Into::into),
                 quota: v.quota_remaining.map(|remaining| QuotaState { remaining }),
-            }
+            };
+            (verdict, Some((&v.key, key_state)))
         }
-        Err(r) => VerifyResponse {
-            valid: false,
-            code: r.denial.verify_code(),
-            status: r.denial.status(),
-            detail: Some(r.denial.detail()),
-            key: r.key.as_ref().map(|k| {
+        Err(r) => {
+            let verdict = VerifyResponse {
+                valid: false,
+                code: r.denial.verify_code(),
+                status: r.denial.status(),
+                detail: Some(r.denial.detail()),
+                key: None,
+                ratelimit: r.ratelimit.map(Into::into),
+                quota: None,
+            };
+            let key = r.key.as_ref().map(|k| {
                 let usage = verifier
                     .pending_touch(&k.id)
                     .map(|(at, ip)| (at, ip.map(|ip| ip.to_string())));
-                KeyView::with_usage(k, now, usage)
-            }),
-            ratelimit: r.ratelimit.map(Into::into),
-            quota: None,
-        },
+                (k, KeyStateView::new(k, now, usage))
+            });
+            (verdict, key)
+        }
     };
-    Ok(Json(verdict).into_response())
+    let key = key.map(|(cached, key_state)| {
+        views::key_json(cached.rendered(KeyRecordView::render), &key_state)
+    });
+    let mut res = Response::new(Body::from(verdict_body(&verdict, key.as_deref())));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(res)
+}
+
+/// The verdict's JSON: serde writes the verdict, and its key object (see [`views::key_json`]),
+/// already JSON, is its last field.
+fn verdict_body(verdict: &VerifyResponse<'_>, key: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + key.map_or(0, str::len));
+    serde_json::to_writer(&mut out, verdict).expect("a verdict serializes");
+    if let Some(key) = key {
+        out.pop();
+        out.extend_from_slice(b",\"key\":");
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'}');
+    }
+    out
 }
 
 impl VerifyRequest {
@@ -197,5 +225,41 @@ impl VerifyRequest {
             }
         }
         e.finish((ip, cost)).map_err(ApiError::Validation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verdict with its key appended is the documented `VerifyResponse`, field for field.
+    #[test]
+    fn a_verdict_with_its_key_appended_is_the_documented_response() {
+        let key = views::tests::sample_key();
+        let verdict = |key| VerifyResponse {
+            valid: false,
+            code: "RATE_LIMITED",
+            status: 429,
+            detail: Some("slow \"down\"".into()),
+            key,
+            ratelimit: Some(RateLimitState {
+                limit: 5,
+                remaining: 0,
+                reset_ms: 99,
+            }),
+            quota: None,
+        };
+        let usage = Some((1_800, Some("192.0.2.1".to_owned())));
+        let state = KeyStateView::new(&key, 1_700, usage.clone());
+        let spliced = verdict_body(
+            &verdict(None),
+            Some(&views::key_json(&KeyRecordView::render(&key), &state)),
+        );
+        let spliced: serde_json::Value = serde_json::from_slice(&spliced).unwrap();
+        let documented = verdict(Some(KeyView::with_usage(&key, 1_700, usage)));
+        assert_eq!(spliced, serde_json::to_value(documented).unwrap());
+        let bare: serde_json::Value =
+            serde_json::from_slice(&verdict_body(&verdict(None), None)).unwrap();
+        assert_eq!(bare, serde_json::to_value(verdict(None)).unwrap());
     }
 }
