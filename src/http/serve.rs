@@ -9,10 +9,13 @@
 //!   file descriptor, for that long at most.
 //! - Each request then has the request timeout (see [`super::pipeline`]).
 //! - After the shutdown signal, requests in flight get the shutdown timeout; connections still
-//!   open then are closed.
+//!   open then are closed. Each connection learns of the shutdown through a channel of its own:
+//!   a signal shared by every connection would be polled, and its lock taken, on every wake-up of
+//!   every connection, from every core (measured: see docs/PERFORMANCE.md).
 //! - hyper answers a request it cannot parse itself, with an empty body; [`ProblemReplies`]
 //!   rewrites those answers into the contract's problem+json.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -27,9 +30,9 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -44,24 +47,37 @@ pub async fn serve(
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    // Each connection learns of the shutdown through a channel of its own, so that connections on
+    // different cores share nothing they poll.
+    let mut stops: HashMap<tokio::task::Id, oneshot::Sender<()>> = HashMap::new();
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let conn = connection(tcp, peer, app.clone(), timeouts, &graceful);
-                    connections.spawn(conn);
+                    let (stop, stopped) = oneshot::channel();
+                    let conn = connection(tcp, peer, app.clone(), timeouts, stopped);
+                    stops.insert(connections.spawn(conn).id(), stop);
                 }
                 Err(e) => accept_failed(e).await,
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(ended) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match ended {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                stops.remove(&id);
+            }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
-    if tokio::time::timeout(timeouts.shutdown, graceful.shutdown())
+    for (_, stop) in stops.drain() {
+        let _ = stop.send(());
+    }
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(timeouts.shutdown, drained)
         .await
         .is_err()
     {
@@ -93,7 +109,7 @@ fn connection(
     peer: SocketAddr,
     app: axum::Router,
     timeouts: Timeouts,
-    graceful: &GracefulShutdown,
+    mut stopped: oneshot::Receiver<()>,
 ) -> impl Future<Output = ()> + Send + 'static {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "could not set TCP_NODELAY");
@@ -120,16 +136,28 @@ fn connection(
         .max_headers(super::HEADERS_MAX_COUNT);
     builder.http2().timer(TokioTimer::new());
     let io = TokioIo::new(ProblemReplies::new(tcp));
-    let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
     async move {
-        tokio::select! {
-            ended = conn => {
-                if let Err(e) = ended {
-                    tracing::trace!(error = %e, %peer, "connection ended with an error");
+        let conn = builder.serve_connection(io, service);
+        let idle = activity.idle_for(timeouts.header);
+        let (mut conn, mut idle) = (pin!(conn), pin!(idle));
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::trace!(error = %e, %peer, "connection ended with an error");
+                    }
+                    return;
                 }
-            }
-            () = activity.idle_for(timeouts.header) => {
-                tracing::trace!(%peer, "closing a connection that sent no request in time");
+                _ = &mut stopped, if !stopping => {
+                    // Finishes the request in flight, if any, and closes.
+                    conn.as_mut().graceful_shutdown();
+                    stopping = true;
+                }
+                () = idle.as_mut() => {
+                    tracing::trace!(%peer, "closing a connection that sent no request in time");
+                    return;
+                }
             }
         }
     }
@@ -157,10 +185,10 @@ impl Activity {
         self.last.store(ms, Ordering::SeqCst);
     }
 
-    /// A request begins; it ends when the returned guard is dropped.
+    /// A request begins; it ends when the returned guard is dropped. (Only its end is timed: while
+    /// it is in flight, the connection is not idle anyway.)
     fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.touch();
         Busy(self.clone())
     }
 
