@@ -81,19 +81,27 @@ pub fn double_option_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(
     option_object(d).map(Some)
 }
 
-/// A list of objects, or `null`.
-pub fn option_vec_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+/// A list whose every item passes `item`, or `null`.
+fn option_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(
     d: D,
+    item: fn(Value) -> Result<Value, D::Error>,
 ) -> Result<Option<Vec<T>>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
         Value::Array(items) => items
             .into_iter()
-            .map(|v| convert(object_value(v)?))
+            .map(|v| convert(item(v)?))
             .collect::<Result<_, _>>()
             .map(Some),
         _ => Err(D::Error::custom("invalid type, expected a list")),
     }
+}
+
+/// A list of objects, or `null`.
+pub fn option_vec_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    option_list(d, object_value)
 }
 
 /// A list of objects (absent: empty, with `#[serde(default)]`).
@@ -122,15 +130,7 @@ pub fn option_string_enum<'de, D: Deserializer<'de>, T: DeserializeOwned>(
 pub fn option_vec_string_enum<'de, D: Deserializer<'de>, T: DeserializeOwned>(
     d: D,
 ) -> Result<Option<Vec<T>>, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Null => Ok(None),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|v| convert(string_value(v)?))
-            .collect::<Result<_, _>>()
-            .map(Some),
-        _ => Err(D::Error::custom("invalid type, expected a list")),
-    }
+    option_list(d, string_value)
 }
 
 #[cfg(test)]

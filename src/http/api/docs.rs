@@ -8,6 +8,7 @@ use axum::Json;
 use axum::response::Html;
 use axum::routing::get;
 use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{
@@ -79,23 +80,12 @@ impl Modify for BearerAuth {
             ))),
         );
         // Every operation that takes a management key also takes a session.
-        for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if let Some(security) = op.security.as_mut().filter(|s| !s.is_empty()) {
-                    security.push(SecurityRequirement::new(
-                        "dashboard_session",
-                        Vec::<String>::new(),
-                    ));
-                }
+        for op in operations(openapi) {
+            if let Some(security) = op.security.as_mut().filter(|s| !s.is_empty()) {
+                security.push(SecurityRequirement::new(
+                    "dashboard_session",
+                    Vec::<String>::new(),
+                ));
             }
         }
     }
@@ -138,63 +128,67 @@ impl Modify for CommonAnswers {
                     .collect()
             })
             .unwrap_or_default();
-        for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-                let mut common = vec![
-                    (
-                        "400",
-                        "Malformed request: JSON that does not parse, a bad query or path parameter",
-                    ),
-                    ("414", "The URI exceeds 8 KiB"),
-                    ("431", "The headers exceed 100 fields or 32 KiB"),
-                    (
-                        "500",
-                        "Something went wrong on the server's side; quote the request id",
-                    ),
-                    (
-                        "503",
-                        "Storage is unreachable, or the answer took longer than the request timeout",
-                    ),
-                ];
-                if secured {
-                    common.extend([
+        for op in operations(openapi) {
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut common = vec![
+                (
+                    "400",
+                    "Malformed request: JSON that does not parse, a bad query or path parameter",
+                ),
+                ("414", "The URI exceeds 8 KiB"),
+                ("431", "The headers exceed 100 fields or 32 KiB"),
+                (
+                    "500",
+                    "Something went wrong on the server's side; quote the request id",
+                ),
+                (
+                    "503",
+                    "Storage is unreachable, or the answer took longer than the request timeout",
+                ),
+            ];
+            if secured {
+                common.extend([
                         ("401", "No credentials (`missing_credentials`), or refused ones; `WWW-Authenticate` says why"),
                         ("403", "The caller's key or role may not do this (`forbidden`)"),
                         ("429", "Throttled after too many refused credentials from this address, or the management key's rate limit (`rate_limited`, `Retry-After`)"),
                     ]);
-                }
-                if let Some(body) = &mut op.request_body {
-                    common.extend([
+            }
+            if let Some(body) = &mut op.request_body {
+                common.extend([
                         ("408", "The body did not arrive within the request timeout; the connection is closed"),
                         ("413", "The body exceeds 64 KiB (refused before it is read); the connection is closed"),
                         ("422", "A field is invalid (`validation_failed`); `errors` names each"),
                     ]);
-                    let optional = body.content.values().all(|c| {
+                let optional = body.content.values().all(|c| {
                         matches!(&c.schema, Some(RefOr::Ref(r)) if optional_bodies.contains(&r.ref_location))
                     });
-                    if optional {
-                        body.required = Some(Required::False);
-                    }
+                if optional {
+                    body.required = Some(Required::False);
                 }
-                for (status, description) in common {
-                    op.responses
-                        .responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| Self::problem(description));
-                }
+            }
+            for (status, description) in common {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| Self::problem(description));
             }
         }
     }
+}
+
+/// Every operation of the document.
+fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// The OpenAPI document as JSON text, pretty-printed (as committed in `openapi.json`).
