@@ -383,6 +383,7 @@ async fn create(
         accept_x_api_key: Some(form.has("accept_x_api_key")),
         default_rate_limit,
         upstream: None,
+        hosts: None,
         routes: None,
     };
     if errors.is_empty() {
