@@ -308,9 +308,6 @@ fn print_setup_link_for(whose: &str, public_url: &str, token: &Token) {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let config = server_config(&args)?;
-    if let Some(addr) = config.gateway_listen {
-        tracing::warn!(%addr, "KEYWARD_GATEWAY_LISTEN is set, but this version has no gateway yet; it is not started");
-    }
     if config.redis_url.is_some() {
         tracing::warn!(
             "KEYWARD_REDIS_URL is set, but this version does not use Redis yet; limits and revocations stay per instance"
@@ -331,6 +328,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "Keyward is listening on http://{}",
         app.local_addr()
     );
+    if let Some(addr) = app.gateway_addr() {
+        tracing::info!(address = %addr, "the gateway is listening on http://{addr}");
+    }
     app.run_until(shutdown_signal()).await
 }
 

@@ -320,6 +320,8 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
     )
     .await?;
     tx.commit().await?;
+    ctx.apis_changed
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     Ok(api)
 }
 
@@ -404,5 +406,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateApi) -> R
     .await?;
     tx.commit().await?;
     ctx.verifier.invalidate_api(&api.id);
+    ctx.apis_changed
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     Ok(api)
 }

@@ -1,0 +1,3 @@
+//! The gateway benchmark (see docs/PERFORMANCE.md).
+
+fn main() {}
