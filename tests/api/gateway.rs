@@ -1199,3 +1199,140 @@ async fn the_access_log_names_the_key_by_id_never_the_key_or_the_query() {
     );
     server.terminate(Duration::from_secs(10)).await;
 }
+
+/// Signs the first owner in through the first start's setup link; returns the session cookie and
+/// the page's CSRF token.
+async fn dashboard_session(app: &TestApp) -> (String, String) {
+    let cookie_of = |res: &reqwest::Response, name: &str| {
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix(&format!("{name}=")))
+            .map(|c| c.split(';').next().unwrap().to_owned())
+            .unwrap()
+    };
+    let sign_in = app.http.get(app.url("/sign-in")).send().await.unwrap();
+    let csrf = cookie_of(&sign_in, "keyward_csrf");
+    let setup = &app.setup_url[app.setup_url.find("/setup/").unwrap()..];
+    let password = "correct horse battery staple";
+    let res = app
+        .http
+        .post(app.url(setup))
+        .header("cookie", format!("keyward_csrf={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "owner@example.com"),
+            ("name", "Olivia"),
+            ("password", password),
+            ("password_confirmation", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let session = format!("keyward_session={}", cookie_of(&res, "keyward_session"));
+    let page = app
+        .http
+        .get(app.url("/apis"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf-token\" content=\"";
+    let at = page.find(marker).unwrap() + marker.len();
+    (session, page[at..at + 64].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_sets_an_apis_upstream_hosts_and_routes() {
+    let app = gateway_app(Db::Sqlite, ServerArgs::default()).await;
+    let up = upstream().await;
+    let (session, csrf) = dashboard_session(&app).await;
+    let id = app.default_api_id.clone();
+    let edit = |routes: [[&'static str; 4]; 2]| {
+        let (app, session, csrf, upstream) = (&app, session.clone(), csrf.clone(), up.base.clone());
+        let path = format!("/apis/{id}/edit");
+        async move {
+            let mut form = vec![
+                ("csrf", csrf),
+                ("name", "Default".to_owned()),
+                ("key_prefix.live", "kw_live_".to_owned()),
+                ("key_prefix.test", "kw_test_".to_owned()),
+                ("token_types", "standard, batch, realtime".to_owned()),
+                ("scopes", "reports:read Read reports".to_owned()),
+                ("upstream", upstream),
+                ("hosts", "reports.example".to_owned()),
+            ];
+            for row in routes {
+                for (name, value) in [
+                    "route_prefix",
+                    "route_methods",
+                    "route_types",
+                    "route_scopes",
+                ]
+                .into_iter()
+                .zip(row)
+                {
+                    form.push((name, value.to_owned()));
+                }
+            }
+            app.http
+                .post(app.url(&path))
+                .header("cookie", session)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A bad row is named by its place in the table, and what was typed is shown again.
+    let res = edit([
+        ["/reports", "get", "", "reports:read"],
+        ["/admin", "", "nope", ""],
+    ])
+    .await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("Entry 2: must be one of the API&#39;s token types")
+            || page.contains("Entry 2: must be one of the API's token types"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"/admin\""));
+    let res = edit([["/reports", "get", "", "reports:read"], ["", "", "", ""]]).await;
+    assert_eq!(res.status(), 303);
+    let api = app.get(&format!("/v1/apis/{id}")).await;
+    assert_eq!(api.body["upstream"], up.base.as_str());
+    assert_eq!(api.body["hosts"], json!(["reports.example"]));
+    assert_eq!(
+        api.body["routes"],
+        json!([{"path_prefix": "/reports", "methods": ["GET"], "required_scopes": ["reports:read"], "token_types": []}])
+    );
+    let page = app
+        .http
+        .get(app.url("/apis"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Gateway routes of Default"),
+        "the card lists the routes"
+    );
+    let (secret, _) = key_of(&app, &id, json!({"scopes": ["reports:read"]})).await;
+    let auth = format!("Bearer {secret}");
+    let res = through(
+        &app,
+        Method::GET,
+        "/reports/1",
+        &[("host", "reports.example"), ("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(res.assert_status(200)["path"], "/reports/1");
+}
