@@ -12,6 +12,12 @@ pub enum GatewayError {
     NoRoute,
     #[error("the request's path is malformed")]
     BadPath,
+    /// The URI is longer than the management API accepts, too.
+    #[error("URI too long")]
+    UriTooLong,
+    /// The headers are larger than the management API accepts, too.
+    #[error("headers too large")]
+    HeadersTooLarge,
     #[error("key in URL")]
     KeyInUrl,
     /// The verifier refused the key; `ratelimit` is where the key's rate limit stands, if any.
@@ -38,6 +44,8 @@ impl From<GatewayError> for ApiError {
             GatewayError::BadPath => {
                 ApiError::BadRequest("The request's path is malformed.".into())
             }
+            GatewayError::UriTooLong => ApiError::UriTooLong,
+            GatewayError::HeadersTooLarge => ApiError::HeadersTooLarge,
             GatewayError::KeyInUrl => ApiError::KeyInUrl,
             GatewayError::Denied { denial, .. } => ApiError::Denied(denial),
             GatewayError::Throttled {

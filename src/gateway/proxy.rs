@@ -1,5 +1,6 @@
-//! One request through the gateway: the reserved `/healthz`, failed-auth throttling, a key in the
-//! URL, the route, the key (checked by the verifier in the contract's order), then the request
+//! One request through the gateway: the reserved `/healthz`, the management API's limits on the
+//! URI and headers (the body streams, unlimited), failed-auth throttling, a key in the URL, the
+//! route, the key (checked by the verifier in the contract's order), then the request
 //! forwarded with the headers the contract lists, and the upstream's answer streamed back with the
 //! key's `RateLimit-*` headers. Every request leaves one access log line: its key's id, never the
 //! key, and its path, never its query.
@@ -117,6 +118,18 @@ impl Gateway {
                 HeaderValue::from_static("application/json"),
             );
             return Ok(res);
+        }
+        let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        if uri_len > crate::http::URI_MAX_BYTES {
+            return Err(GatewayError::UriTooLong);
+        }
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if header_bytes > crate::http::HEADERS_MAX_BYTES {
+            return Err(GatewayError::HeadersTooLarge);
         }
         let ctx = &self.ctx;
         let now = ctx.now();

@@ -406,6 +406,28 @@ async fn every_contract_code_answers_through_the_gateway_as_problem_json(db: Db)
             .unwrap()
             .contains("invalid_token")
     );
+    // A path that is no path.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = app
+            .gateway
+            .as_ref()
+            .unwrap()
+            .trim_start_matches("http://")
+            .to_owned();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /ok/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("\"code\":\"bad_request\""), "{answer}");
+    }
+    let long = format!("/{}", "a".repeat(9000));
+    through(&app, Method::GET, &long, &[])
+        .await
+        .assert_problem(414, "bad_request");
     // A key in the URL is refused and flagged as exposed.
     let (leaked, leaked_id) = key_of(&app, &api, json!({"type": "batch"})).await;
     through(&app, Method::GET, &format!("/ok?api_key={leaked}"), &[])
