@@ -45,6 +45,14 @@ pub struct ServerArgs {
     /// Address of the reverse-proxy gateway; off unless set.
     #[arg(long, env = "KEYWARD_GATEWAY_LISTEN")]
     pub gateway_listen: Option<SocketAddr>,
+    /// How long the gateway waits for an upstream's answer (and for each part of its body)
+    /// before answering 504. Default 30 s.
+    #[arg(long, env = "KEYWARD_GATEWAY_UPSTREAM_TIMEOUT")]
+    pub gateway_upstream_timeout: Option<String>,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` is believed: addresses or CIDR
+    /// blocks, comma-separated. Default none: the client is the connection's peer.
+    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// Redis URL, to share rate limits and revocations between instances.
     #[arg(long, env = "KEYWARD_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -95,6 +103,8 @@ struct FileConfig {
     pepper_version: Option<i64>,
     pepper_previous: Option<String>,
     gateway_listen: Option<SocketAddr>,
+    gateway_upstream_timeout: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
     redis_url: Option<String>,
     encryption_key: Option<String>,
     encryption_key_file: Option<PathBuf>,
@@ -158,6 +168,10 @@ pub struct Config {
     pub pepper_version: i64,
     pub pepper_previous: Vec<(i64, Secret)>,
     pub gateway_listen: Option<SocketAddr>,
+    /// How long the gateway waits for an upstream (see [`ServerArgs`]).
+    pub gateway_upstream_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` the gateway believes.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub redis_url: Option<String>,
     pub encryption_key: Option<[u8; 32]>,
     pub public_url: String,
@@ -249,6 +263,8 @@ impl fmt::Debug for Config {
             .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
             .field("pepper_version", &self.pepper_version)
             .field("gateway_listen", &self.gateway_listen)
+            .field("gateway_upstream_timeout", &self.gateway_upstream_timeout)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("encryption_key", &self.encryption_key.map(|_| "<redacted>"))
             .field("public_url", &self.public_url)
@@ -288,6 +304,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "KEYWARD_PEPPER_VERSION",
     "KEYWARD_PEPPER_PREVIOUS",
     "KEYWARD_GATEWAY_LISTEN",
+    "KEYWARD_GATEWAY_UPSTREAM_TIMEOUT",
+    "KEYWARD_TRUSTED_PROXIES",
     "KEYWARD_REDIS_URL",
     "KEYWARD_ENCRYPTION_KEY",
     "KEYWARD_ENCRYPTION_KEY_FILE",
@@ -488,6 +506,28 @@ impl Config {
                 AuthFailures::default().window,
             )?,
         };
+        let gateway_upstream_timeout = duration(
+            "KEYWARD_GATEWAY_UPSTREAM_TIMEOUT",
+            &args.gateway_upstream_timeout,
+            file.gateway_upstream_timeout,
+            Duration::from_secs(30),
+        )?;
+        let proxies: Vec<String> = match (&args.trusted_proxies, file.trusted_proxies) {
+            (Some(list), _) => list.split(',').map(|p| p.trim().to_owned()).collect(),
+            (None, Some(list)) => list,
+            (None, None) => Vec::new(),
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                crate::domain::validate::parse_ip_or_net(p).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "KEYWARD_TRUSTED_PROXIES: '{p}' is not an IP address or CIDR block (like 10.0.0.0/8)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if auth_failures.limit == 0 {
             return Err(ConfigError::Invalid(
                 "KEYWARD_AUTH_FAILURE_LIMIT must be at least 1".into(),
@@ -502,6 +542,8 @@ impl Config {
             pepper_version,
             pepper_previous,
             gateway_listen: args.gateway_listen.or(file.gateway_listen),
+            gateway_upstream_timeout,
+            trusted_proxies,
             redis_url: args.redis_url.clone().or(file.redis_url),
             encryption_key,
             public_url,
@@ -681,5 +723,23 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::load(&args).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks() {
+        let args = ServerArgs {
+            trusted_proxies: Some("10.0.0.0/8, 192.0.2.7,,2001:db8::/32".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        assert_eq!(c.gateway_upstream_timeout, Duration::from_secs(30));
+        let args = ServerArgs {
+            trusted_proxies: Some("10.0.0.0/8,proxy.local".into()),
+            ..Default::default()
+        };
+        let err = Config::load(&args).err().unwrap().to_string();
+        assert!(err.contains("KEYWARD_TRUSTED_PROXIES"), "{err}");
     }
 }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod domain;
+pub mod gateway;
 pub mod http;
 pub mod service;
 pub mod store;
@@ -28,9 +29,12 @@ use verify::Verifier;
 /// How often `last_used` observations are written behind.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A built server: storage connected and migrated, listener bound, not yet serving.
+/// A built server: storage connected and migrated, listeners bound, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// The gateway's listener and the gateway, its routes read, when `KEYWARD_GATEWAY_LISTEN` is
+    /// set.
+    gateway: Option<(TcpListener, Arc<gateway::Gateway>)>,
     ctx: Ctx,
     config: Config,
     first_start: Option<Bootstrapped>,
@@ -91,6 +95,7 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
             config.auth_failures.limit,
             config.auth_failures.window,
         )),
+        apis_changed: Arc::default(),
     })
 }
 
@@ -120,8 +125,23 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let gateway = match config.gateway_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (KEYWARD_GATEWAY_LISTEN)"))?;
+                let gateway = gateway::Gateway::new(ctx.clone(), &config);
+                gateway
+                    .refresh()
+                    .await
+                    .context("cannot read the gateway's routes")?;
+                Some((listener, gateway))
+            }
+            None => None,
+        };
         Ok(Application {
             listener,
+            gateway,
             ctx,
             config,
             first_start,
@@ -132,6 +152,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address the gateway listens on, when it is configured.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn ctx(&self) -> &Ctx {
@@ -190,7 +215,32 @@ impl Application {
                 ctx.throttle.prune(ctx.now());
             }
         });
-        http::serve(self.listener, app, self.config.timeouts, shutdown).await;
+        // One signal for both listeners.
+        let (signal, signalled) = tokio::sync::watch::channel(false);
+        let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let signal = async move {
+            shutdown.await;
+            let _ = signal.send(true);
+        };
+        let gateway = async {
+            if let Some((listener, gateway)) = self.gateway {
+                gateway
+                    .run(listener, self.config.timeouts, stopping(signalled.clone()))
+                    .await;
+            }
+        };
+        tokio::join!(
+            signal,
+            http::serve(
+                self.listener,
+                app,
+                self.config.timeouts.into(),
+                stopping(signalled.clone())
+            ),
+            gateway
+        );
         let _ = stop_tx.send(true);
         let _ = background.await;
         self.ctx

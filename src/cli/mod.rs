@@ -1,7 +1,8 @@
-//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys` and `verify` commands that talk
-//! HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
+//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis` and `verify` commands
+//! that talk HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
 //! the edge; a missing or wrong setting is a one-line error naming it.
 
+mod apis;
 mod client;
 mod scan;
 mod table;
@@ -38,6 +39,9 @@ pub enum Command {
     /// Manage keys through a running server (`create-management` works on the database instead).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage protected APIs and their gateway routes through a running server.
+    #[command(subcommand)]
+    Apis(apis::ApisCommand),
     /// Verify a key through a running server.
     Verify(VerifyArgs),
     /// Find Keyward keys in files (checksum-valid only), e.g. before a commit.
@@ -261,6 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Keys(cmd) => keys(cmd).await,
+        Command::Apis(cmd) => apis::run(cmd).await,
         Command::Verify(args) => verify(args).await,
         Command::Scan(args) => scan::run(&args.paths),
     }
@@ -308,9 +313,6 @@ fn print_setup_link_for(whose: &str, public_url: &str, token: &Token) {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let config = server_config(&args)?;
-    if let Some(addr) = config.gateway_listen {
-        tracing::warn!(%addr, "KEYWARD_GATEWAY_LISTEN is set, but this version has no gateway yet; it is not started");
-    }
     if config.redis_url.is_some() {
         tracing::warn!(
             "KEYWARD_REDIS_URL is set, but this version does not use Redis yet; limits and revocations stay per instance"
@@ -331,6 +333,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "Keyward is listening on http://{}",
         app.local_addr()
     );
+    if let Some(addr) = app.gateway_addr() {
+        tracing::info!(address = %addr, "the gateway is listening on http://{addr}");
+    }
     app.run_until(shutdown_signal()).await
 }
 

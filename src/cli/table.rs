@@ -113,3 +113,91 @@ pub fn print_key_list(page: &Value) {
         println!("(more: --cursor {c})");
     }
 }
+
+pub fn print_api_list(list: &Value) {
+    let empty = Vec::new();
+    let apis = list["data"].as_array().unwrap_or(&empty);
+    let rows: Vec<Vec<String>> = apis
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["id"]),
+                s(&a["slug"]),
+                s(&a["name"]),
+                s(&a["key_prefix"]["live"]),
+                s(&a["upstream"]),
+                short_list(&a["hosts"]),
+                a["routes"].as_array().map_or(0, Vec::len).to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID", "SLUG", "NAME", "PREFIX", "UPSTREAM", "HOSTS", "ROUTES",
+        ],
+        &rows,
+    );
+}
+
+pub fn print_api(a: &Value) {
+    let prefixes = format!(
+        "{} / {}",
+        s(&a["key_prefix"]["live"]),
+        s(&a["key_prefix"]["test"])
+    );
+    let rate = match &a["default_rate_limit"] {
+        Value::Null => "-".to_owned(),
+        rl => format!("{}/{} s", s(&rl["requests"]), s(&rl["per_seconds"])),
+    };
+    let scopes: Vec<String> = a["scopes"]
+        .as_array()
+        .map(|list| list.iter().map(|sc| s(&sc["name"])).collect())
+        .unwrap_or_default();
+    let rows = [
+        ("id", s(&a["id"])),
+        ("name", s(&a["name"])),
+        ("slug", s(&a["slug"])),
+        ("key prefixes", prefixes),
+        ("token types", s(&a["token_types"])),
+        ("x-api-key", s(&a["accept_x_api_key"])),
+        ("rate limit", rate),
+        (
+            "scopes",
+            if scopes.is_empty() {
+                "-".into()
+            } else {
+                scopes.join(",")
+            },
+        ),
+        ("upstream", s(&a["upstream"])),
+        ("hosts", s(&a["hosts"])),
+    ];
+    for (label, text) in rows {
+        println!("{label:<13} {text}");
+    }
+    let routes = a["routes"].as_array().cloned().unwrap_or_default();
+    if routes.is_empty() {
+        println!("{:<13} - (every path; only the key is checked)", "routes");
+        return;
+    }
+    println!();
+    let rows: Vec<Vec<String>> = routes
+        .iter()
+        .map(|r| {
+            let any = |v: &Value| {
+                if v.as_array().is_none_or(Vec::is_empty) {
+                    "any".to_owned()
+                } else {
+                    s(v)
+                }
+            };
+            vec![
+                s(&r["path_prefix"]),
+                any(&r["methods"]),
+                any(&r["token_types"]),
+                s(&r["required_scopes"]),
+            ]
+        })
+        .collect();
+    print_table(&["ROUTE", "METHODS", "TOKEN TYPES", "SCOPES"], &rows);
+}

@@ -9,6 +9,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use maud::{Markup, html};
 
+use super::gateway::{self, GatewayForm};
 use super::keys::{parse_rate_limit, rate_limit_fields};
 use super::layout::{
     self, Input, Nav, csrf_field, described_by, dialog, field, form_errors, input, page_header,
@@ -44,6 +45,7 @@ struct Values {
     rate_requests: String,
     rate_per: String,
     scopes: String,
+    gateway: GatewayForm,
 }
 
 impl Values {
@@ -58,6 +60,7 @@ impl Values {
             rate_requests: String::new(),
             rate_per: String::new(),
             scopes: String::new(),
+            gateway: GatewayForm::new_api(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Values {
                 .map(|r| r.per_seconds.to_string())
                 .unwrap_or_default(),
             scopes: scopes_text(&a.scopes),
+            gateway: GatewayForm::of_api(a),
         }
     }
 
@@ -92,6 +96,7 @@ impl Values {
             rate_requests: f.text("rate_requests").into(),
             rate_per: f.text("rate_per").into(),
             scopes: f.text("scopes").into(),
+            gateway: GatewayForm::of_form(f),
         }
     }
 }
@@ -243,7 +248,6 @@ fn render_page(m: &Member, list: &[Api], correcting: Option<&Correcting<'_>>) ->
                             None => span class="muted" { "None" },
                         }
                     }
-                    @if let Some(u) = &a.upstream { dt { "Gateway upstream" } dd { code { (u) } } }
                 }
                 h3 { "Scopes" }
                 @if a.scopes.is_empty() {
@@ -261,6 +265,7 @@ fn render_page(m: &Member, list: &[Api], correcting: Option<&Correcting<'_>>) ->
                         }
                     }
                 }
+                (gateway::card(a))
             }
             @if authz::may_edit_api(&m.caller, a) {
                 @let id = format!("edit-api-{}", a.id);
@@ -315,6 +320,9 @@ fn api_dialog(m: &Member, d: ApiDialog<'_>) -> Markup {
         "accept_x_api_key",
         "rate_limit",
         "scopes",
+        gateway::FIELDS[0],
+        gateway::FIELDS[1],
+        gateway::FIELDS[2],
     ];
     let prefix_hint = "2 to 16 lowercase letters and digits in one or two groups, each ending in '_' or '-', e.g. tk_live_.";
     html! {
@@ -355,6 +363,7 @@ fn api_dialog(m: &Member, d: ApiDialog<'_>) -> Markup {
                             aria-describedby=(described_by(&format!("{id}-scopes"), true))
                             aria-invalid=[errors.of("scopes").is_some().then_some("true")] { (v.scopes) }
                     }))
+                    (gateway::fields(id, &v.gateway, errors))
                 }
                 div class="dialog-footer" {
                     button type="button" class="btn" data-close { "Cancel" }
@@ -371,6 +380,7 @@ async fn create(
 ) -> Response {
     let mut errors = FieldErrors::default();
     let default_rate_limit = parse_rate_limit(&form, &mut errors);
+    let gateway = gateway::parse(&form, &mut errors);
     let input = CreateApi {
         name: form.text("name").trim().to_owned(),
         slug: form.text("slug").trim().to_owned(),
@@ -382,15 +392,21 @@ async fn create(
         token_types: Some(parse_token_types(form.text("token_types"))),
         accept_x_api_key: Some(form.has("accept_x_api_key")),
         default_rate_limit,
-        upstream: None,
-        routes: None,
+        upstream: gateway.as_ref().and_then(|g| g.upstream.clone()),
+        hosts: gateway.as_ref().map(|g| g.hosts.clone()),
+        routes: gateway.as_ref().map(|g| g.routes.clone()),
     };
     if errors.is_empty() {
         match apis::create(&state.ctx, &m.caller, input).await {
             Ok(api) => {
                 return redirect_with_notice(&m, "/apis", &format!("Created {}.", api.name));
             }
-            Err(ServiceError::Validation(e)) => errors = form_field_errors(e.into()),
+            Err(ServiceError::Validation(e)) => {
+                errors = form_field_errors(e.into());
+                if let Some(g) = &gateway {
+                    errors = g.errors_by_row(errors);
+                }
+            }
             Err(ServiceError::Conflict(d)) => errors.add("slug", d),
             Err(e) => return error_page(Some(&m), e),
         }
@@ -399,8 +415,8 @@ async fn create(
 }
 
 /// The changes the edit form makes to `api`: only what differs, so that the audit log names what
-/// really changed.
-fn parse_edit(form: &FormData, api: &Api) -> (UpdateApi, FieldErrors) {
+/// really changed. Also the gateway section as submitted, for errors about its routes.
+fn parse_edit(form: &FormData, api: &Api) -> (UpdateApi, FieldErrors, Option<gateway::Submitted>) {
     let mut errors = FieldErrors::default();
     let mut patch = UpdateApi::default();
     let name = form.text("name").trim();
@@ -431,7 +447,19 @@ fn parse_edit(form: &FormData, api: &Api) -> (UpdateApi, FieldErrors) {
     if scopes != api.scopes {
         patch.scopes = Some(scopes);
     }
-    (patch, errors)
+    let gateway = gateway::parse(form, &mut errors);
+    if let Some(g) = &gateway {
+        if g.upstream != api.upstream {
+            patch.upstream = Some(g.upstream.clone());
+        }
+        if g.hosts != api.hosts {
+            patch.hosts = Some(g.hosts.clone());
+        }
+        if g.routes != api.routes {
+            patch.routes = Some(g.routes.clone());
+        }
+    }
+    (patch, errors, gateway)
 }
 
 async fn edit(
@@ -443,7 +471,7 @@ async fn edit(
         Ok(a) => a,
         Err(e) => return error_page(Some(&m), e),
     };
-    let (patch, mut errors) = parse_edit(&form, &api);
+    let (patch, mut errors, gateway) = parse_edit(&form, &api);
     if errors.is_empty() {
         match apis::update(&state.ctx, &m.caller, &id, patch).await {
             Ok(a) => {
@@ -453,7 +481,12 @@ async fn edit(
                     &format!("Saved the changes to {}.", a.name),
                 );
             }
-            Err(ServiceError::Validation(e)) => errors = form_field_errors(e.into()),
+            Err(ServiceError::Validation(e)) => {
+                errors = form_field_errors(e.into());
+                if let Some(g) = &gateway {
+                    errors = g.errors_by_row(errors);
+                }
+            }
             Err(ServiceError::Conflict(d)) => errors.add("form", d),
             Err(e) => return error_page(Some(&m), e),
         }

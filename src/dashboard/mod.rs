@@ -12,6 +12,7 @@ mod apis;
 mod assets;
 mod audit;
 mod auth;
+mod gateway;
 mod keys;
 mod layout;
 mod members;

@@ -154,6 +154,8 @@ impl Denial {
 pub struct Requirements<'a> {
     pub client_ip: Option<IpAddr>,
     pub token_type: Option<&'a str>,
+    /// The key's type must be one of these (a gateway route's types); empty: any.
+    pub token_types: &'a [String],
     pub scopes: &'a [String],
     /// Keys of the built-in management API are never refused for the plan.
     pub skip_plan: bool,
@@ -204,6 +206,17 @@ pub fn check_key(
                 actual: key.token_type.clone(),
             });
         }
+    }
+    if !req.token_types.is_empty() && !req.token_types.contains(&key.token_type) {
+        // One type is named; of several, the detail says only that this one is not among them.
+        let expected = match req.token_types {
+            [only] => Some(only.clone()),
+            _ => None,
+        };
+        return Err(Denial::WrongTokenType {
+            expected,
+            actual: key.token_type.clone(),
+        });
     }
     for scope in req.scopes {
         if !key.scopes.iter().any(|s| s == scope) {
@@ -355,6 +368,7 @@ mod tests {
         Requirements {
             client_ip: Some(ip.parse().unwrap()),
             token_type: ty,
+            token_types: &[],
             scopes,
             skip_plan: false,
         }
@@ -367,6 +381,37 @@ mod tests {
         assert_eq!(
             check_key(&key(), Some(&user(UserStatus::Active)), &org(), &[], &r, 5),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn a_route_of_several_token_types_takes_any_of_them_and_names_a_single_one() {
+        let u = user(UserStatus::Active);
+        let types =
+            |t: &'static [&'static str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let check = |allowed: &[String]| {
+            let r = Requirements {
+                client_ip: Some("203.0.113.9".parse().unwrap()),
+                token_types: allowed,
+                ..Default::default()
+            };
+            check_key(&key(), Some(&u), &org(), &[], &r, 5)
+        };
+        assert_eq!(check(&[]), Ok(()));
+        assert_eq!(check(&types(&["realtime", "batch"])), Ok(()));
+        assert_eq!(
+            check(&types(&["realtime"])),
+            Err(Denial::WrongTokenType {
+                expected: Some("realtime".into()),
+                actual: "batch".into()
+            })
+        );
+        assert_eq!(
+            check(&types(&["realtime", "standard"])),
+            Err(Denial::WrongTokenType {
+                expected: None,
+                actual: "batch".into()
+            })
         );
     }
 

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod key;
 pub mod model;
+pub mod path;
 pub mod schema;
 pub mod seal;
 pub mod strict;

@@ -318,6 +318,8 @@ pub struct Api {
     pub accept_x_api_key: bool,
     pub default_rate_limit: Option<RateLimit>,
     pub upstream: Option<String>,
+    /// Host names the gateway serves this API for; empty: any host.
+    pub hosts: Vec<String>,
     pub routes: Vec<Route>,
     pub created_at: Millis,
 }

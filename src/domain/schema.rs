@@ -56,6 +56,12 @@ pub enum Expiry {
 )]
 pub struct Upstream(String);
 
+/// A host name the gateway serves an API for: lowercase letters, digits, `.` and `-`, starting and
+/// ending with a letter or digit, at most 253 characters (no port).
+#[derive(ToSchema)]
+#[schema(pattern = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")]
+pub struct Hostname(String);
+
 /// A gateway route's path prefix: `/` followed by up to 1023 URL path characters.
 #[derive(ToSchema)]
 #[schema(pattern = r"^/([A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,1023}$")]

@@ -165,6 +165,20 @@ pub fn is_valid_upstream(url: &str) -> bool {
     host_ok && port_ok && (path.is_empty() || is_url_path(path))
 }
 
+/// Most host names one API may list.
+pub const HOSTS_MAX: usize = 50;
+
+/// A host name as the gateway matches it: lowercase letters, digits, `.` and `-`, starting and
+/// ending with a letter or digit, 1 to 253 characters, no port.
+pub fn is_valid_host(host: &str) -> bool {
+    let b = host.as_bytes();
+    (1..=253).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
 /// `/` followed by URL path characters (unreserved, sub-delims, `:`, `@`, `/`, and `%` with two hex
 /// digits).
 pub fn is_url_path(path: &str) -> bool {

@@ -80,7 +80,12 @@ async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiEr
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(parts: &Parts) -> Result<Option<&str>, Denial> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+    bearer_in(&parts.headers)
+}
+
+/// [`bearer`], from a request's headers.
+pub fn bearer_in(headers: &HeaderMap) -> Result<Option<&str>, Denial> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     // Read as bytes: a header value holds no control characters but tab, so being ASCII is what

@@ -107,6 +107,12 @@ pub enum ApiError {
     /// A dependency (storage) is unreachable; for readiness.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The gateway could not reach the upstream, or it broke off its answer.
+    #[error("bad gateway")]
+    BadGateway,
+    /// The upstream did not answer within the gateway's upstream timeout.
+    #[error("gateway timeout")]
+    GatewayTimeout,
 }
 
 impl ApiError {
@@ -129,6 +135,8 @@ impl ApiError {
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Status(status) => *status,
+            ApiError::BadGateway => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -149,6 +157,8 @@ impl ApiError {
             ApiError::Internal(_) => "internal_error",
             ApiError::Unavailable(_) | ApiError::Timeout => "unavailable",
             ApiError::Throttled { .. } => "rate_limited",
+            ApiError::BadGateway => "bad_gateway",
+            ApiError::GatewayTimeout => "gateway_timeout",
             ApiError::Status(status) => match status.as_u16() {
                 401 => "missing_credentials",
                 403 => "forbidden",
@@ -214,6 +224,10 @@ impl ApiError {
             ApiError::Timeout => {
                 "The answer took too long; nothing more will be done for this request.".into()
             }
+            ApiError::BadGateway => {
+                "The upstream service could not be reached, or broke off its answer.".into()
+            }
+            ApiError::GatewayTimeout => "The upstream service did not answer in time.".into(),
             ApiError::Status(status) => match status.as_u16() {
                 400 => "The request is malformed (its path, query or headers could not be read)."
                     .into(),
@@ -428,6 +442,8 @@ mod tests {
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::Validation(vec![]), 422, "validation_failed"),
             (ApiError::Internal("db down".into()), 500, "internal_error"),
+            (ApiError::BadGateway, 502, "bad_gateway"),
+            (ApiError::GatewayTimeout, 504, "gateway_timeout"),
         ];
         for (err, status, code) in cases {
             assert_eq!(

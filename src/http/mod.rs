@@ -11,7 +11,7 @@ mod pipeline;
 mod serve;
 pub mod views;
 
-pub use serve::serve;
+pub use serve::{Handler, InFlight, Limits, Progress, serve};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,13 +1,15 @@
-//! The accept loop: each connection served by hyper (HTTP/1.1, or HTTP/2 with prior knowledge) in
-//! a task of its own, within the timeouts of [`Timeouts`], with a graceful shutdown that has a
-//! deadline.
+//! The accept loop of both listeners (the management API's and the gateway's): each connection
+//! served by hyper (HTTP/1.1, or HTTP/2 with prior knowledge) in a task of its own, within the
+//! limits of [`Limits`], with a graceful shutdown that has a deadline.
 //!
 //! - Headers must arrive within the header timeout, counted from the connection's start or the
 //!   end of its previous request: hyper's own timer for HTTP/1.1, and a watchdog per connection
 //!   for what that timer does not see (a client that sends nothing, or too little to tell the
 //!   protocol; an idle HTTP/2 connection). So a slow or idle client holds its connection, and a
 //!   file descriptor, for that long at most.
-//! - Each request then has the request timeout (see [`super::pipeline`]).
+//! - Each request then has the request timeout (see [`super::pipeline`]). Where answers stream
+//!   (the gateway), a request in flight whose bodies move nothing for the stall limit is cut off
+//!   with its connection: a client that stops sending its body, or stops reading the answer.
 //! - After the shutdown signal, requests in flight get the shutdown timeout; connections still
 //!   open then are closed. Each connection learns of the shutdown through a channel of its own:
 //!   a signal shared by every connection would be polled, and its lock taken, on every wake-up of
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -39,12 +42,72 @@ use tower::ServiceExt;
 use super::error::{ApiError, RequestId};
 use crate::config::Timeouts;
 
-/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets requests in
-/// flight finish within `timeouts.shutdown`, and closes what is still open.
-pub async fn serve(
+/// How long a connection may take at each stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// To send a request's headers, counted from the connection's start or the end of its
+    /// previous request; also how long an idle connection stays open.
+    pub header: Duration,
+    /// How long a request in flight may move no byte of its bodies; `None`: no such limit (the
+    /// handler answers within its own timeout, and its answers are small).
+    pub stall: Option<Duration>,
+    /// After the shutdown signal, for the requests in flight.
+    pub shutdown: Duration,
+}
+
+impl From<Timeouts> for Limits {
+    fn from(t: Timeouts) -> Self {
+        Limits {
+            header: t.header,
+            stall: None,
+            shutdown: t.shutdown,
+        }
+    }
+}
+
+/// What answers the requests of a connection.
+pub trait Handler: Clone + Send + Sync + 'static {
+    type Body: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+
+    /// Answers `req`, which came from `peer` (on a clone of the handler, so that the answer borrows
+    /// nothing). The request counts as in flight until `in_flight` is dropped: a handler whose
+    /// answer streams keeps it in the answer's body.
+    fn call(
+        self,
+        req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+        in_flight: InFlight,
+    ) -> impl Future<Output = hyper::Response<Self::Body>> + Send + 'static;
+}
+
+/// The management application: its answer is complete once its head is.
+impl Handler for axum::Router {
+    type Body = Body;
+
+    fn call(
+        self,
+        mut req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+        in_flight: InFlight,
+    ) -> impl Future<Output = hyper::Response<Body>> + Send + 'static {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let answer = self.oneshot(req.map(Body::new));
+        async move {
+            let res = answer.await;
+            drop(in_flight);
+            res.unwrap_or_else(|never| match never {})
+        }
+    }
+}
+
+/// Serves `handler` on `listener` until `shutdown` completes; then stops accepting, lets requests
+/// in flight finish within `limits.shutdown`, and closes what is still open.
+pub async fn serve<H: Handler>(
     listener: TcpListener,
-    app: axum::Router,
-    timeouts: Timeouts,
+    handler: H,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut connections = JoinSet::new();
@@ -57,7 +120,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let (stop, stopped) = oneshot::channel();
-                    let conn = connection(tcp, peer, app.clone(), timeouts, stopped);
+                    let conn = connection(tcp, peer, handler.clone(), limits, stopped);
                     stops.insert(connections.spawn(conn).id(), stop);
                 }
                 Err(e) => accept_failed(e).await,
@@ -77,7 +140,7 @@ pub async fn serve(
         let _ = stop.send(());
     }
     let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(timeouts.shutdown, drained)
+    if tokio::time::timeout(limits.shutdown, drained)
         .await
         .is_err()
     {
@@ -104,11 +167,11 @@ async fn accept_failed(e: io::Error) {
 }
 
 /// Serves one connection.
-fn connection(
+fn connection<H: Handler>(
     tcp: TcpStream,
     peer: SocketAddr,
-    app: axum::Router,
-    timeouts: Timeouts,
+    handler: H,
+    limits: Limits,
     mut stopped: oneshot::Receiver<()>,
 ) -> impl Future<Output = ()> + Send + 'static {
     if let Err(e) = tcp.set_nodelay(true) {
@@ -117,28 +180,23 @@ fn connection(
     let activity = Arc::new(Activity::new());
     let service = hyper::service::service_fn({
         let activity = activity.clone();
-        move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let busy = activity.begin();
-            let answer = app.clone().oneshot(req.map(Body::new));
-            async move {
-                let res = answer.await;
-                drop(busy);
-                Ok::<_, Infallible>(res.unwrap_or_else(|never| match never {}))
-            }
+        move |req: hyper::Request<Incoming>| {
+            let answer = handler.clone().call(req, peer, activity.begin());
+            async move { Ok::<_, Infallible>(answer.await) }
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header)
+        .header_read_timeout(limits.header)
         .max_headers(super::HEADERS_MAX_COUNT);
     builder.http2().timer(TokioTimer::new());
     let io = TokioIo::new(ProblemReplies::new(tcp));
     async move {
-        let conn = builder.serve_connection(io, service);
-        let idle = activity.idle_for(timeouts.header);
+        // An upgraded connection (a WebSocket) leaves this task: its handler owns the stream.
+        let conn = builder.serve_connection_with_upgrades(io, service);
+        let idle = activity.idle_for(limits.header, limits.stall);
         let (mut conn, mut idle) = (pin!(conn), pin!(idle));
         let mut stopping = false;
         loop {
@@ -155,7 +213,7 @@ fn connection(
                     stopping = true;
                 }
                 () = idle.as_mut() => {
-                    tracing::trace!(%peer, "closing a connection that sent no request in time");
+                    tracing::trace!(%peer, "closing a connection that sent no request, or moved no byte, in time");
                     return;
                 }
             }
@@ -186,33 +244,67 @@ impl Activity {
     }
 
     /// A request begins; it ends when the returned guard is dropped. (Only its end is timed: while
-    /// it is in flight, the connection is not idle anyway.)
-    fn begin(self: &Arc<Self>) -> Busy {
+    /// it is in flight, the connection is not idle anyway; a handler that streams records
+    /// progress through [`InFlight::progress`].)
+    fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Busy(self.clone())
+        InFlight(self.clone())
     }
 
-    /// Completes once the connection has had no request in flight for `limit`.
-    async fn idle_for(&self, limit: Duration) {
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.last.load(Ordering::SeqCst))
+    }
+
+    /// Completes once the connection has had no request in flight for `idle`, or, with a
+    /// `stall` limit, requests in flight but no progress for that long.
+    async fn idle_for(&self, idle: Duration, stall: Option<Duration>) {
         loop {
-            let last = self.started + Duration::from_millis(self.last.load(Ordering::SeqCst));
-            tokio::time::sleep_until((last + limit).into()).await;
-            let idle = self.in_flight.load(Ordering::SeqCst) == 0;
-            let last = self.started + Duration::from_millis(self.last.load(Ordering::SeqCst));
-            if idle && last + limit <= Instant::now() {
-                return;
-            }
-            if !idle {
+            let busy = self.in_flight.load(Ordering::SeqCst) > 0;
+            let limit = match (busy, stall) {
+                (false, _) => idle,
+                (true, Some(stall)) => stall,
                 // A request in flight has its own timeout; look again after it could have ended.
-                tokio::time::sleep(limit).await;
+                (true, None) => {
+                    tokio::time::sleep(idle).await;
+                    continue;
+                }
+            };
+            tokio::time::sleep_until((self.last() + limit).into()).await;
+            let still = (self.in_flight.load(Ordering::SeqCst) > 0) == busy;
+            if still && self.last() + limit <= Instant::now() {
+                return;
             }
         }
     }
 }
 
-struct Busy(Arc<Activity>);
+/// A request in flight on a connection; it ends when this is dropped.
+pub struct InFlight(Arc<Activity>);
 
-impl Drop for Busy {
+impl InFlight {
+    /// Records that the request's bodies moved: its connection is not stalled.
+    pub fn progress(&self) {
+        self.0.touch();
+    }
+
+    /// Records progress from elsewhere: the request's own body, moving while its answer is
+    /// awaited.
+    pub fn tracker(&self) -> Progress {
+        Progress(self.0.clone())
+    }
+}
+
+/// See [`InFlight::tracker`].
+#[derive(Clone)]
+pub struct Progress(Arc<Activity>);
+
+impl Progress {
+    pub fn touch(&self) {
+        self.0.touch();
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.0.touch();

@@ -227,6 +227,7 @@ pub struct ApiView {
     pub accept_x_api_key: bool,
     pub default_rate_limit: Option<RateLimit>,
     pub upstream: Option<String>,
+    pub hosts: Vec<String>,
     pub routes: Vec<Route>,
     pub created_at: String,
 }
@@ -246,6 +247,7 @@ impl From<&Api> for ApiView {
             accept_x_api_key: a.accept_x_api_key,
             default_rate_limit: a.default_rate_limit,
             upstream: a.upstream.clone(),
+            hosts: a.hosts.clone(),
             routes: a.routes.clone(),
             created_at: rfc3339(a.created_at),
         }

@@ -63,6 +63,11 @@ pub struct CreateApi {
     /// Base URL the gateway forwards verified requests to.
     #[schema(value_type = Option<crate::domain::schema::Upstream>)]
     pub upstream: Option<String>,
+    /// Host names (no port) the gateway serves this API for; empty or absent: any host. An API
+    /// that lists the request's host beats one that lists none.
+    #[schema(value_type = Option<std::collections::BTreeSet<crate::domain::schema::Hostname>>, max_items = 50)]
+    pub hosts: Option<Vec<String>>,
+    /// The gateway's routes; none: every path is forwarded and only the key is checked.
     #[serde(default, deserialize_with = "strict::option_vec_object")]
     pub routes: Option<Vec<Route>>,
 }
@@ -93,6 +98,10 @@ pub struct UpdateApi {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<crate::domain::schema::Upstream>)]
     pub upstream: Option<Option<String>>,
+    /// Replaces the list; `[]`: any host.
+    #[schema(value_type = Option<std::collections::BTreeSet<crate::domain::schema::Hostname>>, max_items = 50)]
+    pub hosts: Option<Vec<String>>,
+    /// Replaces the routes.
     #[serde(default, deserialize_with = "strict::option_vec_object")]
     pub routes: Option<Vec<Route>>,
 }
@@ -165,13 +174,42 @@ fn check_upstream(e: &mut Errors, upstream: &str) {
     }
 }
 
-fn check_routes(e: &mut Errors, routes: &[Route], api_scopes: &[ScopeDef], api_types: &[String]) {
-    for (i, r) in routes.iter().enumerate() {
-        if r.path_prefix.len() > 1024 || !validate::is_url_path(&r.path_prefix) {
+fn check_hosts(e: &mut Errors, hosts: &[String]) {
+    if hosts.len() > validate::HOSTS_MAX {
+        e.add(
+            "hosts",
+            format!("must have at most {} entries", validate::HOSTS_MAX),
+        );
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        if !validate::is_valid_host(h) {
             e.add(
+                format!("hosts[{i}]"),
+                "must be a lowercase host name (letters, digits, '.' and '-') without a port",
+            );
+        } else if hosts[..i].contains(h) {
+            e.add(format!("hosts[{i}]"), "duplicate host");
+        }
+    }
+}
+
+/// Checks the routes and stores their prefixes in the form the gateway compares request paths in
+/// (see [`crate::domain::path`]), so that `/api//v3/` and `/api/v3/` are one route.
+fn check_routes(
+    e: &mut Errors,
+    routes: &mut [Route],
+    api_scopes: &[ScopeDef],
+    api_types: &[String],
+) {
+    for (i, r) in routes.iter_mut().enumerate() {
+        match crate::domain::path::normalize(&r.path_prefix) {
+            Some(p) if r.path_prefix.len() <= 1024 && validate::is_url_path(&r.path_prefix) => {
+                r.path_prefix = p;
+            }
+            _ => e.add(
                 format!("routes[{i}].path_prefix"),
                 "must be '/' followed by up to 1023 URL path characters",
-            );
+            ),
         }
         for (j, s) in r.required_scopes.iter().enumerate() {
             if !api_scopes.iter().any(|d| &d.name == s) {
@@ -236,8 +274,10 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
     if let Some(u) = &input.upstream {
         check_upstream(&mut e, u);
     }
-    let routes = input.routes.unwrap_or_default();
-    check_routes(&mut e, &routes, &scopes, &token_types);
+    let hosts = input.hosts.unwrap_or_default();
+    check_hosts(&mut e, &hosts);
+    let mut routes = input.routes.unwrap_or_default();
+    check_routes(&mut e, &mut routes, &scopes, &token_types);
     e.finish(())?;
     let api = Api {
         id: new_id("api"),
@@ -251,6 +291,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
         accept_x_api_key: input.accept_x_api_key.unwrap_or(false),
         default_rate_limit: input.default_rate_limit,
         upstream: input.upstream,
+        hosts,
         routes,
         created_at: ctx.now(),
     };
@@ -279,6 +320,8 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateApi) -> Result<Api>
     )
     .await?;
     tx.commit().await?;
+    ctx.apis_changed
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     Ok(api)
 }
 
@@ -335,11 +378,16 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateApi) -> R
         api.upstream = u;
         changed.push("upstream");
     }
+    if let Some(h) = patch.hosts {
+        check_hosts(&mut e, &h);
+        api.hosts = h;
+        changed.push("hosts");
+    }
     if let Some(r) = patch.routes {
         api.routes = r;
         changed.push("routes");
     }
-    check_routes(&mut e, &api.routes, &api.scopes, &api.token_types);
+    check_routes(&mut e, &mut api.routes, &api.scopes, &api.token_types);
     e.finish(())?;
     let mut tx = ctx.store.begin().await?;
     tx.update_api(&api).await?;
@@ -358,5 +406,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateApi) -> R
     .await?;
     tx.commit().await?;
     ctx.verifier.invalidate_api(&api.id);
+    ctx.apis_changed
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     Ok(api)
 }

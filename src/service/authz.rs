@@ -283,6 +283,7 @@ mod tests {
             accept_x_api_key: false,
             default_rate_limit: None,
             upstream: None,
+            hosts: Vec::new(),
             routes: Vec::new(),
             created_at: 0,
         }

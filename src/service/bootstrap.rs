@@ -69,6 +69,7 @@ pub async fn create_org(
         accept_x_api_key: false,
         default_rate_limit: None,
         upstream: None,
+        hosts: Vec::new(),
         routes: Vec::new(),
         created_at: now,
     };
@@ -84,6 +85,7 @@ pub async fn create_org(
         accept_x_api_key: false,
         default_rate_limit: None,
         upstream: None,
+        hosts: Vec::new(),
         routes: Vec::new(),
         created_at: now + 1,
     };

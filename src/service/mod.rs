@@ -71,6 +71,9 @@ pub struct Ctx {
     pub plans: Arc<[crate::domain::model::Plan]>,
     /// Counts refused credentials per client address (failed-auth throttling).
     pub throttle: Arc<crate::verify::throttle::AuthThrottle>,
+    /// Counts the changes of APIs made through this instance, so that its gateway reads its
+    /// routes again before the next request it routes.
+    pub apis_changed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Ctx {

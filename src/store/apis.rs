@@ -7,7 +7,7 @@ use super::{Result, Store, StoreTx, from_json, to_json, unique};
 use crate::domain::model::{Api, RateLimit};
 
 const API_COLUMNS: &str = "id, org_id, name, slug, prefix_live, prefix_test, scopes, token_types, accept_x_api_key, \
-     default_rate_limit, upstream, routes, created_at";
+     default_rate_limit, upstream, hosts, routes, created_at";
 
 impl Store {
     pub async fn create_api(&self, api: &Api) -> Result<()> {
@@ -71,7 +71,7 @@ impl StoreTx {
     pub async fn update_api(&mut self, api: &Api) -> Result<()> {
         sqlx::query(
             "UPDATE apis SET name = $1, prefix_live = $2, prefix_test = $3, scopes = $4, token_types = $5, \
-             accept_x_api_key = $6, default_rate_limit = $7, upstream = $8, routes = $9 WHERE id = $10 AND org_id = $11",
+             accept_x_api_key = $6, default_rate_limit = $7, upstream = $8, hosts = $9, routes = $10 WHERE id = $11 AND org_id = $12",
         )
         .bind(&api.name)
         .bind(&api.prefix_live)
@@ -81,6 +81,7 @@ impl StoreTx {
         .bind(i64::from(api.accept_x_api_key))
         .bind(api.default_rate_limit.map(|r| to_json(&r)))
         .bind(&api.upstream)
+        .bind(to_json(&api.hosts))
         .bind(to_json(&api.routes))
         .bind(&api.id)
         .bind(&api.org_id)
@@ -92,7 +93,7 @@ impl StoreTx {
 
 pub(super) async fn insert_api(conn: &mut AnyConnection, a: &Api) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO apis ({API_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        "INSERT INTO apis ({API_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&a.id)
     .bind(&a.org_id)
@@ -105,6 +106,7 @@ pub(super) async fn insert_api(conn: &mut AnyConnection, a: &Api) -> Result<()> 
     .bind(i64::from(a.accept_x_api_key))
     .bind(a.default_rate_limit.map(|r| to_json(&r)))
     .bind(&a.upstream)
+    .bind(to_json(&a.hosts))
     .bind(to_json(&a.routes))
     .bind(a.created_at)
     .execute(conn)
@@ -127,6 +129,7 @@ fn api_from_row(r: &AnyRow) -> Result<Api> {
         accept_x_api_key: r.try_get::<i64, _>("accept_x_api_key")? != 0,
         default_rate_limit: rl.map(|s| from_json::<RateLimit>(&s)).transpose()?,
         upstream: r.try_get("upstream")?,
+        hosts: from_json(&r.try_get::<String, _>("hosts")?)?,
         routes: from_json(&r.try_get::<String, _>("routes")?)?,
         created_at: r.try_get("created_at")?,
     })

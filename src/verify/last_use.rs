@@ -60,6 +60,12 @@ impl Verifier {
         decision
     }
 
+    /// Where a key's rate `limit` stands at `now`, without charging it.
+    pub(super) fn peek(&self, id: u64, limit: RateLimit, now: Millis) -> RateDecision {
+        let tat = self.cache.keys.get(&id).map_or(0, |e| e.tat);
+        check::gcra(tat, now, limit.requests, limit.per_seconds, 0).0
+    }
+
     /// The newest not yet written `last_used` of a key, to overlay on what storage returns.
     pub fn pending_touch(&self, key_id: &str) -> Option<(Millis, Option<IpAddr>)> {
         self.cache.keys.get(&packed(key_id)?)?.touch

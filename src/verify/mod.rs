@@ -1,5 +1,5 @@
 //! The one decision about a presented key: [`Verifier::check`], used by the verify endpoint, the
-//! management API's authentication of its callers and (later) the gateway.
+//! management API's authentication of its callers and the gateway.
 //!
 //! Checks run in the contract's order: credentials, key state, owner, plan, IP allowlist, token
 //! type, scope, rate limit, quota. A key is found by the HMAC of the whole presented token, so that
@@ -35,12 +35,15 @@ pub use cache::CachedKey;
 use cache::{Cache, packed};
 
 /// Where a key may come from: the verify endpoint scopes it to the caller's organization (and
-/// optionally one API); the management API needs a key of the built-in `keyward` API.
+/// optionally one API); the management API needs a key of the built-in `keyward` API; the gateway
+/// a key of the API it matched, with one of that API's prefixes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scope<'a> {
     pub org_id: Option<&'a str>,
     pub api_id: Option<&'a str>,
     pub management: bool,
+    /// A token with none of these prefixes is malformed, before any lookup; empty: any prefix.
+    pub prefixes: &'a [&'a str],
 }
 
 /// A key presented for checking, with what the request asks of it.
@@ -179,7 +182,7 @@ impl Verifier {
             return Ok(Err(Denial::UnknownKey.into()));
         };
         let deps = self.dependencies(&key, now).await?;
-        let (api, org, owner, limit) = match self.admit(&key, deps, p, now) {
+        let (api, org, owner, limit) = match self.admit(id, &key, deps, p, now) {
             Ok(admitted) => admitted,
             Err(rejected) => return Ok(Err(rejected)),
         };
@@ -293,6 +296,7 @@ impl Verifier {
     #[expect(clippy::type_complexity, reason = "one use, right above")]
     fn admit(
         &self,
+        id: u64,
         key: &Arc<CachedKey>,
         deps: Deps,
         p: &Presented<'_>,
@@ -307,6 +311,13 @@ impl Verifier {
         if !in_scope {
             return Err(Denial::UnknownKey.into());
         }
+        let limit = key.rate_limit.or(api.default_rate_limit).or_else(|| {
+            // The plan's default covers protected APIs; management keys are limited only by
+            // their own setting, so that an organization can always manage itself.
+            (!api.is_management())
+                .then(|| self.plan_rate_limits.get(&org.plan).copied())
+                .flatten()
+        });
         let req = Requirements {
             skip_plan: p.req.skip_plan || api.is_management(),
             ..p.req.clone()
@@ -320,22 +331,17 @@ impl Verifier {
             now,
         );
         if let Err(denial) = checked {
+            // A refusal still tells where the key's rate limit stands, uncharged: every answer
+            // about a limited key carries its `RateLimit-*` headers.
             return Err(Rejected {
                 denial: denial.naming_only(&api),
                 key: Some(key.clone()),
-                ratelimit: None,
+                ratelimit: limit.map(|l| self.peek(id, l, now)),
             });
         }
-        let owner = deps
-            .owner
-            .expect("check_key refuses keys without an active owner");
-        let limit = key.rate_limit.or(api.default_rate_limit).or_else(|| {
-            // The plan's default covers protected APIs; management keys are limited only by
-            // their own setting, so that an organization can always manage itself.
-            (!api.is_management())
-                .then(|| self.plan_rate_limits.get(&org.plan).copied())
-                .flatten()
-        });
+        let Some(owner) = deps.owner else {
+            return Err(Denial::OwnerDisabled.into());
+        };
         Ok((api, org, owner, limit))
     }
 
@@ -388,7 +394,9 @@ fn public_id(token: &str, scope: Scope<'_>) -> Result<u64, Denial> {
         return Err(Denial::MissingCredentials);
     }
     let parsed = key::parse(token).map_err(|e| Denial::Malformed(malformed_reason(e)))?;
-    if scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix) {
+    let foreign = (scope.management && !MANAGEMENT_PREFIXES.contains(&parsed.prefix))
+        || (!scope.prefixes.is_empty() && !scope.prefixes.contains(&parsed.prefix));
+    if foreign {
         return Err(Denial::Malformed("wrong prefix"));
     }
     packed(parsed.id).ok_or(Denial::Malformed("unexpected characters"))

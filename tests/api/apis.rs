@@ -110,3 +110,52 @@ async fn apis_can_be_edited_but_the_management_api_cannot() {
     .await
     .assert_problem(403, "forbidden");
 }
+
+#[tokio::test]
+async fn gateway_fields_are_validated_and_route_prefixes_stored_in_normal_form() {
+    let app = spawn_app().await;
+    let api = app.create_api("gatewayed", &["a:read"]).await;
+    assert_eq!(api["hosts"], json!([]));
+    let id = api["id"].as_str().unwrap();
+    let res = app
+        .patch(
+            &format!("/v1/apis/{id}"),
+            json!({"upstream": "http://127.0.0.1:9/base", "hosts": ["api.example.com", "b.example"],
+                   "routes": [{"path_prefix": "/api//v3/./%73tream/", "methods": ["GET"],
+                               "required_scopes": ["a:read"], "token_types": ["realtime"]}]}),
+        )
+        .await;
+    let body = res.assert_status(200);
+    assert_eq!(body["hosts"], json!(["api.example.com", "b.example"]));
+    assert_eq!(body["routes"][0]["path_prefix"], "/api/v3/stream/");
+    let again = app.get(&format!("/v1/apis/{id}")).await;
+    assert_eq!(again.body["hosts"], body["hosts"]);
+    assert_eq!(again.body["routes"], body["routes"]);
+    let res = app
+        .patch(
+            &format!("/v1/apis/{id}"),
+            json!({"hosts": ["API.example.com", "a.example:8080", "-x", "ok.example", "ok.example"],
+                   "routes": [{"path_prefix": "no-slash"}, {"path_prefix": "/x", "token_types": ["nope"]}]}),
+        )
+        .await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(
+        res.error_fields(),
+        [
+            "hosts[0]",
+            "hosts[1]",
+            "hosts[2]",
+            "hosts[4]",
+            "routes[0].path_prefix",
+            "routes[1].token_types[0]"
+        ]
+    );
+    let cleared = app
+        .patch(
+            &format!("/v1/apis/{id}"),
+            json!({"hosts": [], "upstream": null}),
+        )
+        .await;
+    assert_eq!(cleared.assert_status(200)["hosts"], json!([]));
+    assert_eq!(cleared.body["upstream"], json!(null));
+}

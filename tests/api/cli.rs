@@ -266,3 +266,103 @@ async fn a_revoked_last_management_key_is_replaced_from_the_command_line() {
     );
     assert!(!stdout(&out).contains("kw_live_"));
 }
+
+#[tokio::test]
+async fn apis_and_their_gateway_routes_are_managed_from_the_command_line() {
+    let app = spawn_app().await;
+    let out = kw(
+        Some(&app),
+        &[
+            "apis",
+            "create",
+            "--name",
+            "Speech",
+            "--slug",
+            "speech",
+            "--live-prefix",
+            "sp_live_",
+            "--scope",
+            "transcripts:read=Read transcripts",
+            "--token-type",
+            "batch",
+            "--token-type",
+            "realtime",
+            "--upstream",
+            "http://127.0.0.1:9000/base",
+            "--host",
+            "api.example.com",
+            "--route",
+            "/api/v3/stream methods=GET types=realtime",
+            "--route",
+            "/api/v3/documents methods=GET scopes=transcripts:read",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let id = api["id"].as_str().unwrap().to_owned();
+    assert_eq!(api["hosts"], serde_json::json!(["api.example.com"]));
+    assert_eq!(
+        api["routes"][0]["token_types"],
+        serde_json::json!(["realtime"])
+    );
+    assert_eq!(
+        api["routes"][1]["required_scopes"],
+        serde_json::json!(["transcripts:read"])
+    );
+
+    let list = stdout(&kw(Some(&app), &["apis", "list"]).await);
+    assert!(list.starts_with("ID"), "{list}");
+    assert!(
+        list.contains("speech") && list.contains("http://127.0.0.1:9000/base"),
+        "{list}"
+    );
+    let show = stdout(&kw(Some(&app), &["apis", "show", &id]).await);
+    assert!(
+        show.contains("/api/v3/stream") && show.contains("realtime"),
+        "{show}"
+    );
+
+    let out = kw(
+        Some(&app),
+        &[
+            "apis",
+            "update",
+            &id,
+            "--no-routes",
+            "--no-hosts",
+            "--accept-x-api-key",
+            "true",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = app.get(&format!("/v1/apis/{id}")).await;
+    assert_eq!(stored.body["routes"], serde_json::json!([]));
+    assert_eq!(stored.body["hosts"], serde_json::json!([]));
+    assert_eq!(stored.body["accept_x_api_key"], true);
+    let out = kw(Some(&app), &["apis", "update", &id, "--no-upstream"]).await;
+    assert!(out.status.success());
+    assert_eq!(
+        app.get(&format!("/v1/apis/{id}")).await.body["upstream"],
+        Value::Null
+    );
+
+    // The server's refusal, field by field.
+    let bad = kw(Some(&app), &["apis", "update", &id, "--host", "Not A Host"]).await;
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("422 validation_failed") && err.contains("hosts[0]"),
+        "{err}"
+    );
+}

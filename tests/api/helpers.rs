@@ -88,6 +88,8 @@ fn rand_suffix() -> String {
 
 pub struct TestApp {
     pub base: String,
+    /// The gateway's base URL, when the test asked for one (`gateway_listen`).
+    pub gateway: Option<String>,
     pub http: reqwest::Client,
     /// The management key printed on the first start (every scope).
     pub admin_key: String,
@@ -182,6 +184,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         .take_first_start()
         .expect("a fresh database prints a management key");
     let base = format!("http://{}", app.local_addr());
+    let gateway = app.gateway_addr().map(|a| format!("http://{a}"));
     let setup_url = keyward::service::sessions::setup_url(&app.public_url(), &first.setup_token);
     let ctx = app.ctx().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -190,6 +193,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     }));
     TestApp {
         base,
+        gateway,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod cli;
 mod dashboard;
+mod gateway;
 mod governance;
 mod hardening;
 mod helpers;

@@ -69,6 +69,7 @@ fn api(id: &str, org: &str, slug: &str) -> Api {
             per_seconds: 1,
         }),
         upstream: None,
+        hosts: Vec::new(),
         routes: vec![],
         created_at: 1,
     }

@@ -115,10 +115,12 @@ pub async fn verify_key(
             org_id: Some(&caller.org_id),
             api_id: body.api_id.as_deref(),
             management: false,
+            prefixes: &[],
         },
         req: Requirements {
             client_ip: ip,
             token_type: body.token_type.as_deref(),
+            token_types: &[],
             scopes: &body.required_scopes,
             skip_plan: false,
         },
