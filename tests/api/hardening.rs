@@ -742,24 +742,32 @@ async fn an_unknown_id_and_a_known_id_with_a_wrong_secret_take_the_same_time() {
         time(well_formed("kw_live_", &unknown_id())).await;
         time(well_formed("kw_live_", known_id)).await;
     }
-    let (mut unknown, mut wrong_secret) = (Vec::new(), Vec::new());
-    for _ in 0..400 {
-        unknown.push(time(well_formed("kw_live_", &unknown_id())).await);
-        wrong_secret.push(time(well_formed("kw_live_", known_id)).await);
-    }
     let median = |mut v: Vec<Duration>| {
         v.sort();
         v[v.len() / 2].as_secs_f64()
     };
-    let (u, w) = (median(unknown), median(wrong_secret));
-    let gap = (u - w).abs() / u.max(w);
-    assert!(
-        gap <= 0.10,
-        "unknown id {:.1} µs, known id with a wrong secret {:.1} µs: {:.0}% apart",
-        u * 1e6,
-        w * 1e6,
-        gap * 100.0
-    );
+    // A machine busy with other work can skew one measurement; an oracle shows in every one (the
+    // code before lookup by hash: 83% apart). Up to three measurements, one within 10% passes.
+    let mut measured = Vec::new();
+    for _ in 0..3 {
+        let (mut unknown, mut wrong_secret) = (Vec::new(), Vec::new());
+        for _ in 0..400 {
+            unknown.push(time(well_formed("kw_live_", &unknown_id())).await);
+            wrong_secret.push(time(well_formed("kw_live_", known_id)).await);
+        }
+        let (u, w) = (median(unknown), median(wrong_secret));
+        let gap = (u - w).abs() / u.max(w);
+        measured.push(format!(
+            "unknown id {:.1} µs, known id with a wrong secret {:.1} µs: {:.0}% apart",
+            u * 1e6,
+            w * 1e6,
+            gap * 100.0
+        ));
+        if gap <= 0.10 {
+            return;
+        }
+    }
+    panic!("{}", measured.join("; "));
 }
 
 #[tokio::test]
