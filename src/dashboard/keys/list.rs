@@ -64,6 +64,7 @@ pub(super) async fn load_list(
         status,
         limit: PAGE_SIZE + 1,
         cursor: q.cursor.as_deref().and_then(decode_cursor),
+        ..KeyFilter::default()
     };
     let mut keys = keys::list(&state.ctx, &m.caller, &filter).await?;
     let next_cursor = if keys.len() > PAGE_SIZE as usize {
