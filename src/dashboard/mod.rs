@@ -16,6 +16,7 @@ mod keys;
 mod layout;
 mod members;
 mod org;
+mod scopes;
 
 use std::sync::Arc;
 
@@ -399,6 +400,17 @@ impl FieldErrors {
                     Err(_) => m.clone(),
                 })
             })
+            .collect();
+        (!found.is_empty()).then(|| capitalize(&found.join("; ")))
+    }
+
+    /// The messages of `field` itself, not of its elements or members, joined.
+    pub fn exactly(&self, field: &str) -> Option<String> {
+        let found: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
             .collect();
         (!found.is_empty()).then(|| capitalize(&found.join("; ")))
     }

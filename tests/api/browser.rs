@@ -597,14 +597,76 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     b.fill("#create-api-slug", "search").await;
     b.fill("#create-api-live", "sk_live_").await;
     b.fill("#create-api-test", "sk_test_").await;
-    b.fill("#create-api-scopes", "search:query Run searches")
-        .await;
+    // Token types are checkboxes; scopes are rows of a name and a description, added and removed
+    // in place.
+    b.click("#create-api-types-realtime").await;
+    let rows = "#create-api .scope-rows .scope-row";
+    b.fill(
+        &format!("{rows}:nth-child(1) input[name=scope_name]"),
+        "search:query",
+    )
+    .await;
+    b.fill(
+        &format!("{rows}:nth-child(1) input[name=scope_description]"),
+        "Run searches",
+    )
+    .await;
+    b.click("#create-api [data-scope-add]").await;
+    b.until(
+        "a second row, focused",
+        "return document.activeElement.name === 'scope_name' &&          document.querySelectorAll('#create-api .scope-row').length === 2",
+    )
+    .await;
+    b.fill(
+        &format!("{rows}:nth-child(2) input[name=scope_name]"),
+        "search:admin",
+    )
+    .await;
+    b.click("#create-api [data-scope-add]").await;
+    b.fill(
+        &format!("{rows}:nth-child(3) input[name=scope_name]"),
+        "search:index",
+    )
+    .await;
+    b.fill(
+        &format!("{rows}:nth-child(3) input[name=scope_description]"),
+        "Add documents",
+    )
+    .await;
     b.shoot("api-create").await;
+    b.click(&format!("{rows}:nth-child(2) [data-scope-remove]"))
+        .await;
     b.click("#create-api button[type=submit]").await;
     b.until_text("search:query").await;
     assert_eq!(b.path().await, "/apis");
     assert!(b.text().await.contains("sk_live_3f9a0c1e7b2d"));
     b.shoot("api-created").await;
+    let search = app.get("/v1/apis").await.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["slug"] == "search")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        search["scopes"],
+        json!([
+            {"name": "search:query", "description": "Run searches"},
+            {"name": "search:index", "description": "Add documents"},
+        ]),
+        "the removed row is gone, the others kept in order"
+    );
+    assert_eq!(
+        search["token_types"],
+        json!(["standard", "batch"]),
+        "realtime was unchecked"
+    );
+    let search_id = search["id"].as_str().unwrap().to_owned();
+    b.click(&format!("button[data-open='edit-api-{search_id}']"))
+        .await;
+    b.until_open(&format!("edit-api-{search_id}")).await;
+    b.shoot("api-edit").await;
+
     b.stop().await;
 }
 

@@ -670,7 +670,7 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
     let page = get(&app, "/apis", &cookie).await;
     assert!(page.text.contains("data-open=\"create-api\""));
     assert_eq!(
-        page.text.matches("data-open=\"edit-api-").count(),
+        page.text.matches("<dialog id=\"edit-api-").count(),
         1,
         "the default API is editable, the built-in management API is not"
     );
@@ -700,7 +700,10 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
             ("token_types", "standard"),
             ("rate_requests", "0"),
             ("rate_per", "60"),
-            ("scopes", "transcripts:read Read transcripts\nBad Scope"),
+            ("scope_name", "transcripts:read"),
+            ("scope_description", "Read transcripts"),
+            ("scope_name", "Bad Scope"),
+            ("scope_description", ""),
         ]),
     )
     .await;
@@ -717,7 +720,15 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
         field_error(&wrong.text, "create-api-rate"),
         "Must be between 1 and 1000000"
     );
-    assert!(!field_error(&wrong.text, "create-api-scopes").is_empty());
+    assert!(
+        !field_error(&wrong.text, "create-api-scopes-1").is_empty(),
+        "the second scope's row says what is wrong with it"
+    );
+    assert!(
+        wrong
+            .text
+            .contains("id=\"create-api-scopes-0-error\" role=\"alert\" hidden>")
+    );
     assert!(
         wrong.text.contains("value=\"Bad Slug\""),
         "what was typed is kept"
@@ -737,14 +748,17 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
         ("slug", "transcription"),
         ("key_prefix.live", "tk_live_"),
         ("key_prefix.test", "tk_test_"),
-        ("token_types", "standard, batch"),
+        ("token_types", "standard"),
+        ("token_types", "batch"),
         ("accept_x_api_key", "true"),
         ("rate_requests", "100"),
         ("rate_per", "60"),
-        (
-            "scopes",
-            "transcripts:read Read transcripts\n\ntranscripts:write Upload audio",
-        ),
+        ("scope_name", "transcripts:read"),
+        ("scope_description", "Read transcripts"),
+        ("scope_name", ""),
+        ("scope_description", ""),
+        ("scope_name", "transcripts:write"),
+        ("scope_description", "Upload audio"),
     ]);
     let created = send("/apis".into(), fields.clone()).await;
     assert_eq!(created.status, 303, "{}", created.text);
@@ -796,23 +810,27 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
             ("name", "Transcription"),
             ("key_prefix.live", "tk_live_"),
             ("key_prefix.test", "tk_test_"),
-            ("token_types", "standard, Big Batch"),
-            ("scopes", "transcripts:read Read transcripts"),
+            ("token_types", "standard"),
+            ("token_types_other", "Big Batch"),
+            ("scope_name", "transcripts:read"),
+            ("scope_description", "Read transcripts"),
         ]),
     )
     .await;
     assert_eq!(bad_types.status, 422);
     assert!(!field_error(&bad_types.text, &format!("edit-api-{id}-types")).is_empty());
-    assert!(bad_types.text.contains("value=\"standard, Big Batch\""));
+    assert!(bad_types.text.contains("value=\"Big, Batch\""));
     let saved = send(
         edit_path,
         form(&[
             ("name", "Transcripts"),
             ("key_prefix.live", "tk_live_"),
             ("key_prefix.test", "tk_test_"),
-            ("token_types", "standard, batch"),
+            ("token_types", "standard"),
+            ("token_types", "batch"),
             ("accept_x_api_key", "true"),
-            ("scopes", "transcripts:read Read transcripts"),
+            ("scope_name", "transcripts:read"),
+            ("scope_description", "Read transcripts"),
         ]),
     )
     .await;

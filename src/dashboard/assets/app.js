@@ -270,6 +270,48 @@
     control.addEventListener('change', () => control.form.requestSubmit());
   });
 
+  // ------------------------------------------------------------------ scope editor
+
+  function renumberScopes(editor) {
+    $$('.scope-row', editor.querySelector('[data-scope-rows]')).forEach((row, i) => {
+      const [name, description] = $$('input', row);
+      name.setAttribute('aria-label', `Name of scope ${i + 1}`);
+      description.setAttribute('aria-label', `What scope ${i + 1} allows`);
+      row.querySelector('[data-scope-remove]')?.setAttribute('aria-label', `Remove scope ${i + 1}`);
+    });
+  }
+
+  $$('[data-scope-editor]').forEach((editor) => {
+    const rows = editor.querySelector('[data-scope-rows]');
+    const template = editor.querySelector('template[data-scope-template]');
+    const add = editor.querySelector('[data-scope-add]');
+    // A blank row waits at the end for pages without the script; with it, rows are added on demand.
+    const last = rows.lastElementChild;
+    if (last && rows.children.length > 1 && $$('input', last).every((i) => !i.value)) last.remove();
+    $$('[data-scope-remove]', editor).forEach((b) => { b.hidden = false; });
+    add.hidden = false;
+    add.addEventListener('click', () => {
+      const row = template.content.firstElementChild.cloneNode(true);
+      row.querySelector('[data-scope-remove]').hidden = false;
+      const error = row.querySelector('.field-error');
+      const errorId = `${editor.querySelector('legend')?.id || 'scope'}-new-${Date.now()}`;
+      error.id = errorId;
+      row.querySelector('input').setAttribute('aria-describedby', errorId);
+      rows.appendChild(row);
+      renumberScopes(editor);
+      row.querySelector('input').focus();
+    });
+    editor.addEventListener('click', (event) => {
+      const remove = event.target.closest('[data-scope-remove]');
+      if (!remove) return;
+      const row = remove.closest('.scope-row');
+      const next = row.nextElementSibling || row.previousElementSibling;
+      row.remove();
+      renumberScopes(editor);
+      (next?.querySelector('input') || add).focus();
+    });
+  });
+
   // ------------------------------------------------------------------ dialogs open at load
 
   $$('dialog[data-autoopen]').forEach((dialog) => openDialog(dialog));
