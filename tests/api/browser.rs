@@ -578,6 +578,21 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     b.click("#member-link .dialog-footer button[data-close]")
         .await;
     b.until_text("dev@example.com").await;
+    // Until they set a password, they are invited, not active.
+    let invited = b
+        .js(
+            "return [...document.querySelectorAll('.members-table tbody tr')] \
+             .find(r => r.innerText.includes('dev@example.com')).innerText",
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        invited.contains("Invited") && invited.contains("Link expires in 7 days"),
+        "{invited}"
+    );
+    assert!(!invited.contains("Active"), "{invited}");
     b.shoot("members").await;
 
     // Organization and APIs.

@@ -1081,3 +1081,78 @@ async fn a_developer_is_offered_changes_to_their_own_keys_only_and_no_second_rot
     assert_eq!(again.status, 409, "the server refuses what the page hides");
     assert!(again.text.contains("This key was already rotated"));
 }
+
+#[tokio::test]
+async fn invited_members_are_shown_as_invited_until_they_set_a_password() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let invited = post(
+        &app,
+        "/members",
+        &s.cookie(),
+        &[
+            ("csrf", &s.csrf),
+            ("email", "new@example.com"),
+            ("name", "Newcomer"),
+            ("role", "developer"),
+        ],
+    )
+    .await;
+    assert_eq!(invited.status, 201, "{}", invited.text);
+    let at = invited.text.find("/setup/").unwrap();
+    let link = invited.text[at..at + 7 + 64].to_owned();
+    let row = |html: &str| {
+        let at = html.find("new@example.com").unwrap();
+        let end = html[at..].find("</tr>").unwrap() + at;
+        html[at..end].to_owned()
+    };
+    let members = get(&app, "/members", &s.cookie()).await;
+    let pending = row(&members.text);
+    assert!(pending.contains(">Invited<"), "{pending}");
+    assert!(pending.contains("Link expires in 7 days"), "{pending}");
+    assert!(pending.contains("New invitation link"));
+    // Once the link is past, the row says so.
+    app.clock.advance(8 * 86_400_000);
+    let s = session_of(&app, &sign_in(&app, "owner@example.com", PASSWORD).await).await;
+    let expired = row(&get(&app, "/members", &s.cookie()).await.text);
+    assert!(expired.contains("Link expired or used"), "{expired}");
+    // A new link, used: active.
+    let again = post(
+        &app,
+        &format!(
+            "/members/{}/invite",
+            app.get("/v1/users").await.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["email"] == "new@example.com")
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+        ),
+        &s.cookie(),
+        &[("csrf", &s.csrf)],
+    )
+    .await;
+    let at = again.text.find("/setup/").unwrap();
+    let fresh_link = again.text[at..at + 7 + 64].to_owned();
+    assert_ne!(fresh_link, link);
+    let csrf = pre_session_csrf(&app).await;
+    let set = post(
+        &app,
+        &fresh_link,
+        &format!("keyward_csrf={csrf}"),
+        &[
+            ("csrf", &csrf),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(set.status, 303, "{}", set.text);
+    let active = row(&get(&app, "/members", &s.cookie()).await.text);
+    assert!(
+        active.contains(">Active<") && !active.contains("Invited"),
+        "{active}"
+    );
+}
