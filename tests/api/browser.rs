@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: Debian's Chromium, headless, driven through `chromedriver`
 //! (WebDriver) against a real `keyward` server. These tests fail, never skip, when the browser
-//! cannot start. Each step saves screenshots (1280 px and 390 px wide) under
+//! cannot start. Each step saves screenshots (1280, 1024 and 390 px wide) under
 //! `target/screenshots/`.
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use crate::helpers::{Options, TEST_ENCRYPTION_KEY, TestApp, spawn_app, spawn_wit
 
 const WAIT: Duration = Duration::from_secs(15);
 const DESKTOP: (u32, u32) = (1280, 900);
+const LAPTOP: (u32, u32) = (1024, 768);
 const MOBILE: (u32, u32) = (390, 844);
 
 fn free_port() -> u16 {
@@ -212,27 +213,37 @@ impl Browser {
         .await;
     }
 
-    /// Saves the page at desktop and mobile width: the whole page, or the viewport while a
+    /// Gives the page a viewport of `width` by `height` CSS pixels.
+    pub async fn viewport(&self, (width, height): (u32, u32)) {
+        // The window's size includes the browser's own frame; the page gets the rest.
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("resize");
+        let frame = self
+            .js("return window.outerHeight - window.innerHeight")
+            .await
+            .as_u64()
+            .unwrap_or(0) as u32;
+        self.client
+            .set_window_size(width, height + frame)
+            .await
+            .expect("resize");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Saves the page at 1280, 1024 and 390 px wide: the whole page, or the viewport while a
     /// dialog is open.
     pub async fn shoot(&self, step: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).expect("target/screenshots");
-        for ((width, height), label) in [(DESKTOP, "desktop"), (MOBILE, "mobile")] {
-            // The window's size includes the browser's own frame; the page gets the rest.
-            self.client
-                .set_window_size(width, height)
-                .await
-                .expect("resize");
+        for (width, height) in [DESKTOP, LAPTOP, MOBILE] {
+            self.viewport((width, height)).await;
             let frame = self
                 .js("return window.outerHeight - window.innerHeight")
                 .await
                 .as_u64()
                 .unwrap_or(0) as u32;
-            self.client
-                .set_window_size(width, height + frame)
-                .await
-                .expect("resize");
-            tokio::time::sleep(Duration::from_millis(100)).await;
             let full = self
                 .js("return document.querySelector('dialog[open]') ? 0 : document.documentElement.scrollHeight")
                 .await
@@ -246,13 +257,10 @@ impl Browser {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let png = self.client.screenshot().await.expect("screenshot");
-            std::fs::write(dir.join(format!("{}-{step}-{label}.png", self.name)), png)
+            std::fs::write(dir.join(format!("{}-{step}-{width}.png", self.name)), png)
                 .expect("write screenshot");
         }
-        self.client
-            .set_window_size(DESKTOP.0, DESKTOP.1)
-            .await
-            .expect("resize");
+        self.viewport(DESKTOP).await;
     }
 
     /// What the system clipboard holds, read by pasting it (Ctrl+V) into a new text field.
@@ -747,5 +755,117 @@ async fn a_viewer_is_offered_no_create_edit_or_delete_and_the_server_refuses_the
         app.get(&format!("/v1/keys/{id}")).await.body["status"],
         "active"
     );
+    b.stop().await;
+}
+
+/// Adds an owner with a password through the API and signs them in.
+async fn signed_in_owner(app: &TestApp, name: &'static str) -> Browser {
+    app.post(
+        "/v1/users",
+        json!({"email": "ada@example.com", "name": "Ada", "role": "owner", "password": OWNER_PASSWORD}),
+    )
+    .await
+    .assert_status(201);
+    let b = Browser::start(&app.base, name).await;
+    sign_in(&b, "ada@example.com", OWNER_PASSWORD).await;
+    b.find(".page-actions button[data-open='create-key']").await;
+    b
+}
+
+/// The names of the keys the API lists (deleted ones aside), with their status.
+async fn listed(app: &TestApp) -> Vec<(String, String)> {
+    app.get("/v1/keys?limit=100").await.assert_status(200)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["name"].as_str().unwrap().to_owned(),
+                k["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the error element `id` is shown with a message containing `text`.
+fn shows_error(id: &str, text: &str) -> String {
+    format!(
+        "const e = document.getElementById('{id}'); \
+         return !!e && !e.hidden && e.textContent.includes({})",
+        serde_json::to_string(text).unwrap()
+    )
+}
+
+#[tokio::test]
+async fn an_out_of_range_value_is_explained_and_once_fixed_the_key_is_created() {
+    let app = spawn_app().await;
+    let b = signed_in_owner(&app, "create-errors").await;
+    let before = listed(&app).await.len();
+    b.click(".page-actions button[data-open='create-key']")
+        .await;
+    b.until_open("create-key").await;
+    b.fill("#create-name", "Billing export").await;
+    let submit = "#create-key button[type=submit]";
+
+    // A rate limit of -5, then 0: said next to the field, and nothing is sent.
+    b.fill("#create-rate-requests", "-5").await;
+    b.click(submit).await;
+    b.until(
+        "the rate limit's error",
+        &shows_error("create-rate-error", "Must be between 1 and 1000000"),
+    )
+    .await;
+    b.shoot("create-key-rate-error").await;
+    assert_eq!(
+        b.js("return document.activeElement.id").await,
+        "create-rate-requests"
+    );
+    b.fill("#create-rate-requests", "0").await;
+    b.click(submit).await;
+    b.until(
+        "the rate limit's error",
+        &shows_error("create-rate-error", "Must be between 1 and 1000000"),
+    )
+    .await;
+
+    // A negative quota and a date in the past, each explained at its field.
+    b.fill("#create-rate-requests", "100").await;
+    b.until(
+        "the fixed rate limit's error to go",
+        "return document.getElementById('create-rate-error').hidden",
+    )
+    .await;
+    b.fill("#create-quota-remaining", "-1").await;
+    b.click("label[for='create-expires-date']").await;
+    b.js("const d = document.getElementById('create-expires-on'); \
+          d.value = '2001-01-01'; d.dispatchEvent(new Event('input', {bubbles: true}));")
+        .await;
+    b.click(submit).await;
+    b.until(
+        "the quota's error",
+        &shows_error("create-quota-error", "Must be 0 or more"),
+    )
+    .await;
+    b.until(
+        "the date's error",
+        &shows_error("create-expires-error", "Choose a date after today"),
+    )
+    .await;
+    b.shoot("create-key-errors").await;
+    assert_eq!(listed(&app).await.len(), before, "nothing was sent");
+
+    // Fixed, every error goes, and Create works: nothing the script set stays behind.
+    b.fill("#create-quota-remaining", "500").await;
+    b.click("label[for='create-expires-1y']").await;
+    b.until(
+        "every error to go",
+        "return [...document.querySelectorAll('#create-key .field-error')].every(e => e.hidden)",
+    )
+    .await;
+    b.click(submit).await;
+    b.until_open("key-created").await;
+    let created = listed(&app).await;
+    assert_eq!(created.len(), before + 1);
+    assert!(created.contains(&("Billing export".into(), "active".into())));
     b.stop().await;
 }

@@ -193,12 +193,13 @@ pub(super) fn create_dialog(
                         div id="expires-date-row" class="date-row" hidden[expires != "date"] {
                             label for="create-expires-on" { "Expiry date (UTC)" }
                             input type="date" id="create-expires-on" name="expires_on" min=(min_date)
-                                value=(form.text("expires_on"));
+                                value=(form.text("expires_on")) aria-describedby="create-expires-error"
+                                data-range-message="Choose a date after today.";
                         }
                         @if !org.policies.allowed_expiries.contains(&ExpiryChoice::Never) {
                             p class="hint" { "Your organization's policy requires keys to expire." }
                         }
-                        p class="field-error" role="alert" hidden[expires_error.is_none()] {
+                        p class="field-error" id="create-expires-error" role="alert" hidden[expires_error.is_none()] {
                             @if let Some(e) = &expires_error { (e) }
                         }
                     }
