@@ -111,6 +111,8 @@ pub struct Member {
     /// A notice to show once, and whether the flash cookie must be cleared.
     pub flash: Option<String>,
     pub now: Millis,
+    /// Whether the server can encrypt secrets (`KEYWARD_ENCRYPTION_KEY`), which some options need.
+    pub can_encrypt: bool,
     secure: bool,
 }
 
@@ -151,6 +153,7 @@ impl FromRequestParts<Arc<AppState>> for Member {
             session,
             flash,
             now,
+            can_encrypt: state.ctx.sealer.is_some(),
             secure: state.secure_cookies,
         })
     }
@@ -337,7 +340,11 @@ fn error_page(member: Option<&Member>, e: ServiceError) -> Response {
             "Not allowed".to_owned(),
             format!("{e} Ask an admin of your organization if you need it."),
         ),
-        ServiceError::Conflict(d) => (StatusCode::CONFLICT, "Cannot do that".to_owned(), d),
+        ServiceError::Conflict(d) => (
+            StatusCode::CONFLICT,
+            "This change was not made".to_owned(),
+            format!("{d} Nothing was changed; go back and try another way."),
+        ),
         ServiceError::Validation(errors) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid input".to_owned(),

@@ -869,3 +869,306 @@ async fn an_out_of_range_value_is_explained_and_once_fixed_the_key_is_created() 
     assert!(created.contains(&("Billing export".into(), "active".into())));
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_keys_table_fits_the_page_at_1024_and_1280_px_with_long_names_scopes_and_badges() {
+    let app = spawn_app().await;
+    let many: Vec<Value> = (1..=8)
+        .map(|i| json!({"name": format!("transcripts:scope-number-{i}"), "description": "x"}))
+        .collect();
+    app.patch(
+        &format!("/v1/apis/{}", app.default_api_id),
+        json!({"scopes": many}),
+    )
+    .await
+    .assert_status(200);
+    let scopes: Vec<String> = (1..=8)
+        .map(|i| format!("transcripts:scope-number-{i}"))
+        .collect();
+    let now = keyward::domain::Clock::now_ms(app.clock.as_ref());
+    let soon = time::OffsetDateTime::from_unix_timestamp(now / 1000 + 5 * 86_400)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let long_name = "production-integration-for-the-eu-west-1-nightly-export-of-every-transcript";
+    let exposed = app
+        .create_key(
+            json!({"name": long_name, "scopes": scopes, "expires_at": soon,
+                           "ip_allowlist": ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]}),
+        )
+        .await;
+    // Seen whole in a URL: the key is marked exposed.
+    let seen = app
+        .http
+        .get(app.url(&format!("/healthz?k={}", exposed["key"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seen.status(), 400);
+    let disabled = app
+        .create_key(json!({"name": "A disabled test key with a long, wordy name that wraps", "environment": "test"}))
+        .await;
+    app.patch(
+        &format!("/v1/keys/{}", disabled["id"].as_str().unwrap()),
+        json!({"enabled": false}),
+    )
+    .await
+    .assert_status(200);
+    let rotated = app
+        .create_key(json!({"name": "Rotated with a grace period"}))
+        .await;
+    app.post(
+        &format!("/v1/keys/{}/rotate", rotated["id"].as_str().unwrap()),
+        json!({"grace_period_s": 86_400}),
+    )
+    .await
+    .assert_status(201);
+    let b = signed_in_owner(&app, "keys-width").await;
+    let exposed_id = exposed["id"].as_str().unwrap();
+    let row = b
+        .find(&format!("tr[data-key-id='{exposed_id}']"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for badge in ["Exposed", "Active", "Expires soon"] {
+        assert!(row.contains(badge), "{badge} in {row}");
+    }
+    let row = b
+        .find(&format!(
+            "tr[data-key-id='{}']",
+            disabled["id"].as_str().unwrap()
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("Disabled") && row.contains("test"), "{row}");
+    let row = b
+        .find(&format!(
+            "tr[data-key-id='{}']",
+            rotated["id"].as_str().unwrap()
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("Stops in 1 day"), "{row}");
+
+    let fits = "const w = window.innerWidth; \
+        const wrap = document.querySelector('.table-wrap'); \
+        const cells = [...document.querySelectorAll('.keys-table th, .keys-table td')]; \
+        return document.documentElement.scrollWidth <= w && wrap.scrollWidth <= wrap.clientWidth \
+          && wrap.getBoundingClientRect().right <= w \
+          && cells.every(c => c.getBoundingClientRect().right <= w + 0.5) \
+          && [...document.querySelectorAll('.keys-table .row-actions summary')] \
+               .every(s => s.getBoundingClientRect().right <= w);";
+    for width in [1280, 1024] {
+        b.viewport((width, 800)).await;
+        let scroll = b
+            .js("return [document.documentElement.scrollWidth, window.innerWidth]")
+            .await;
+        assert_eq!(
+            b.js(fits).await,
+            Value::Bool(true),
+            "at {width} px every column is on the page (scroll width, viewport: {scroll})"
+        );
+    }
+    b.shoot("keys-badges").await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn reloading_after_a_create_or_a_rotation_creates_nothing_and_shows_no_secret() {
+    let app = spawn_app().await;
+    let b = signed_in_owner(&app, "reload").await;
+    let before = listed(&app).await.len();
+    b.click(".page-actions button[data-open='create-key']")
+        .await;
+    b.until_open("create-key").await;
+    b.fill("#create-name", "Reloaded").await;
+    b.click("#create-key button[type=submit]").await;
+    b.until_open("key-created").await;
+    let secret = b.value("#new-key").await;
+    assert!(secret.starts_with("kw_live_"), "{secret}");
+    let id = format!("key_{}", &secret[8..20]);
+    assert_eq!(listed(&app).await.len(), before + 1);
+
+    // The browser's reload, with the dialog still open.
+    b.client.refresh().await.expect("reload");
+    b.until_text("was shown once and is not shown again").await;
+    assert!(!b.has("#key-created").await);
+    assert!(!b.client.source().await.unwrap().contains(&secret));
+    assert_eq!(listed(&app).await.len(), before + 1, "no second key");
+    b.shoot("create-reloaded").await;
+
+    // Rotate from the key's page, then reload the page it leads to.
+    b.go(&format!("/keys/{id}?dialog=rotate")).await;
+    b.until_open("rotate-key").await;
+    b.click("#rotate-key button[type=submit]").await;
+    b.until_open("key-created").await;
+    let rotated = b.value("#new-key").await;
+    assert!(rotated.starts_with("kw_live_") && rotated != secret);
+    let new_id = format!("key_{}", &rotated[8..20]);
+    assert_eq!(b.path().await, format!("/keys/{new_id}"));
+    b.client.refresh().await.expect("reload");
+    b.until_text("was shown once and is not shown again").await;
+    assert!(!b.client.source().await.unwrap().contains(&rotated));
+    assert_eq!(
+        listed(&app).await.len(),
+        before + 2,
+        "one rotation, one new key"
+    );
+    let new = app.get(&format!("/v1/keys/{new_id}")).await;
+    assert_eq!(
+        new.body["replaced_by"],
+        Value::Null,
+        "the new key was not rotated again"
+    );
+    b.shoot("rotate-reloaded").await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn search_finds_a_key_by_name_and_by_prefix() {
+    let app = spawn_app().await;
+    let mut made = Vec::new();
+    for name in [
+        "Nightly export",
+        "Mobile app",
+        "Partner: Acme",
+        "Nightly backup",
+    ] {
+        made.push(app.create_key(json!({"name": name})).await);
+    }
+    let b = signed_in_owner(&app, "search").await;
+    let rows = || async {
+        let mut names: Vec<String> = Vec::new();
+        for row in b
+            .client
+            .find_all(Locator::Css(".keys-table tbody tr .key-name"))
+            .await
+            .unwrap()
+        {
+            names.push(row.text().await.unwrap());
+        }
+        names.sort();
+        names
+    };
+    b.fill("#filter-q", "nightly").await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("2 keys").await;
+    assert_eq!(rows().await, ["Nightly backup", "Nightly export"]);
+    b.shoot("keys-search").await;
+
+    // The masked prefix as the page shows it, copied with its dots.
+    let mobile = &made[1];
+    let prefix = format!("{}••••", mobile["prefix"].as_str().unwrap());
+    b.fill("#filter-q", &prefix).await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("1 key").await;
+    assert_eq!(rows().await, ["Mobile app"]);
+    // And by its id.
+    b.fill("#filter-q", mobile["id"].as_str().unwrap()).await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("1 key").await;
+    assert_eq!(rows().await, ["Mobile app"]);
+    // A whole key pasted by mistake searches by its prefix and never reaches the address.
+    b.fill("#filter-q", made[2]["key"].as_str().unwrap()).await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("1 key").await;
+    assert_eq!(rows().await, ["Partner: Acme"]);
+    assert_eq!(
+        app.get(&format!("/v1/keys/{}", made[2]["id"].as_str().unwrap()))
+            .await
+            .body["exposed_at"],
+        Value::Null
+    );
+    b.fill("#filter-q", "no such key").await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("No keys match").await;
+    b.shoot("keys-search-empty").await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_revoke_revokes_exactly_the_selected_keys_after_one_confirmation() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for name in ["Alpha", "Bravo", "Charlie", "Delta"] {
+        ids.push(
+            app.create_key(json!({"name": name})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let b = signed_in_owner(&app, "bulk").await;
+    let bulk = "button[data-bulk-open='bulk-revoke']";
+    assert_eq!(
+        b.find(bulk)
+            .await
+            .prop("disabled")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true"),
+        "nothing selected yet"
+    );
+    for id in [&ids[1], &ids[3]] {
+        b.click(&format!("tr[data-key-id='{id}'] input[data-bulk-item]"))
+            .await;
+    }
+    b.until_text("2 selected").await;
+    b.shoot("keys-selected").await;
+    b.click(bulk).await;
+    b.until_open("bulk-revoke").await;
+    let confirm = b.find("#bulk-revoke").await.text().await.unwrap();
+    assert!(confirm.contains("Revoke 2 keys"), "{confirm}");
+    assert!(
+        confirm.contains("Bravo") && confirm.contains("Delta") && !confirm.contains("Alpha"),
+        "{confirm}"
+    );
+    b.fill("#bulk-reason", "rotation drill").await;
+    b.shoot("bulk-revoke").await;
+    b.click("#bulk-revoke button[type=submit]").await;
+    b.until_text("Revoked 2 keys.").await;
+    let mut statuses = listed(&app).await;
+    statuses.retain(|(n, _)| ["Alpha", "Bravo", "Charlie", "Delta"].contains(&n.as_str()));
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            ("Alpha".into(), "active".into()),
+            ("Bravo".into(), "revoked".into()),
+            ("Charlie".into(), "active".into()),
+            ("Delta".into(), "revoked".into()),
+        ]
+    );
+    // Select all, on this page, leaves out what cannot be revoked any more.
+    b.click("input[data-bulk-all]").await;
+    b.until_text("selected").await;
+    let selected = b
+        .js("return document.querySelectorAll('[data-bulk-item]:checked').length")
+        .await;
+    let revocable = b
+        .js("return document.querySelectorAll('[data-bulk-item]').length")
+        .await;
+    assert_eq!(selected, revocable);
+    assert!(
+        !b.has(&format!(
+            "tr[data-key-id='{}'] input[data-bulk-item]",
+            ids[1]
+        ))
+        .await,
+        "a revoked key is not offered"
+    );
+    b.find("#filter-status")
+        .await
+        .select_by_value("revoked")
+        .await
+        .unwrap();
+    b.until_text("2 keys").await;
+    b.shoot("keys-revoked").await;
+    b.stop().await;
+}

@@ -329,6 +329,82 @@
     control.addEventListener('change', () => control.form.requestSubmit());
   });
 
+  // ------------------------------------------------------------------ search
+
+  // A whole key typed into the search would put it in the address (and the server refuses such
+  // addresses, marking the key exposed): its prefix finds the key just as well.
+  const WHOLE_KEY = /^([a-z0-9]+[_-](?:[a-z0-9]+[_-])?)([0-9a-f]{12})[0-9a-f]{56}$/;
+  $$('input[type=search][name=q]').forEach((input) => {
+    input.form?.addEventListener('submit', () => {
+      const m = input.value.trim().match(WHOLE_KEY);
+      if (m) input.value = m[1] + m[2];
+    });
+  });
+
+  // ------------------------------------------------------------------ selecting keys
+
+  const bulkItems = () => $$('[data-bulk-item]').filter((c) => !c.disabled);
+
+  function syncBulk() {
+    const items = bulkItems();
+    const chosen = items.filter((c) => c.checked);
+    const all = document.querySelector('[data-bulk-all]');
+    if (all) {
+      all.checked = items.length > 0 && chosen.length === items.length;
+      all.indeterminate = chosen.length > 0 && chosen.length < items.length;
+    }
+    $$('[data-bulk-count]').forEach((el) => {
+      el.textContent = chosen.length === 0
+        ? 'Select keys to revoke several at once.'
+        : `${chosen.length} selected`;
+    });
+    $$('[data-bulk-open]').forEach((b) => { b.disabled = chosen.length === 0; });
+    items.forEach((c) => c.closest('tr')?.classList.toggle('selected', c.checked));
+  }
+
+  $$('[data-bulk-all]').forEach((all) => {
+    all.hidden = false;
+    all.addEventListener('change', () => {
+      bulkItems().forEach((c) => { c.checked = all.checked; });
+      syncBulk();
+    });
+  });
+  $$('[data-bulk-item]').forEach((c) => c.addEventListener('change', syncBulk));
+  if (document.querySelector('[data-bulk-item]')) syncBulk();
+
+  // One confirmation, naming how many keys and which.
+  $$('[data-bulk-open]').forEach((button) => {
+    button.addEventListener('click', (event) => {
+      const dialog = document.getElementById(button.dataset.bulkOpen);
+      const form = dialog?.querySelector('[data-bulk-form]');
+      const chosen = bulkItems().filter((c) => c.checked);
+      if (!form || chosen.length === 0) return;
+      event.preventDefault();
+      $$('input[name=id]', form).forEach((i) => i.remove());
+      const list = form.querySelector('[data-bulk-names]');
+      list.replaceChildren();
+      chosen.forEach((c) => {
+        const id = document.createElement('input');
+        id.type = 'hidden';
+        id.name = 'id';
+        id.value = c.value;
+        form.appendChild(id);
+        const li = document.createElement('li');
+        const name = document.createElement('strong');
+        name.textContent = c.dataset.name;
+        const prefix = document.createElement('code');
+        prefix.className = 'prefix';
+        prefix.textContent = c.dataset.prefix;
+        li.append(name, ' ', prefix);
+        list.appendChild(li);
+      });
+      const count = chosen.length === 1 ? '1 key' : `${chosen.length} keys`;
+      form.querySelector('[data-bulk-fill=count]').textContent = count;
+      form.querySelector('[data-bulk-fill=submit]').textContent = `Revoke ${count}`;
+      openDialog(dialog, button);
+    });
+  });
+
   // ------------------------------------------------------------------ scope editor
 
   function renumberScopes(editor) {

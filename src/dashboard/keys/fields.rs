@@ -178,8 +178,12 @@ pub(super) fn scope_checkboxes(
             legend { "Scopes" }
             @if api.scopes.is_empty() {
                 p class="hint" {
-                    "This API has no scope catalogue yet; its keys carry no scopes. Add scopes on the "
-                    a href="/apis" { "APIs" } " page or with the API."
+                    "This API has no scopes yet, so its keys carry none. "
+                    @if authz::may_edit_api(&m.caller, api) {
+                        a href={ "/apis#api-" (api.id) } { "Add scopes to " (api.name) } " (name and description for each), then come back."
+                    } @else {
+                        "An admin can add some on the " a href="/apis" { "APIs" } " page."
+                    }
                 }
             } @else {
                 p class="hint" id={ (id) "-hint" } { "What the key may do. Grant only what the integration needs." }
