@@ -16,6 +16,7 @@ mod keys;
 mod layout;
 mod members;
 mod org;
+mod profile;
 mod scopes;
 
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .merge(members::router())
         .merge(org::router())
         .merge(apis::router())
+        .merge(profile::router())
         .layer(middleware::map_response(page_headers))
         .merge(assets::router())
 }
@@ -370,6 +372,37 @@ fn error_page(member: Option<&Member>, e: ServiceError) -> Response {
         Some(m) => page(m, status, layout::error(m, status, &title, &detail)),
         None => plain_error(status, &title, &detail),
     }
+}
+
+/// The page for an address the dashboard does not have (the JSON API answers problem+json for
+/// its own): inside the shell for a signed-in member, with the way back.
+pub async fn not_found(state: &Arc<AppState>, parts: &mut Parts) -> Response {
+    let title = "Page not found";
+    let detail = "There is nothing at this address. It may have been mistyped, or what it showed was deleted.";
+    missing_page(state, parts, StatusCode::NOT_FOUND, title, detail).await
+}
+
+/// A form's address opened as a page (a bookmark, a reload of an old answer): what it does needs
+/// the form.
+pub async fn method_not_allowed(state: &Arc<AppState>, parts: &mut Parts) -> Response {
+    let title = "This address takes a form";
+    let detail = "It does something only when a form of the dashboard sends it; opened as a page, it shows nothing. Go back to the page the form was on.";
+    missing_page(state, parts, StatusCode::METHOD_NOT_ALLOWED, title, detail).await
+}
+
+async fn missing_page(
+    state: &Arc<AppState>,
+    parts: &mut Parts,
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+) -> Response {
+    let res = match Member::from_request_parts(parts, state).await {
+        Ok(m) => page(&m, status, layout::not_found(&m, status, title, detail)),
+        Err(_) => (status, layout::bare_not_found(status, title, detail)).into_response(),
+    };
+    // The fallback answers outside the dashboard's router, whose layer adds the pages' headers.
+    page_headers(res).await
 }
 
 fn plain_error(status: StatusCode, title: &str, detail: &str) -> Response {

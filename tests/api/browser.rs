@@ -690,6 +690,19 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     b.until_open(&format!("edit-api-{search_id}")).await;
     b.shoot("api-edit").await;
 
+    // The profile: name, and the password with the current one.
+    b.go("/profile").await;
+    b.until_text("Your profile").await;
+    b.shoot("profile").await;
+    b.fill("#profile-name", "Olivia Owner").await;
+    b.click("form[action='/profile'] button[type=submit]").await;
+    b.until_text("Your name is saved").await;
+
+    // An address the dashboard does not have: a page, with the way back.
+    b.go("/keys/nope/nothing").await;
+    b.until_text("Page not found").await;
+    assert!(b.has("a[href='/docs']").await && b.has(".sidebar").await);
+    b.shoot("not-found").await;
     b.stop().await;
 }
 

@@ -1112,6 +1112,23 @@ fn row_ids(html: &str) -> Vec<String> {
         .collect()
 }
 
+/// A GET the way a browser sends it: asking for HTML.
+async fn get_html(app: &TestApp, path: &str, cookies: &str) -> Page {
+    let mut req = app
+        .http
+        .get(app.url(path))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+    if !cookies.is_empty() {
+        req = req.header("cookie", cookies);
+    }
+    let res = req.send().await.expect("the server answers");
+    Page {
+        status: res.status(),
+        headers: res.headers().clone(),
+        text: res.text().await.unwrap(),
+    }
+}
+
 #[tokio::test]
 async fn the_keys_list_searches_filters_sorts_and_pages_with_a_total_on_the_server() {
     let app = spawn_app().await;
@@ -1459,6 +1476,270 @@ async fn a_new_keys_secret_is_shown_once_after_a_redirect_and_only_to_the_sessio
     let late = get(&app, held.location(), &s.cookie()).await;
     assert!(!late.text.contains("id=\"new-key\""));
     assert!(late.text.contains("was shown once"));
+}
+
+#[tokio::test]
+async fn unknown_dashboard_addresses_answer_a_page_and_the_json_api_keeps_problem_json() {
+    let app = spawn_app().await;
+    let anonymous = get_html(&app, "/nothing/here", "").await;
+    assert_eq!(anonymous.status, 404);
+    assert!(
+        anonymous.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(anonymous.text.contains("Page not found"));
+    assert!(anonymous.text.contains("href=\"/sign-in\""));
+    assert!(anonymous.text.contains("href=\"/docs\""));
+    assert_eq!(anonymous.headers["cache-control"], "no-store");
+    assert!(
+        anonymous.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let signed_in = get_html(&app, "/keys/key_000000000000/nope", &s.cookie()).await;
+    assert_eq!(signed_in.status, 404);
+    assert!(signed_in.text.contains("Page not found"));
+    assert!(signed_in.text.contains("class=\"sidebar\""), "in the shell");
+    // A form's address opened as a page.
+    let form_url = get_html(&app, "/keys/key_000000000000/rotate", &s.cookie()).await;
+    assert_eq!(form_url.status, 405);
+    assert!(form_url.text.contains("This address takes a form"));
+    // The JSON API, and clients that do not ask for HTML, keep problem+json.
+    for (path, accept) in [
+        ("/v1/nothing-here", "text/html"),
+        ("/v1", "text/html"),
+        ("/nothing/here", "application/json"),
+        ("/nothing/here", "*/*"),
+    ] {
+        let res = app
+            .http
+            .get(app.url(path))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{path} {accept}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{path} {accept}"
+        );
+    }
+    // Every page links to the API reference.
+    assert!(
+        get(&app, "/keys", &s.cookie())
+            .await
+            .text
+            .contains("href=\"/docs\"")
+    );
+}
+
+#[tokio::test]
+async fn a_member_changes_their_password_only_with_the_current_one_and_their_other_sessions_end() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let other = session_of(&app, &sign_in(&app, "owner@example.com", PASSWORD).await).await;
+    let change = |current: &'static str, new: &'static str, again: &'static str| {
+        let app = &app;
+        let cookie = s.cookie();
+        let csrf = s.csrf.clone();
+        async move {
+            post(
+                app,
+                "/profile/password",
+                &cookie,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("current_password", current),
+                    ("new_password", new),
+                    ("new_password_confirmation", again),
+                ],
+            )
+            .await
+        }
+    };
+    let page = get(&app, "/profile", &s.cookie()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("autocomplete=\"current-password\""));
+    let forged = post(
+        &app,
+        "/profile/password",
+        &s.cookie(),
+        &[("current_password", PASSWORD), ("new_password", "x")],
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+
+    let wrong = change("not the password", "a new passphrase", "a new passphrase").await;
+    assert_eq!(wrong.status, 422);
+    assert_eq!(
+        field_error(&wrong.text, "current-password"),
+        "Is not your current password"
+    );
+    let mismatch = change(PASSWORD, "a new passphrase", "another one here").await;
+    assert_eq!(mismatch.status, 422);
+    assert_eq!(
+        field_error(&mismatch.text, "new-password-confirmation"),
+        "Does not match the new password"
+    );
+    let short = change(PASSWORD, "short", "short").await;
+    assert_eq!(short.status, 422);
+    assert!(field_error(&short.text, "new-password").starts_with("Must be 10 to 256"));
+    assert_eq!(
+        get(&app, "/keys", &other.cookie()).await.status,
+        200,
+        "nothing changed yet"
+    );
+
+    let done = change(PASSWORD, "a new passphrase", "a new passphrase").await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert!(
+        follow(&app, &done, &s.cookie())
+            .await
+            .text
+            .contains("Your password is changed. Your one other session has ended.")
+    );
+    assert_eq!(
+        get(&app, "/keys", &s.cookie()).await.status,
+        200,
+        "this session stays"
+    );
+    assert_eq!(
+        get(&app, "/keys", &other.cookie()).await.status,
+        303,
+        "the other one ended"
+    );
+    assert_eq!(
+        sign_in(&app, "owner@example.com", PASSWORD).await.status,
+        401
+    );
+    assert_eq!(
+        sign_in(&app, "owner@example.com", "a new passphrase")
+            .await
+            .status,
+        303
+    );
+    let actions: Vec<Value> = audit_actions(&app)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "user.password_changed")
+        .collect();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0]["details"]["other_sessions_ended"], 1);
+
+    // Wrong current passwords count as failed sign-ins: guessing through a session is throttled.
+    for _ in 0..5 {
+        change(
+            "guess guess guess",
+            "a newer passphrase",
+            "a newer passphrase",
+        )
+        .await;
+    }
+    let throttled = change(
+        "a new passphrase",
+        "a newer passphrase",
+        "a newer passphrase",
+    )
+    .await;
+    assert_eq!(throttled.status, 422);
+    assert!(field_error(&throttled.text, "current-password").contains("try again in"));
+
+    // A viewer renames themself, and nobody else.
+    app.post(
+        "/v1/users",
+        json!({"email": "vera@example.com", "name": "Vera", "role": "viewer", "password": PASSWORD}),
+    )
+    .await
+    .assert_status(201);
+    let viewer = session_of(&app, &sign_in(&app, "vera@example.com", PASSWORD).await).await;
+    let renamed = post(
+        &app,
+        "/profile",
+        &viewer.cookie(),
+        &[("csrf", &viewer.csrf), ("name", "Vera Viewer")],
+    )
+    .await;
+    assert_eq!(renamed.status, 303, "{}", renamed.text);
+    let users = app.get("/v1/users").await;
+    let names: Vec<&str> = users.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Vera Viewer") && names.contains(&"Olivia"),
+        "{names:?}"
+    );
+    let blank = post(
+        &app,
+        "/profile",
+        &viewer.cookie(),
+        &[("csrf", &viewer.csrf), ("name", "   ")],
+    )
+    .await;
+    assert_eq!(blank.status, 422);
+    assert!(!field_error(&blank.text, "profile-name").is_empty());
+}
+
+#[tokio::test]
+async fn recoverable_keys_are_not_offered_without_an_encryption_key_and_the_server_refuses_them() {
+    let app = spawn_app().await;
+    // A policy set while the server had an encryption key, which it no longer has.
+    app.execute_sql(
+        "UPDATE orgs SET policies = REPLACE(policies, '\"recoverable_keys\":false', '\"recoverable_keys\":true')",
+    )
+    .await;
+    app.ctx.verifier.invalidate_org(&app.org_id);
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let keys = get(&app, "/keys", &s.cookie()).await;
+    assert!(keys.text.contains("id=\"create-key\""));
+    assert!(
+        !keys.text.contains("name=\"recoverable\""),
+        "the option is not offered"
+    );
+    let org = get(&app, "/org", &s.cookie()).await;
+    assert!(org.text.contains("new keys cannot be recoverable"));
+    assert!(org.text.contains("Not available on this server"));
+    // Sent anyway: refused at its field, and nothing is created.
+    let refused = post(
+        &app,
+        "/keys",
+        &s.cookie(),
+        &[
+            ("csrf", &s.csrf),
+            ("name", "Recoverable"),
+            ("expires", "1y"),
+            ("recoverable", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("KEYWARD_ENCRYPTION_KEY"));
+    let api = app
+        .post("/v1/keys", json!({"name": "r", "recoverable": true}))
+        .await;
+    api.assert_problem(422, "validation_failed");
+    assert_eq!(api.error_fields(), ["recoverable"]);
+    assert!(
+        !app.get("/v1/keys").await.text.contains("Recoverable"),
+        "nothing was created"
+    );
+    // With a new organization's policy off, the org form does not offer to switch it on.
+    app.execute_sql(
+        "UPDATE orgs SET policies = REPLACE(policies, '\"recoverable_keys\":true', '\"recoverable_keys\":false')",
+    )
+    .await;
+    app.ctx.verifier.invalidate_org(&app.org_id);
+    let org = get(&app, "/org", &s.cookie()).await;
+    let at = org.text.find("id=\"org-recoverable\"").unwrap();
+    let control = &org.text[at..at + org.text[at..].find('>').unwrap()];
+    assert!(control.contains("disabled"), "{control}");
 }
 
 #[tokio::test]
