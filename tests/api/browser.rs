@@ -1039,6 +1039,20 @@ async fn reloading_after_a_create_or_a_rotation_creates_nothing_and_shows_no_sec
         "the new key was not rotated again"
     );
     b.shoot("rotate-reloaded").await;
+
+    // The old key's rotation sent again (a form kept from before): the key's page says why not.
+    b.js(&format!(
+        "const f = document.createElement('form'); f.method = 'post'; f.action = '/keys/{id}/rotate'; \
+         const c = document.createElement('input'); c.name = 'csrf'; \
+         c.value = document.querySelector('meta[name=csrf-token]').content; f.append(c); \
+         document.body.append(f); f.submit();"
+    ))
+    .await;
+    b.until_text("Nothing was changed.").await;
+    assert!(b.text().await.contains("This key was already rotated"));
+    assert!(b.has(&format!("a[href='/keys/{new_id}']")).await);
+    b.shoot("rotate-refused").await;
+    assert_eq!(listed(&app).await.len(), before + 2);
     b.stop().await;
 }
 
@@ -1183,5 +1197,10 @@ async fn bulk_revoke_revokes_exactly_the_selected_keys_after_one_confirmation() 
         .unwrap();
     b.until_text("2 keys").await;
     b.shoot("keys-revoked").await;
+    // Without the script, a selection is confirmed on a page of its own.
+    b.go(&format!("/keys/revoke?id={}&id={}", ids[0], ids[2]))
+        .await;
+    b.until_text("Revoke 2 keys?").await;
+    b.shoot("bulk-revoke-page").await;
     b.stop().await;
 }
