@@ -18,10 +18,14 @@ use crate::http::AppState;
 use crate::service::ServiceError;
 use crate::service::keys::{self, BULK_MAX, RevokeKey};
 
-/// Where to go back to: a page of the list, never another site.
+/// Where to go back to: a page of the list, never another site. The list writes its addresses
+/// percent-encoded; anything else (which could not even be a `Location` header) is not one.
 fn return_to(form: &FormData) -> String {
     match form.get("return") {
-        Some(r) if (r == "/keys" || r.starts_with("/keys?")) && !r.contains(['\r', '\n']) => {
+        Some(r)
+            if (r == "/keys" || r.starts_with("/keys?"))
+                && r.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             r.to_owned()
         }
         _ => "/keys".to_owned(),
@@ -136,5 +140,11 @@ mod tests {
         assert_eq!(f("%2F%2Fevil.example"), "/keys");
         assert_eq!(f("%2Fkeysevil"), "/keys");
         assert_eq!(f("https%3A%2F%2Fevil.example%2Fkeys"), "/keys");
+        assert_eq!(
+            f("%2Fkeys%3Fq%3D%C3%A9"),
+            "/keys",
+            "not as the list writes it"
+        );
+        assert_eq!(f("%2Fkeys%3Fq%3Da%0D%0ASet-Cookie%3A+x"), "/keys");
     }
 }
