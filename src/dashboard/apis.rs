@@ -11,8 +11,9 @@ use maud::{Markup, html};
 
 use super::gateway::{self, GatewayForm};
 use super::keys::{parse_rate_limit, rate_limit_fields};
-use super::layout::{
-    self, Input, Nav, csrf_field, described_by, dialog, field, form_errors, input, page_header,
+use super::layout::{self, Input, Nav, csrf_field, dialog, form_errors, input, page_header};
+use super::scopes::{
+    TOKEN_TYPES, parse_scopes, parse_token_types, scope_editor, token_type_checkboxes,
 };
 use super::{FieldErrors, FormData, Member, Submitted, error_page, page, redirect_with_notice};
 use crate::domain::model::{Api, ScopeDef};
@@ -40,11 +41,11 @@ struct Values {
     slug: String,
     live: String,
     test: String,
-    token_types: String,
+    token_types: Vec<String>,
     accept_x_api_key: bool,
     rate_requests: String,
     rate_per: String,
-    scopes: String,
+    scopes: Vec<ScopeDef>,
     gateway: GatewayForm,
 }
 
@@ -55,11 +56,11 @@ impl Values {
             slug: String::new(),
             live: "kw_live_".into(),
             test: "kw_test_".into(),
-            token_types: "standard, batch, realtime".into(),
+            token_types: TOKEN_TYPES.iter().map(|(t, _)| (*t).to_owned()).collect(),
             accept_x_api_key: false,
             rate_requests: String::new(),
             rate_per: String::new(),
-            scopes: String::new(),
+            scopes: Vec::new(),
             gateway: GatewayForm::new_api(),
         }
     }
@@ -70,7 +71,7 @@ impl Values {
             slug: a.slug.clone(),
             live: a.prefix_live.clone(),
             test: a.prefix_test.clone(),
-            token_types: a.token_types.join(", "),
+            token_types: a.token_types.clone(),
             accept_x_api_key: a.accept_x_api_key,
             rate_requests: a
                 .default_rate_limit
@@ -80,7 +81,7 @@ impl Values {
                 .default_rate_limit
                 .map(|r| r.per_seconds.to_string())
                 .unwrap_or_default(),
-            scopes: scopes_text(&a.scopes),
+            scopes: a.scopes.clone(),
             gateway: GatewayForm::of_api(a),
         }
     }
@@ -91,55 +92,14 @@ impl Values {
             slug: f.text("slug").into(),
             live: f.text("key_prefix.live").into(),
             test: f.text("key_prefix.test").into(),
-            token_types: f.text("token_types").into(),
+            token_types: parse_token_types(f),
             accept_x_api_key: f.has("accept_x_api_key"),
             rate_requests: f.text("rate_requests").into(),
             rate_per: f.text("rate_per").into(),
-            scopes: f.text("scopes").into(),
+            scopes: parse_scopes(f),
             gateway: GatewayForm::of_form(f),
         }
     }
-}
-
-/// A scope catalogue as the form shows it: one scope a line, its name, a space, its description.
-fn scopes_text(scopes: &[ScopeDef]) -> String {
-    scopes
-        .iter()
-        .map(|s| {
-            if s.description.is_empty() {
-                s.name.clone()
-            } else {
-                format!("{} {}", s.name, s.description)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The scope catalogue of a form (see [`scopes_text`]); blank lines are skipped.
-fn parse_scopes(text: &str) -> Vec<ScopeDef> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| match l.split_once(char::is_whitespace) {
-            Some((name, description)) => ScopeDef {
-                name: name.to_owned(),
-                description: description.trim().to_owned(),
-            },
-            None => ScopeDef {
-                name: l.to_owned(),
-                description: String::new(),
-            },
-        })
-        .collect()
-}
-
-/// Token types separated by commas or spaces.
-fn parse_token_types(text: &str) -> Vec<String> {
-    text.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The service's errors, named as the form's fields (the default rate limit is the form's
@@ -251,7 +211,12 @@ fn render_page(m: &Member, list: &[Api], correcting: Option<&Correcting<'_>>) ->
                 }
                 h3 { "Scopes" }
                 @if a.scopes.is_empty() {
-                    p class="muted" { "No scope catalogue: keys of this API carry no scopes." }
+                    p class="muted" {
+                        "No scopes yet: keys of this API carry none, so a verification cannot tell them apart by what they may do."
+                    }
+                    @if authz::may_edit_api(&m.caller, a) {
+                        button type="button" class="btn small" data-open={ "edit-api-" (a.id) } { "+ Add scopes" }
+                    }
                 } @else {
                     div class="table-wrap" {
                         table class="table compact" {
@@ -344,10 +309,7 @@ fn api_dialog(m: &Member, d: ApiDialog<'_>) -> Markup {
                         required: true, maxlength: Some(16), hint: Some(prefix_hint), ..Input::default() }))
                     (input(&format!("{id}-test"), "key_prefix.test", "Test key prefix", &v.test, errors, Input {
                         required: true, maxlength: Some(16), ..Input::default() }))
-                    (input(&format!("{id}-types"), "token_types", "Token types", &v.token_types, errors, Input {
-                        required: true,
-                        hint: Some("Separated by commas. Each key has one; a verification may require one."),
-                        ..Input::default() }))
+                    (token_type_checkboxes(&format!("{id}-types"), &v.token_types, errors))
                     label class="checkbox" for={ (id) "-x-api-key" } {
                         input type="checkbox" id={ (id) "-x-api-key" } name="accept_x_api_key" value="true"
                             checked[v.accept_x_api_key];
@@ -355,14 +317,7 @@ fn api_dialog(m: &Member, d: ApiDialog<'_>) -> Markup {
                     }
                     (rate_limit_fields(&format!("{id}-rate"), &v.rate_requests, &v.rate_per, errors))
                     p class="hint" { "The rate limit of this API's keys that have none of their own." }
-                    (field(&format!("{id}-scopes"), "Scope catalogue",
-                        Some("One scope a line: its name, a space, then what it allows, e.g. transcripts:read Read transcripts"),
-                        errors, "scopes", html! {
-                        textarea id={ (id) "-scopes" } name="scopes" rows="5" spellcheck="false"
-                            placeholder="transcripts:read Read transcripts"
-                            aria-describedby=(described_by(&format!("{id}-scopes"), true))
-                            aria-invalid=[errors.of("scopes").is_some().then_some("true")] { (v.scopes) }
-                    }))
+                    (scope_editor(&format!("{id}-scopes"), &v.scopes, errors))
                     (gateway::fields(id, &v.gateway, errors))
                 }
                 div class="dialog-footer" {
@@ -388,8 +343,8 @@ async fn create(
             live: Some(form.text("key_prefix.live").trim().to_owned()),
             test: Some(form.text("key_prefix.test").trim().to_owned()),
         }),
-        scopes: Some(parse_scopes(form.text("scopes"))),
-        token_types: Some(parse_token_types(form.text("token_types"))),
+        scopes: Some(parse_scopes(&form)),
+        token_types: Some(parse_token_types(&form)),
         accept_x_api_key: Some(form.has("accept_x_api_key")),
         default_rate_limit,
         upstream: gateway.as_ref().and_then(|g| g.upstream.clone()),
@@ -431,7 +386,7 @@ fn parse_edit(form: &FormData, api: &Api) -> (UpdateApi, FieldErrors, Option<gat
             test: (test != api.prefix_test).then(|| test.to_owned()),
         });
     }
-    let token_types = parse_token_types(form.text("token_types"));
+    let token_types = parse_token_types(form);
     if token_types != api.token_types {
         patch.token_types = Some(token_types);
     }
@@ -443,7 +398,7 @@ fn parse_edit(form: &FormData, api: &Api) -> (UpdateApi, FieldErrors, Option<gat
     if rate_limit != api.default_rate_limit {
         patch.default_rate_limit = Some(rate_limit);
     }
-    let scopes = parse_scopes(form.text("scopes"));
+    let scopes = parse_scopes(form);
     if scopes != api.scopes {
         patch.scopes = Some(scopes);
     }
@@ -499,34 +454,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_scope_catalogue_reads_back_as_it_is_shown() {
-        let scopes = vec![
-            ScopeDef {
-                name: "transcripts:read".into(),
-                description: "Read transcripts".into(),
-            },
-            ScopeDef {
-                name: "admin".into(),
-                description: String::new(),
-            },
-        ];
-        assert_eq!(parse_scopes(&scopes_text(&scopes)), scopes);
-        assert_eq!(
-            parse_scopes("  a:b   Does  things \n\n\tc\r\n"),
-            vec![
-                ScopeDef {
-                    name: "a:b".into(),
-                    description: "Does  things".into()
-                },
-                ScopeDef {
-                    name: "c".into(),
-                    description: String::new()
-                },
-            ]
+    fn a_form_shows_again_what_was_typed() {
+        let f = FormData::parse(
+            b"name=Search&scope_name=search%3Aquery&scope_description=Run+searches\
+              &scope_name=&scope_description=&token_types=standard&token_types_other=cron",
         );
+        let v = Values::of_form(&f);
         assert_eq!(
-            parse_token_types(" standard,batch  realtime ,"),
-            ["standard", "batch", "realtime"]
+            v.scopes,
+            vec![ScopeDef {
+                name: "search:query".into(),
+                description: "Run searches".into()
+            }]
         );
+        assert_eq!(v.token_types, ["standard", "cron"]);
     }
 }

@@ -36,6 +36,7 @@ const ACTIONS: &[(&str, &str)] = &[
     ("user.sign_in_failed", "Failed sign-in"),
     ("user.signed_out", "Signed out"),
     ("user.password_set", "Password set"),
+    ("user.password_changed", "Password changed"),
     ("user.created", "Member added"),
     ("user.updated", "Member renamed"),
     ("user.role_changed", "Role changed"),
@@ -69,6 +70,16 @@ fn details_summary(e: &AuditEvent) -> Option<String> {
     }
     if let Some(r) = d.get("reason").and_then(|v| v.as_str()) {
         parts.push(format!("reason: {r}"));
+    }
+    if let Some(n) = d
+        .get("revoked_together")
+        .and_then(|v| v.as_i64())
+        .filter(|n| *n > 1)
+    {
+        parts.push(format!("one of {n} revoked together"));
+    }
+    if let Some(n) = d.get("other_sessions_ended").and_then(|v| v.as_i64()) {
+        parts.push(format!("{n} other session(s) ended"));
     }
     if let Some(p) = d.get("new_prefix").and_then(|v| v.as_str()) {
         parts.push(format!("new key {p}••••"));

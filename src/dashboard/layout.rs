@@ -17,6 +17,9 @@ pub enum Nav {
     Members,
     Org,
     Apis,
+    Profile,
+    /// A page of no section (not found).
+    None,
 }
 
 fn head(title: &str, csrf: Option<&str>) -> Markup {
@@ -76,8 +79,10 @@ pub fn shell(m: &Member, nav: Nav, title: &str, content: Markup) -> Markup {
                             }
                         }
                         div class="account" {
-                            div class="who" {
-                                span class="email" title=(m.caller.user.email) { (m.caller.user.email) }
+                            a class="docs-link" href="/docs" { "API reference" }
+                            a class="who" href="/profile" aria-current=[(nav == Nav::Profile).then_some("page")]
+                                title="Your profile: name and password" {
+                                span class="email" { (m.caller.user.email) }
                                 span class="badge neutral" { (m.caller.user.role.as_str()) }
                             }
                             form method="post" action="/sign-out" {
@@ -126,6 +131,44 @@ pub fn error(m: &Member, status: StatusCode, title: &str, detail: &str) -> Marku
                 h1 { (title) }
                 p { (detail) }
                 p { a class="btn" href="/keys" { "Back to API keys" } }
+            }
+        },
+    )
+}
+
+/// A page for an address that shows nothing, inside the shell.
+pub fn not_found(m: &Member, status: StatusCode, title: &str, detail: &str) -> Markup {
+    shell(
+        m,
+        Nav::None,
+        title,
+        html! {
+            div class="card error-card" {
+                p class="eyebrow" { "Error " (status.as_u16()) }
+                h1 { (title) }
+                p { (detail) }
+                p class="actions-row" {
+                    a class="btn primary" href="/keys" { "Go to API keys" }
+                    a class="btn" href="/docs" { "API reference" }
+                }
+            }
+        },
+    )
+}
+
+/// [`not_found`] without a session.
+pub fn bare_not_found(status: StatusCode, title: &str, detail: &str) -> Markup {
+    bare(
+        title,
+        html! {
+            div class="card auth-card" {
+                p class="eyebrow" { "Error " (status.as_u16()) }
+                h1 { (title) }
+                p { (detail) }
+                p class="actions-row" {
+                    a class="btn primary" href="/sign-in" { "Sign in" }
+                    a class="btn" href="/docs" { "API reference" }
+                }
             }
         },
     )

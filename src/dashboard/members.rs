@@ -1,6 +1,7 @@
 //! Members: who can sign in, with which role; invitations (one-time links), role changes,
 //! disabling and removing members.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -14,7 +15,7 @@ use super::layout::{
     page_header, time_date,
 };
 use super::{FieldErrors, FormData, Member, Submitted, error_page, page, redirect_with_notice};
-use crate::domain::model::{Role, User, UserStatus};
+use crate::domain::model::{Millis, Role, User, UserStatus};
 use crate::http::AppState;
 use crate::service::sessions::{self, Purpose};
 use crate::service::users::{self, CreateUser, UpdateUser};
@@ -54,11 +55,21 @@ fn grantable(m: &Member) -> impl Iterator<Item = &'static (Role, &'static str)> 
     ROLES.iter().filter(move |(r, _)| assignable.contains(r))
 }
 
-fn status_badge(u: &User) -> Markup {
-    match u.status {
-        UserStatus::Active => badge("success", "Active"),
-        UserStatus::Disabled => badge("neutral", "Disabled"),
-        UserStatus::Deleted => badge("danger", "Removed"),
+/// A member's status; an active member who has not set a password yet is still invited.
+fn status_badge(u: &User, pending: &HashMap<String, Option<Millis>>, now: Millis) -> Markup {
+    match (u.status, pending.get(&u.id)) {
+        (UserStatus::Active, Some(link)) => html! {
+            span class="badge warning" title="Invited: has not set a password yet, so cannot sign in" { "Invited" }
+            div class="muted small" {
+                @match link {
+                    Some(t) => { "Link expires " (layout::relative(now, *t)) },
+                    None => "Link expired or used: make a new one",
+                }
+            }
+        },
+        (UserStatus::Active, None) => badge("success", "Active"),
+        (UserStatus::Disabled, _) => badge("neutral", "Disabled"),
+        (UserStatus::Deleted, _) => badge("danger", "Removed"),
     }
 }
 
@@ -85,8 +96,14 @@ async fn render(
     invite: Option<&InviteState<'_>>,
     link: Option<&Link<'_>>,
 ) -> Response {
-    match users::list(&state.ctx, &m.caller).await {
-        Ok(list) => page(m, status, render_page(m, &list, invite, link)),
+    let loaded = match users::list(&state.ctx, &m.caller).await {
+        Ok(list) => users::pending(&state.ctx, &m.caller)
+            .await
+            .map(|pending| (list, pending)),
+        Err(e) => Err(e),
+    };
+    match loaded {
+        Ok((list, pending)) => page(m, status, render_page(m, &list, &pending, invite, link)),
         Err(e) => error_page(Some(m), e),
     }
 }
@@ -94,6 +111,7 @@ async fn render(
 fn render_page(
     m: &Member,
     list: &[User],
+    pending: &HashMap<String, Option<Millis>>,
     invite: Option<&InviteState<'_>>,
     link: Option<&Link<'_>>,
 ) -> Markup {
@@ -121,7 +139,7 @@ fn render_page(
                                 div class="muted small" { (u.email) }
                             }
                             td data-label="Role" { (u.role.as_str()) }
-                            td data-label="Status" { (status_badge(u)) }
+                            td data-label="Status" { (status_badge(u, pending, m.now)) }
                             td data-label="Added" { (time_date(u.created_at)) }
                             td class="row-actions" {
                                 @if may.any() {
@@ -136,7 +154,9 @@ fn render_page(
                                             @if may.new_sign_in_link {
                                                 form method="post" action={ "/members/" (u.id) "/invite" } {
                                                     (csrf_field(m))
-                                                    button type="submit" { "New sign-in link" }
+                                                    button type="submit" {
+                                                        @if pending.contains_key(&u.id) { "New invitation link" } @else { "New sign-in link" }
+                                                    }
                                                 }
                                             }
                                             @if may.disable {

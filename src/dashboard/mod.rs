@@ -17,6 +17,8 @@ mod keys;
 mod layout;
 mod members;
 mod org;
+mod profile;
+mod scopes;
 
 use std::sync::Arc;
 
@@ -51,6 +53,7 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .merge(members::router())
         .merge(org::router())
         .merge(apis::router())
+        .merge(profile::router())
         .layer(middleware::map_response(page_headers))
         .merge(assets::router())
 }
@@ -111,6 +114,8 @@ pub struct Member {
     /// A notice to show once, and whether the flash cookie must be cleared.
     pub flash: Option<String>,
     pub now: Millis,
+    /// Whether the server can encrypt secrets (`KEYWARD_ENCRYPTION_KEY`), which some options need.
+    pub can_encrypt: bool,
     secure: bool,
 }
 
@@ -151,6 +156,7 @@ impl FromRequestParts<Arc<AppState>> for Member {
             session,
             flash,
             now,
+            can_encrypt: state.ctx.sealer.is_some(),
             secure: state.secure_cookies,
         })
     }
@@ -337,7 +343,11 @@ fn error_page(member: Option<&Member>, e: ServiceError) -> Response {
             "Not allowed".to_owned(),
             format!("{e} Ask an admin of your organization if you need it."),
         ),
-        ServiceError::Conflict(d) => (StatusCode::CONFLICT, "Cannot do that".to_owned(), d),
+        ServiceError::Conflict(d) => (
+            StatusCode::CONFLICT,
+            "This change was not made".to_owned(),
+            format!("{d} Nothing was changed; go back and try another way."),
+        ),
         ServiceError::Validation(errors) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid input".to_owned(),
@@ -363,6 +373,37 @@ fn error_page(member: Option<&Member>, e: ServiceError) -> Response {
         Some(m) => page(m, status, layout::error(m, status, &title, &detail)),
         None => plain_error(status, &title, &detail),
     }
+}
+
+/// The page for an address the dashboard does not have (the JSON API answers problem+json for
+/// its own): inside the shell for a signed-in member, with the way back.
+pub async fn not_found(state: &Arc<AppState>, parts: &mut Parts) -> Response {
+    let title = "Page not found";
+    let detail = "There is nothing at this address. It may have been mistyped, or what it showed was deleted.";
+    missing_page(state, parts, StatusCode::NOT_FOUND, title, detail).await
+}
+
+/// A form's address opened as a page (a bookmark, a reload of an old answer): what it does needs
+/// the form.
+pub async fn method_not_allowed(state: &Arc<AppState>, parts: &mut Parts) -> Response {
+    let title = "This address takes a form";
+    let detail = "It does something only when a form of the dashboard sends it; opened as a page, it shows nothing. Go back to the page the form was on.";
+    missing_page(state, parts, StatusCode::METHOD_NOT_ALLOWED, title, detail).await
+}
+
+async fn missing_page(
+    state: &Arc<AppState>,
+    parts: &mut Parts,
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+) -> Response {
+    let res = match Member::from_request_parts(parts, state).await {
+        Ok(m) => page(&m, status, layout::not_found(&m, status, title, detail)),
+        Err(_) => (status, layout::bare_not_found(status, title, detail)).into_response(),
+    };
+    // The fallback answers outside the dashboard's router, whose layer adds the pages' headers.
+    page_headers(res).await
 }
 
 fn plain_error(status: StatusCode, title: &str, detail: &str) -> Response {
@@ -400,6 +441,17 @@ impl FieldErrors {
                     Err(_) => m.clone(),
                 })
             })
+            .collect();
+        (!found.is_empty()).then(|| capitalize(&found.join("; ")))
+    }
+
+    /// The messages of `field` itself, not of its elements or members, joined.
+    pub fn exactly(&self, field: &str) -> Option<String> {
+        let found: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
             .collect();
         (!found.is_empty()).then(|| capitalize(&found.join("; ")))
     }

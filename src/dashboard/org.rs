@@ -16,8 +16,8 @@ use super::layout::{
 use super::{FieldErrors, FormData, Member, Submitted, error_page, page, redirect_with_notice};
 use crate::domain::model::{ExpiryChoice, Org};
 use crate::http::AppState;
-use crate::service::ServiceError;
 use crate::service::org::{self, PoliciesPatch, UpdateOrg};
+use crate::service::{ServiceError, authz};
 
 pub fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new().route("/org", get(org_page).post(update))
@@ -84,7 +84,12 @@ fn render(
                     }
                     dt { "Scopes editable after creation" } dd { (yes_no(p.scopes_editable)) }
                     dt { "One active key per member per API" } dd { (yes_no(p.single_active_key)) }
-                    dt { "Recoverable keys" } dd { (yes_no(p.recoverable_keys)) }
+                    dt { "Recoverable keys" } dd {
+                        (yes_no(p.recoverable_keys))
+                        @if p.recoverable_keys && !m.can_encrypt {
+                            div class="muted small" { "Not available: the server has no KEYWARD_ENCRYPTION_KEY, so new keys cannot be recoverable." }
+                        }
+                    }
                 }
             }
         }
@@ -187,12 +192,18 @@ fn edit_dialog(
                         span { "One active key per member per API" span class="muted" { " — creating a key revokes the member's other keys of that API" } }
                     }
                     @let rec_error = errors.of("policies.recoverable_keys");
+                    @let rec_on = checked("recoverable_keys", o.policies.recoverable_keys);
+                    @let rec_unavailable = authz::recoverable_policy(m.can_encrypt).err();
                     div class={ "field" @if rec_error.is_some() { " has-error" } } {
                         label class="checkbox" for="org-recoverable" {
+                            // Without an encryption key the policy may still be switched off.
                             input type="checkbox" id="org-recoverable" name="recoverable_keys" value="true"
-                                aria-describedby="org-recoverable-error"
-                                checked[checked("recoverable_keys", o.policies.recoverable_keys)];
+                                aria-describedby="org-recoverable-hint org-recoverable-error"
+                                checked[rec_on] disabled[rec_unavailable.is_some() && !o.policies.recoverable_keys];
                             span { "Recoverable keys" span class="muted" { " — an encrypted copy that members with keys:reveal can reveal" } }
+                        }
+                        @if let Some(why) = rec_unavailable {
+                            p class="hint" id="org-recoverable-hint" { "Not available on this server: " (why) "." }
                         }
                         p class="field-error" id="org-recoverable-error" role="alert" hidden[rec_error.is_none()] { @if let Some(e) = &rec_error { (e) } }
                     }

@@ -60,10 +60,35 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("route".into())
+/// Whether a request for an unknown address is a person's, in a browser, outside the JSON API:
+/// they get a page, every other client problem+json.
+fn wants_page(parts: &axum::http::request::Parts) -> bool {
+    let api = parts.uri.path() == "/v1" || parts.uri.path().starts_with("/v1/");
+    let html = parts
+        .headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"));
+    html && !api
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    mut parts: axum::http::request::Parts,
+) -> axum::response::Response {
+    if wants_page(&parts) {
+        return crate::dashboard::not_found(&state, &mut parts).await;
+    }
+    axum::response::IntoResponse::into_response(ApiError::NotFound("route".into()))
+}
+
+async fn method_not_allowed(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    mut parts: axum::http::request::Parts,
+) -> axum::response::Response {
+    if wants_page(&parts) {
+        return crate::dashboard::method_not_allowed(&state, &mut parts).await;
+    }
+    axum::response::IntoResponse::into_response(ApiError::MethodNotAllowed)
 }

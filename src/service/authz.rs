@@ -5,8 +5,8 @@
 //! A caller's scopes come from [`Caller::can`] (its role, and its management key's scopes);
 //! ownership, the role ladder and the state of a key or member are decided here.
 
-use super::{Caller, Result, ServiceError};
-use crate::domain::model::{Api, Key, KeyStatus, Millis, Role, User, UserStatus};
+use super::{Caller, Result, ServiceError, Via};
+use crate::domain::model::{Api, Key, KeyStatus, Millis, Policies, Role, User, UserStatus};
 
 /// Creating keys, and editing and rotating them (with the ownership rules of [`key_actions`]).
 pub const WRITE_KEYS: &str = "keys:write";
@@ -162,6 +162,28 @@ pub fn revealable(key: &Key, now: Millis) -> Result<()> {
     Ok(())
 }
 
+/// Whether a new key may be recoverable, or why not (a message for its `recoverable` field): the
+/// organization's policy must allow it, and the server must be able to encrypt it.
+pub fn recoverable_keys(policies: &Policies, can_encrypt: bool) -> Result<(), &'static str> {
+    if !policies.recoverable_keys {
+        Err("the organization's policy does not allow recoverable keys")
+    } else if !can_encrypt {
+        Err("recoverable keys need KEYWARD_ENCRYPTION_KEY (64 hex characters) on the server")
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether the policy may be switched to allow recoverable keys, or why not: only where the
+/// server can encrypt them.
+pub fn recoverable_policy(can_encrypt: bool) -> Result<(), &'static str> {
+    if can_encrypt {
+        Ok(())
+    } else {
+        Err("recoverable keys need KEYWARD_ENCRYPTION_KEY (64 hex characters) on the server")
+    }
+}
+
 fn conflict(why: &str) -> ServiceError {
     ServiceError::Conflict(why.to_owned())
 }
@@ -223,6 +245,13 @@ pub fn may_get_sign_in_link(member: &User) -> bool {
 
 fn owners_only(caller: &Caller, role: Role) -> bool {
     role != Role::Owner || caller.user.role == Role::Owner
+}
+
+/// Whether the caller may change their own name and password: any member signed in to the
+/// dashboard, whatever their role. A management key acts for its owner but is not them, and
+/// holding one must not be a way to the owner's password.
+pub fn may_edit_own_profile(caller: &Caller) -> bool {
+    matches!(caller.via, Via::Session)
 }
 
 // -------------------------------------------------------------------- APIs
@@ -667,6 +696,31 @@ mod tests {
             member_actions(&caller(&o.owner), &dev),
             MemberActions::default()
         );
+    }
+
+    #[test]
+    fn recoverable_keys_need_the_policy_and_an_encryption_key() {
+        let mut p = Policies {
+            recoverable_keys: false,
+            ..Policies::default()
+        };
+        assert!(recoverable_keys(&p, true).unwrap_err().contains("policy"));
+        p.recoverable_keys = true;
+        assert!(recoverable_keys(&p, true).is_ok());
+        assert!(
+            recoverable_keys(&p, false)
+                .unwrap_err()
+                .contains("KEYWARD_ENCRYPTION_KEY")
+        );
+        assert!(recoverable_policy(true).is_ok() && recoverable_policy(false).is_err());
+    }
+
+    #[test]
+    fn members_edit_their_own_profile_only_when_signed_in() {
+        let o = org();
+        for u in [&o.owner, &o.viewer] {
+            assert!(may_edit_own_profile(&caller(u)));
+        }
     }
 
     #[test]

@@ -315,6 +315,18 @@ pub async fn list(ctx: &Ctx, caller: &Caller, filter: &KeyFilter) -> Result<Vec<
     Ok(keys)
 }
 
+/// A page of keys that match `filter`, and how many match in all.
+pub async fn search(ctx: &Ctx, caller: &Caller, filter: &KeyFilter) -> Result<(Vec<Key>, i64)> {
+    caller.require("keys:read")?;
+    let now = ctx.now();
+    let total = ctx.store.count_keys(&caller.org_id, filter, now).await?;
+    let mut keys = ctx.store.list_keys(&caller.org_id, filter, now).await?;
+    for k in &mut keys {
+        overlay_usage(ctx, k);
+    }
+    Ok((keys, total))
+}
+
 pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Created> {
     caller.require(authz::WRITE_KEYS)?;
     let now = ctx.now();
@@ -368,11 +380,10 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
     let metadata = input.metadata.unwrap_or_default();
     validate::metadata(&mut e, &metadata);
     let recoverable = input.recoverable.unwrap_or(false);
-    if recoverable && !org.policies.recoverable_keys {
-        e.add(
-            "recoverable",
-            "the organization's policy does not allow recoverable keys",
-        );
+    if recoverable {
+        if let Err(why) = authz::recoverable_keys(&org.policies, ctx.sealer.is_some()) {
+            e.add("recoverable", why);
+        }
     }
     let (Some(api), Some(owner)) = (api, owner) else {
         return Err(ServiceError::Validation(e.0));
@@ -796,6 +807,85 @@ pub async fn revoke(ctx: &Ctx, caller: &Caller, id: &str, input: RevokeKey) -> R
     tx.commit().await?;
     ctx.verifier.invalidate_key(&key.id);
     Ok(key)
+}
+
+/// Most keys one request may revoke together.
+pub const BULK_MAX: usize = 100;
+
+/// What [`revoke_many`] did.
+#[derive(Debug)]
+pub struct Revoked {
+    /// The keys this call revoked, as they now are.
+    pub revoked: Vec<Key>,
+    /// Keys named that had already stopped working; left as they were.
+    pub already: usize,
+}
+
+/// Revokes several keys at once: every one must exist and be the caller's to revoke, or none is
+/// revoked. They are revoked in one unit of work, each with its own audit event.
+pub async fn revoke_many(
+    ctx: &Ctx,
+    caller: &Caller,
+    ids: &[String],
+    input: RevokeKey,
+) -> Result<Revoked> {
+    caller.require(authz::REMOVE_KEYS)?;
+    let mut e = Errors::default();
+    if ids.is_empty() || ids.len() > BULK_MAX {
+        e.add("ids", format!("must name 1 to {BULK_MAX} keys"));
+    }
+    if let Some(reason) = &input.reason {
+        validate::free_text(&mut e, "reason", reason, REASON_MAX);
+    }
+    e.finish(())?;
+    let mut keys: Vec<Key> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if keys.iter().any(|k| &k.id == id) {
+            continue;
+        }
+        let key = find(ctx, caller, id).await?;
+        ensure_deletable(caller, &key)?;
+        keys.push(key);
+    }
+    let now = ctx.now();
+    let reason = input
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    let stored_reason = reason.clone().unwrap_or_else(|| "revoked".into());
+    let together = keys.len();
+    let mut revoked = Vec::new();
+    let mut already = 0;
+    let mut tx = ctx.store.begin().await?;
+    for mut key in keys {
+        // A key revoked meanwhile, by someone else, stays as they left it.
+        if key.revoked_at.is_some_and(|t| t <= now)
+            || !tx
+                .revoke_key(&key.org_id, &key.id, now, &stored_reason)
+                .await?
+        {
+            already += 1;
+            continue;
+        }
+        key.revoked_at = Some(now);
+        key.revoke_reason = Some(stored_reason.clone());
+        key.updated_at = now;
+        audit_key(
+            ctx,
+            &mut tx,
+            caller,
+            "key.revoked",
+            &key,
+            json!({"reason": reason, "revoked_together": together}),
+        )
+        .await?;
+        revoked.push(key);
+    }
+    tx.commit().await?;
+    for k in &revoked {
+        ctx.verifier.invalidate_key(&k.id);
+    }
+    Ok(Revoked { revoked, already })
 }
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {

@@ -121,11 +121,10 @@ pub async fn update(ctx: &Ctx, caller: &Caller, input: UpdateOrg) -> Result<Org>
             changed.push("policies.single_active_key");
         }
         if let Some(v) = p.recoverable_keys {
-            if v && ctx.sealer.is_none() {
-                e.add(
-                    "policies.recoverable_keys",
-                    "recoverable keys need KEYWARD_ENCRYPTION_KEY (64 hex characters) on the server",
-                );
+            if v {
+                if let Err(why) = authz::recoverable_policy(ctx.sealer.is_some()) {
+                    e.add("policies.recoverable_keys", why);
+                }
             }
             pol.recoverable_keys = v;
             changed.push("policies.recoverable_keys");

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 
 use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, Via, authz, passwords, users};
+use crate::domain::key::SecretKey;
 use crate::domain::model::{Actor, Millis, User, UserStatus};
+use crate::domain::seal::Sealer;
 use crate::domain::validate::{self, Errors};
 use crate::store::{Failures, SessionRecord, SetupTokenRecord, StoreError, StoreTx};
 
@@ -320,6 +322,166 @@ pub async fn sign_out(ctx: &Ctx, caller: &Caller, token: &str) -> Result<()> {
     )
     .await?;
     Ok(tx.commit().await?)
+}
+
+// -------------------------------------------------------------------- the profile
+
+/// What the password form sends.
+#[derive(Debug, Default)]
+pub struct ChangePassword {
+    pub current: String,
+    pub new: String,
+    pub confirmation: String,
+}
+
+/// Changes the signed-in member's own password, checking their current one first, and ends their
+/// other sessions (the one in use, `session_token`, stays). Wrong current passwords count as
+/// failed sign-ins, so that a session left open cannot be used to guess the password. Returns how
+/// many other sessions ended.
+pub async fn change_password(
+    ctx: &Ctx,
+    caller: &Caller,
+    session_token: &str,
+    input: ChangePassword,
+    client: &Client,
+) -> Result<u64> {
+    if !authz::may_edit_own_profile(caller) {
+        return Err(ServiceError::Forbidden(
+            "Only the member signed in to the dashboard can change their password.".into(),
+        ));
+    }
+    let now = ctx.now();
+    let email = caller.user.email.clone();
+    let failures = ctx
+        .store
+        .sign_in_failures_for_email(&email, now - THROTTLE_WINDOW_MS)
+        .await?;
+    if failures.count >= MAX_FAILURES_PER_EMAIL {
+        let minutes = (seconds_until_clear(failures, now) + 59) / 60;
+        return Err(ServiceError::Validation(vec![validate::FieldError {
+            field: "current_password".into(),
+            message: format!("too many wrong passwords; try again in {minutes} minute(s)"),
+        }]));
+    }
+    let stored = ctx
+        .store
+        .get_user_by_email(&email)
+        .await?
+        .filter(|(u, _)| u.id == caller.user.id)
+        .and_then(|(_, hash)| hash);
+    let matches = input.current.chars().count() <= passwords::MAX_LEN
+        && passwords::verify(&input.current, stored.as_deref()).await;
+    if !matches {
+        let mut tx = ctx.store.begin().await?;
+        tx.record_sign_in_failure(&email, client.ip_string().as_deref(), now)
+            .await?;
+        audit::record(
+            ctx,
+            &mut tx,
+            caller,
+            "user.sign_in_failed",
+            Target {
+                kind: "user",
+                id: &caller.user.id,
+                label: &email,
+            },
+            json!({ "reason": "wrong current password when changing it" }),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(ServiceError::Validation(vec![validate::FieldError {
+            field: "current_password".into(),
+            message: "is not your current password".into(),
+        }]));
+    }
+    let mut e = Errors::default();
+    if let Err(ServiceError::Validation(errors)) = passwords::check_new("new_password", &input.new)
+    {
+        e.0.extend(errors);
+    }
+    if input.new != input.confirmation {
+        e.add(
+            "new_password_confirmation",
+            "does not match the new password",
+        );
+    }
+    e.finish(())?;
+    let hash = passwords::hash(&input.new).await?;
+    let keep = digest(session_token);
+    let mut tx = ctx.store.begin().await?;
+    tx.set_password(&caller.user.id, &hash).await?;
+    let ended = tx.delete_other_sessions(&caller.user.id, &keep).await?;
+    audit::record(
+        ctx,
+        &mut tx,
+        caller,
+        "user.password_changed",
+        Target {
+            kind: "user",
+            id: &caller.user.id,
+            label: &email,
+        },
+        json!({ "other_sessions_ended": ended }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
+// -------------------------------------------------------------------- secrets shown once
+
+/// How long a new key's secret waits for the page that shows it.
+pub const SECRET_HELD_MS: Millis = 10 * 60 * 1000;
+
+/// The key that seals a secret held for a session: derived from the session's token, which only
+/// the browser holds (the database has its SHA-256 digest, a different hash), so that what is
+/// held opens only for the session it was made for.
+fn session_sealer(session_token: &str) -> Sealer {
+    let mut h = Sha256::new();
+    h.update(b"keyward held secret v1\0");
+    h.update(session_token.as_bytes());
+    Sealer::new(&h.finalize().into())
+}
+
+/// Holds a new key's secret for the session `session_token`, so that the page the browser is
+/// sent to next shows it, once (see [`take_secret`]).
+pub async fn hold_secret(
+    ctx: &Ctx,
+    session_token: &str,
+    key_id: &str,
+    secret: &SecretKey,
+) -> Result<()> {
+    let now = ctx.now();
+    let sealed = session_sealer(session_token).seal(secret.expose(), key_id);
+    ctx.store
+        .hold_secret(
+            &digest(session_token),
+            key_id,
+            &sealed,
+            now + SECRET_HELD_MS,
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The secret held for this session and key, once: afterwards, and for any other session, `None`.
+pub async fn take_secret(
+    ctx: &Ctx,
+    session_token: &str,
+    key_id: &str,
+) -> Result<Option<SecretKey>> {
+    let sealed = ctx
+        .store
+        .take_secret(&digest(session_token), key_id, ctx.now())
+        .await?;
+    Ok(sealed
+        .and_then(|s| session_sealer(session_token).open(&s, key_id))
+        .and_then(|plain| {
+            crate::domain::key::parse(&plain)
+                .ok()
+                .map(|p| SecretKey::from_parsed(&p))
+        }))
 }
 
 // -------------------------------------------------------------------- setup links

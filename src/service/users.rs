@@ -6,13 +6,15 @@
 //! while the member stays disabled or deleted, verification of those keys answers
 //! `owner_disabled`. Enabling the member again does not bring the keys back.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, authz, passwords};
-use crate::domain::model::{Role, User, UserStatus};
+use crate::domain::model::{Millis, Role, User, UserStatus};
 use crate::domain::new_id;
 use crate::domain::validate::{self, Errors};
 use crate::store::{StoreError, StoreTx};
@@ -83,6 +85,56 @@ fn parse_role(e: &mut Errors, role: &str) -> Option<Role> {
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Vec<User>> {
     caller.require("keys:read")?;
     Ok(ctx.store.list_users(&caller.org_id).await?)
+}
+
+/// Members who were invited and have not set a password yet, with the end of their latest unused
+/// sign-in link (`None` when none is left).
+pub async fn pending(ctx: &Ctx, caller: &Caller) -> Result<HashMap<String, Option<Millis>>> {
+    caller.require("keys:read")?;
+    let now = ctx.now();
+    Ok(ctx
+        .store
+        .members_without_password(&caller.org_id)
+        .await?
+        .into_iter()
+        .map(|(id, link)| (id, link.filter(|t| *t > now)))
+        .collect())
+}
+
+/// Renames the signed-in member themself, whatever their role.
+pub async fn rename_self(ctx: &Ctx, caller: &Caller, name: &str) -> Result<User> {
+    if !authz::may_edit_own_profile(caller) {
+        return Err(ServiceError::Forbidden(
+            "Only the member signed in to the dashboard can change their own name.".into(),
+        ));
+    }
+    let mut e = Errors::default();
+    let name = validate::text(&mut e, "name", name, validate::NAME_MAX);
+    e.finish(())?;
+    // Read again in the unit of work, so that a role or status changed meanwhile stays.
+    let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
+    let mut user = find_in(&mut tx, caller, &caller.user.id).await?;
+    if user.name == name {
+        return Ok(user);
+    }
+    user.name = name;
+    tx.update_user(&user).await?;
+    audit::record(
+        ctx,
+        &mut tx,
+        caller,
+        "user.updated",
+        Target {
+            kind: "user",
+            id: &user.id,
+            label: &user.email,
+        },
+        json!({"fields": ["name"]}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.verifier.invalidate_user(&user.id);
+    Ok(user)
 }
 
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<User> {

@@ -10,22 +10,178 @@ use super::{Backend, Result, Sql, Store, StoreTx, corrupt, from_json, to_json, u
 use crate::domain::key::KeyHash;
 use crate::domain::model::{Environment, Key, Millis, Quota, RateLimit};
 
-/// Filters of `GET /v1/keys`.
+/// Which keys a listing returns, in what order, and which page of them.
 #[derive(Debug, Default, Clone)]
 pub struct KeyFilter {
     pub api_id: Option<String>,
     pub owner_id: Option<String>,
     pub status: Option<StatusFilter>,
+    pub environment: Option<Environment>,
+    /// Keys whose name contains it (ASCII letters in any case), or whose id (`key_...`) or
+    /// prefix (`kw_live_...`) starts with it.
+    pub search: Option<String>,
+    pub order: KeyOrder,
     pub limit: u32,
+    /// Keyset paging, after this (created, id); only with the default order.
     pub cursor: Option<(Millis, String)>,
+    /// Rows to skip: paging by page number, in any order.
+    pub offset: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     Active,
+    Disabled,
     Revoked,
     Expired,
     All,
+}
+
+/// The columns a listing sorts by: a fixed list, each with its own SQL, never a name from a
+/// request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeySort {
+    Name,
+    #[default]
+    Created,
+    LastUsed,
+    Expires,
+}
+
+/// A sort column and its direction. The default is the newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyOrder {
+    pub by: KeySort,
+    pub descending: bool,
+}
+
+impl Default for KeyOrder {
+    fn default() -> Self {
+        KeyOrder {
+            by: KeySort::Created,
+            descending: true,
+        }
+    }
+}
+
+impl KeyOrder {
+    /// The `ORDER BY` clause. A key never used sorts as the oldest use, and one that never
+    /// expires as the latest expiry, on SQLite and PostgreSQL alike (they place NULLs at
+    /// opposite ends); the id breaks ties, so that pages neither repeat nor skip a key.
+    fn sql(self) -> String {
+        let dir = if self.descending { "DESC" } else { "ASC" };
+        let column = match self.by {
+            KeySort::Name => format!("LOWER(name) {dir}"),
+            KeySort::Created => format!("created_at {dir}"),
+            KeySort::LastUsed => format!(
+                "CASE WHEN last_used_at IS NULL THEN 0 ELSE 1 END {dir}, last_used_at {dir}"
+            ),
+            KeySort::Expires => {
+                format!("CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END {dir}, expires_at {dir}")
+            }
+        };
+        format!(" ORDER BY {column}, id {dir}")
+    }
+}
+
+/// A value bound to a query assembled from optional clauses.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The `WHERE` clause of a listing (without its cursor) and its values, from `$1`.
+fn key_conditions(org_id: &str, f: &KeyFilter, now: Millis) -> (Sql, Vec<Arg>) {
+    let mut sql = Sql::new(" WHERE org_id = $1".to_owned(), 1);
+    let mut args = vec![Arg::Text(org_id.to_owned())];
+    if let Some(a) = &f.api_id {
+        let p = sql.arg();
+        sql.push(&format!(" AND api_id = {p}"));
+        args.push(Arg::Text(a.clone()));
+    }
+    if let Some(o) = &f.owner_id {
+        let p = sql.arg();
+        sql.push(&format!(" AND owner_id = {p}"));
+        args.push(Arg::Text(o.clone()));
+    }
+    if let Some(env) = f.environment {
+        let p = sql.arg();
+        sql.push(&format!(" AND environment = {p}"));
+        args.push(Arg::Text(env.as_str().to_owned()));
+    }
+    if let Some(term) = f.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        // Ids and prefixes are lowercase; a masked prefix copied from a page ends in bullets.
+        let lower = term.trim_end_matches('•').trim().to_lowercase();
+        let escaped = like_escape(&lower);
+        let id_pattern = if lower.starts_with("key_") {
+            format!("{escaped}%")
+        } else {
+            format!("key\\_{escaped}%")
+        };
+        // SQLite lowercases ASCII letters only: the name is also matched as typed, so that
+        // other letters are found at least in their own case.
+        let (n, r, i, k) = (sql.arg(), sql.arg(), sql.arg(), sql.arg());
+        sql.push(&format!(
+            " AND (LOWER(name) LIKE {n} ESCAPE '\\' OR name LIKE {r} ESCAPE '\\' \
+             OR id LIKE {i} ESCAPE '\\' OR (key_prefix || SUBSTR(id, 5)) LIKE {k} ESCAPE '\\')"
+        ));
+        args.push(Arg::Text(format!(
+            "%{}%",
+            like_escape(&term.to_lowercase())
+        )));
+        args.push(Arg::Text(format!("%{}%", like_escape(term))));
+        args.push(Arg::Text(id_pattern));
+        args.push(Arg::Text(format!("{escaped}%")));
+    }
+    let live = " AND deleted_at IS NULL";
+    match f.status {
+        None => sql.push(live),
+        Some(StatusFilter::All) => {}
+        Some(status) => {
+            let t = sql.arg();
+            args.push(Arg::Int(now));
+            let not_revoked = format!("(revoked_at IS NULL OR revoked_at > {t})");
+            let not_expired = format!("(expires_at IS NULL OR expires_at > {t})");
+            sql.push(live);
+            sql.push(&match status {
+                StatusFilter::Active => {
+                    format!(" AND enabled = 1 AND {not_revoked} AND {not_expired}")
+                }
+                StatusFilter::Disabled => {
+                    format!(" AND enabled = 0 AND {not_revoked} AND {not_expired}")
+                }
+                StatusFilter::Revoked => format!(" AND revoked_at <= {t}"),
+                StatusFilter::Expired => format!(" AND {not_revoked} AND expires_at <= {t}"),
+                StatusFilter::All => unreachable!("handled above"),
+            });
+        }
+    }
+    (sql, args)
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
+    q
 }
 
 /// One `last_used` observation, written behind in batches.
@@ -127,62 +283,37 @@ impl Store {
         Ok(self.get_key(id).await?.filter(|k| k.org_id == org_id))
     }
 
+    /// A page of the organization's keys that match `f`, in its order.
     pub async fn list_keys(&self, org_id: &str, f: &KeyFilter, now: Millis) -> Result<Vec<Key>> {
-        let mut sql = Sql::new(
-            format!("SELECT {KEY_COLUMNS} FROM keys WHERE org_id = $1"),
-            1,
-        );
-        if f.api_id.is_some() {
-            let p = sql.arg();
-            sql.push(&format!(" AND api_id = {p}"));
-        }
-        if f.owner_id.is_some() {
-            let p = sql.arg();
-            sql.push(&format!(" AND owner_id = {p}"));
-        }
-        let uses_now = matches!(
-            f.status,
-            Some(StatusFilter::Active | StatusFilter::Revoked | StatusFilter::Expired)
-        );
-        let t = if uses_now { sql.arg() } else { String::new() };
-        match f.status {
-            None => sql.push(" AND deleted_at IS NULL"),
-            Some(StatusFilter::All) => {}
-            Some(StatusFilter::Active) => sql.push(&format!(
-                " AND deleted_at IS NULL AND enabled = 1 AND (revoked_at IS NULL OR revoked_at > {t}) \
-                 AND (expires_at IS NULL OR expires_at > {t})"
-            )),
-            Some(StatusFilter::Revoked) => {
-                sql.push(&format!(" AND deleted_at IS NULL AND revoked_at <= {t}"))
-            }
-            Some(StatusFilter::Expired) => sql.push(&format!(
-                " AND deleted_at IS NULL AND (revoked_at IS NULL OR revoked_at > {t}) AND expires_at <= {t}"
-            )),
-        }
-        if f.cursor.is_some() {
+        let (mut sql, mut args) = key_conditions(org_id, f, now);
+        if let Some((t, id)) = &f.cursor {
             let (c, i) = (sql.arg(), sql.arg());
             sql.push(&format!(
                 " AND (created_at < {c} OR (created_at = {c} AND id < {i}))"
             ));
+            args.push(Arg::Int(*t));
+            args.push(Arg::Text(id.clone()));
         }
-        let l = sql.arg();
-        sql.push(&format!(" ORDER BY created_at DESC, id DESC LIMIT {l}"));
-        let mut q = sqlx::query(&sql.text).bind(org_id);
-        if let Some(a) = &f.api_id {
-            q = q.bind(a);
-        }
-        if let Some(o) = &f.owner_id {
-            q = q.bind(o);
-        }
-        if uses_now {
-            q = q.bind(now);
-        }
-        if let Some((t, id)) = &f.cursor {
-            q = q.bind(*t).bind(id);
-        }
-        q = q.bind(i64::from(f.limit));
-        let rows = q.fetch_all(&self.pool).await?;
+        sql.push(&f.order.sql());
+        let (l, o) = (sql.arg(), sql.arg());
+        sql.push(&format!(" LIMIT {l} OFFSET {o}"));
+        args.push(Arg::Int(i64::from(f.limit)));
+        args.push(Arg::Int(i64::try_from(f.offset).unwrap_or(i64::MAX)));
+        let text = format!("SELECT {KEY_COLUMNS} FROM keys{}", sql.text);
+        let rows = bind_all(sqlx::query(&text), args)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(key_from_row).collect()
+    }
+
+    /// How many of the organization's keys match `f`, whatever its page.
+    pub async fn count_keys(&self, org_id: &str, f: &KeyFilter, now: Millis) -> Result<i64> {
+        let (sql, args) = key_conditions(org_id, f, now);
+        let text = format!("SELECT COUNT(*) AS n FROM keys{}", sql.text);
+        let row = bind_all(sqlx::query(&text), args)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// Revokes every live key of one owner at `at`, in one statement; returns the keys revoked

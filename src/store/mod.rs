@@ -21,7 +21,7 @@ mod sqlite;
 mod users;
 
 pub use audit::AuditFilter;
-pub use keys::{KeyFilter, StatusFilter, UsageTouch};
+pub use keys::{KeyFilter, KeyOrder, KeySort, StatusFilter, UsageTouch};
 pub use sessions::{Failures, SessionRecord, SetupTokenRecord};
 
 use serde::Serialize;

@@ -107,6 +107,60 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    // ---------------------------------------------------------------- secrets shown once
+
+    /// Keeps a sealed secret for the session `session_hash` to show once, until `expires_at`;
+    /// forgets the ones whose time is up.
+    pub async fn hold_secret(
+        &self,
+        session_hash: &str,
+        key_id: &str,
+        sealed: &str,
+        expires_at: Millis,
+        now: Millis,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM pending_secrets WHERE expires_at <= $1")
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query(
+            "INSERT INTO pending_secrets (session_hash, key_id, sealed, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(session_hash)
+        .bind(key_id)
+        .bind(sealed)
+        .bind(expires_at)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| super::unique(e, "a secret held for this key"))?;
+        tx.commit().await
+    }
+
+    /// Takes the sealed secret held for the session and key, if its time is not up: the first
+    /// read removes it, so that it is shown once.
+    pub async fn take_secret(
+        &self,
+        session_hash: &str,
+        key_id: &str,
+        now: Millis,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "DELETE FROM pending_secrets WHERE session_hash = $1 AND key_id = $2 \
+             RETURNING sealed, expires_at",
+        )
+        .bind(session_hash)
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: Millis = row.try_get("expires_at")?;
+        Ok((expires_at > now)
+            .then(|| row.try_get("sealed"))
+            .transpose()?)
+    }
+
     // ---------------------------------------------------------------- setup links
 
     pub async fn create_setup_token(&self, token_hash: &str, t: &SetupTokenRecord) -> Result<()> {
@@ -204,6 +258,17 @@ impl StoreTx {
     /// Ends every session of a member.
     pub async fn delete_user_sessions(&mut self, user_id: &str) -> Result<()> {
         delete_user_sessions(self.conn(), user_id).await
+    }
+
+    /// Ends every session of a member but `keep` (the digest of the one in use); returns how many
+    /// ended.
+    pub async fn delete_other_sessions(&mut self, user_id: &str, keep: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user_id)
+            .bind(keep)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn create_setup_token(

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyExecutor, Row};
 
 use super::{Result, Store, StoreTx, corrupt, unique};
-use crate::domain::model::{Role, User, UserStatus};
+use crate::domain::model::{Millis, Role, User, UserStatus};
 
 const USER_COLUMNS: &str = "id, org_id, email, name, role, status, created_at";
 
@@ -39,6 +39,26 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    /// Active members of an organization who have not set a password yet, each with the end of
+    /// their latest unused sign-in link (`None`: no link left).
+    pub async fn members_without_password(
+        &self,
+        org_id: &str,
+    ) -> Result<Vec<(String, Option<Millis>)>> {
+        let rows = sqlx::query(
+            "SELECT u.id AS id, MAX(t.expires_at) AS link_expires_at FROM users u \
+             LEFT JOIN setup_tokens t ON t.user_id = u.id AND t.used_at IS NULL \
+             WHERE u.org_id = $1 AND u.status = 'active' AND u.password_hash IS NULL \
+             GROUP BY u.id",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("link_expires_at")?)))
+            .collect()
     }
 
     pub async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {

@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: Debian's Chromium, headless, driven through `chromedriver`
 //! (WebDriver) against a real `keyward` server. These tests fail, never skip, when the browser
-//! cannot start. Each step saves screenshots (1280 px and 390 px wide) under
+//! cannot start. Each step saves screenshots (1280, 1024 and 390 px wide) under
 //! `target/screenshots/`.
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use crate::helpers::{Options, TEST_ENCRYPTION_KEY, TestApp, spawn_app, spawn_wit
 
 const WAIT: Duration = Duration::from_secs(15);
 const DESKTOP: (u32, u32) = (1280, 900);
+const LAPTOP: (u32, u32) = (1024, 768);
 const MOBILE: (u32, u32) = (390, 844);
 
 fn free_port() -> u16 {
@@ -212,27 +213,37 @@ impl Browser {
         .await;
     }
 
-    /// Saves the page at desktop and mobile width: the whole page, or the viewport while a
+    /// Gives the page a viewport of `width` by `height` CSS pixels.
+    pub async fn viewport(&self, (width, height): (u32, u32)) {
+        // The window's size includes the browser's own frame; the page gets the rest.
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("resize");
+        let frame = self
+            .js("return window.outerHeight - window.innerHeight")
+            .await
+            .as_u64()
+            .unwrap_or(0) as u32;
+        self.client
+            .set_window_size(width, height + frame)
+            .await
+            .expect("resize");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Saves the page at 1280, 1024 and 390 px wide: the whole page, or the viewport while a
     /// dialog is open.
     pub async fn shoot(&self, step: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).expect("target/screenshots");
-        for ((width, height), label) in [(DESKTOP, "desktop"), (MOBILE, "mobile")] {
-            // The window's size includes the browser's own frame; the page gets the rest.
-            self.client
-                .set_window_size(width, height)
-                .await
-                .expect("resize");
+        for (width, height) in [DESKTOP, LAPTOP, MOBILE] {
+            self.viewport((width, height)).await;
             let frame = self
                 .js("return window.outerHeight - window.innerHeight")
                 .await
                 .as_u64()
                 .unwrap_or(0) as u32;
-            self.client
-                .set_window_size(width, height + frame)
-                .await
-                .expect("resize");
-            tokio::time::sleep(Duration::from_millis(100)).await;
             let full = self
                 .js("return document.querySelector('dialog[open]') ? 0 : document.documentElement.scrollHeight")
                 .await
@@ -246,13 +257,10 @@ impl Browser {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let png = self.client.screenshot().await.expect("screenshot");
-            std::fs::write(dir.join(format!("{}-{step}-{label}.png", self.name)), png)
+            std::fs::write(dir.join(format!("{}-{step}-{width}.png", self.name)), png)
                 .expect("write screenshot");
         }
-        self.client
-            .set_window_size(DESKTOP.0, DESKTOP.1)
-            .await
-            .expect("resize");
+        self.viewport(DESKTOP).await;
     }
 
     /// What the system clipboard holds, read by pasting it (Ctrl+V) into a new text field.
@@ -578,6 +586,21 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     b.click("#member-link .dialog-footer button[data-close]")
         .await;
     b.until_text("dev@example.com").await;
+    // Until they set a password, they are invited, not active.
+    let invited = b
+        .js(
+            "return [...document.querySelectorAll('.members-table tbody tr')] \
+             .find(r => r.innerText.includes('dev@example.com')).innerText",
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        invited.contains("Invited") && invited.contains("Link expires in 7 days"),
+        "{invited}"
+    );
+    assert!(!invited.contains("Active"), "{invited}");
     b.shoot("members").await;
 
     // Organization and APIs.
@@ -597,14 +620,89 @@ async fn an_owner_sets_up_signs_in_and_creates_copies_uses_edits_rotates_and_del
     b.fill("#create-api-slug", "search").await;
     b.fill("#create-api-live", "sk_live_").await;
     b.fill("#create-api-test", "sk_test_").await;
-    b.fill("#create-api-scopes", "search:query Run searches")
-        .await;
+    // Token types are checkboxes; scopes are rows of a name and a description, added and removed
+    // in place.
+    b.click("#create-api-types-realtime").await;
+    let rows = "#create-api .scope-rows .scope-row";
+    b.fill(
+        &format!("{rows}:nth-child(1) input[name=scope_name]"),
+        "search:query",
+    )
+    .await;
+    b.fill(
+        &format!("{rows}:nth-child(1) input[name=scope_description]"),
+        "Run searches",
+    )
+    .await;
+    b.click("#create-api [data-scope-add]").await;
+    b.until(
+        "a second row, focused",
+        "return document.activeElement.name === 'scope_name' &&          document.querySelectorAll('#create-api .scope-row').length === 2",
+    )
+    .await;
+    b.fill(
+        &format!("{rows}:nth-child(2) input[name=scope_name]"),
+        "search:admin",
+    )
+    .await;
+    b.click("#create-api [data-scope-add]").await;
+    b.fill(
+        &format!("{rows}:nth-child(3) input[name=scope_name]"),
+        "search:index",
+    )
+    .await;
+    b.fill(
+        &format!("{rows}:nth-child(3) input[name=scope_description]"),
+        "Add documents",
+    )
+    .await;
     b.shoot("api-create").await;
+    b.click(&format!("{rows}:nth-child(2) [data-scope-remove]"))
+        .await;
     b.click("#create-api button[type=submit]").await;
     b.until_text("search:query").await;
     assert_eq!(b.path().await, "/apis");
     assert!(b.text().await.contains("sk_live_3f9a0c1e7b2d"));
     b.shoot("api-created").await;
+    let search = app.get("/v1/apis").await.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["slug"] == "search")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        search["scopes"],
+        json!([
+            {"name": "search:query", "description": "Run searches"},
+            {"name": "search:index", "description": "Add documents"},
+        ]),
+        "the removed row is gone, the others kept in order"
+    );
+    assert_eq!(
+        search["token_types"],
+        json!(["standard", "batch"]),
+        "realtime was unchecked"
+    );
+    let search_id = search["id"].as_str().unwrap().to_owned();
+    b.click(&format!("button[data-open='edit-api-{search_id}']"))
+        .await;
+    b.until_open(&format!("edit-api-{search_id}")).await;
+    b.shoot("api-edit").await;
+
+    // The profile: name, and the password with the current one.
+    b.go("/profile").await;
+    b.until_text("Your profile").await;
+    b.shoot("profile").await;
+    b.fill("#profile-name", "Olivia Owner").await;
+    b.click("form[action='/profile'] button[type=submit]").await;
+    b.until_text("Your name is saved").await;
+
+    // An address the dashboard does not have: a page, with the way back.
+    b.go("/keys/nope/nothing").await;
+    b.until_text("Page not found").await;
+    assert!(b.has("a[href='/docs']").await && b.has(".sidebar").await);
+    b.shoot("not-found").await;
     b.stop().await;
 }
 
@@ -670,5 +768,439 @@ async fn a_viewer_is_offered_no_create_edit_or_delete_and_the_server_refuses_the
         app.get(&format!("/v1/keys/{id}")).await.body["status"],
         "active"
     );
+    b.stop().await;
+}
+
+/// Adds an owner with a password through the API and signs them in.
+async fn signed_in_owner(app: &TestApp, name: &'static str) -> Browser {
+    app.post(
+        "/v1/users",
+        json!({"email": "ada@example.com", "name": "Ada", "role": "owner", "password": OWNER_PASSWORD}),
+    )
+    .await
+    .assert_status(201);
+    let b = Browser::start(&app.base, name).await;
+    sign_in(&b, "ada@example.com", OWNER_PASSWORD).await;
+    b.find(".page-actions button[data-open='create-key']").await;
+    b
+}
+
+/// The names of the keys the API lists (deleted ones aside), with their status.
+async fn listed(app: &TestApp) -> Vec<(String, String)> {
+    app.get("/v1/keys?limit=100").await.assert_status(200)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["name"].as_str().unwrap().to_owned(),
+                k["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the error element `id` is shown with a message containing `text`.
+fn shows_error(id: &str, text: &str) -> String {
+    format!(
+        "const e = document.getElementById('{id}'); \
+         return !!e && !e.hidden && e.textContent.includes({})",
+        serde_json::to_string(text).unwrap()
+    )
+}
+
+#[tokio::test]
+async fn an_out_of_range_value_is_explained_and_once_fixed_the_key_is_created() {
+    let app = spawn_app().await;
+    let b = signed_in_owner(&app, "create-errors").await;
+    let before = listed(&app).await.len();
+    b.click(".page-actions button[data-open='create-key']")
+        .await;
+    b.until_open("create-key").await;
+    b.fill("#create-name", "Billing export").await;
+    let submit = "#create-key button[type=submit]";
+
+    // A rate limit of -5, then 0: said next to the field, and nothing is sent.
+    b.fill("#create-rate-requests", "-5").await;
+    b.click(submit).await;
+    b.until(
+        "the rate limit's error",
+        &shows_error("create-rate-error", "Must be between 1 and 1000000"),
+    )
+    .await;
+    b.shoot("create-key-rate-error").await;
+    assert_eq!(
+        b.js("return document.activeElement.id").await,
+        "create-rate-requests"
+    );
+    b.fill("#create-rate-requests", "0").await;
+    b.click(submit).await;
+    b.until(
+        "the rate limit's error",
+        &shows_error("create-rate-error", "Must be between 1 and 1000000"),
+    )
+    .await;
+
+    // A negative quota and a date in the past, each explained at its field.
+    b.fill("#create-rate-requests", "100").await;
+    b.until(
+        "the fixed rate limit's error to go",
+        "return document.getElementById('create-rate-error').hidden",
+    )
+    .await;
+    b.fill("#create-quota-remaining", "-1").await;
+    b.click("label[for='create-expires-date']").await;
+    b.js("const d = document.getElementById('create-expires-on'); \
+          d.value = '2001-01-01'; d.dispatchEvent(new Event('input', {bubbles: true}));")
+        .await;
+    b.click(submit).await;
+    b.until(
+        "the quota's error",
+        &shows_error("create-quota-error", "Must be 0 or more"),
+    )
+    .await;
+    b.until(
+        "the date's error",
+        &shows_error("create-expires-error", "Choose a date after today"),
+    )
+    .await;
+    b.shoot("create-key-errors").await;
+    assert_eq!(listed(&app).await.len(), before, "nothing was sent");
+
+    // Fixed, every error goes, and Create works: nothing the script set stays behind.
+    b.fill("#create-quota-remaining", "500").await;
+    b.click("label[for='create-expires-1y']").await;
+    b.until(
+        "every error to go",
+        "return [...document.querySelectorAll('#create-key .field-error')].every(e => e.hidden)",
+    )
+    .await;
+    b.click(submit).await;
+    b.until_open("key-created").await;
+    let created = listed(&app).await;
+    assert_eq!(created.len(), before + 1);
+    assert!(created.contains(&("Billing export".into(), "active".into())));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_keys_table_fits_the_page_at_1024_and_1280_px_with_long_names_scopes_and_badges() {
+    let app = spawn_app().await;
+    let many: Vec<Value> = (1..=8)
+        .map(|i| json!({"name": format!("transcripts:scope-number-{i}"), "description": "x"}))
+        .collect();
+    app.patch(
+        &format!("/v1/apis/{}", app.default_api_id),
+        json!({"scopes": many}),
+    )
+    .await
+    .assert_status(200);
+    let scopes: Vec<String> = (1..=8)
+        .map(|i| format!("transcripts:scope-number-{i}"))
+        .collect();
+    let now = keyward::domain::Clock::now_ms(app.clock.as_ref());
+    let soon = time::OffsetDateTime::from_unix_timestamp(now / 1000 + 5 * 86_400)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let long_name = "production-integration-for-the-eu-west-1-nightly-export-of-every-transcript";
+    let exposed = app
+        .create_key(
+            json!({"name": long_name, "scopes": scopes, "expires_at": soon,
+                           "ip_allowlist": ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]}),
+        )
+        .await;
+    // Seen whole in a URL: the key is marked exposed.
+    let seen = app
+        .http
+        .get(app.url(&format!("/healthz?k={}", exposed["key"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seen.status(), 400);
+    let disabled = app
+        .create_key(json!({"name": "A disabled test key with a long, wordy name that wraps", "environment": "test"}))
+        .await;
+    app.patch(
+        &format!("/v1/keys/{}", disabled["id"].as_str().unwrap()),
+        json!({"enabled": false}),
+    )
+    .await
+    .assert_status(200);
+    let rotated = app
+        .create_key(json!({"name": "Rotated with a grace period"}))
+        .await;
+    app.post(
+        &format!("/v1/keys/{}/rotate", rotated["id"].as_str().unwrap()),
+        json!({"grace_period_s": 86_400}),
+    )
+    .await
+    .assert_status(201);
+    let b = signed_in_owner(&app, "keys-width").await;
+    let exposed_id = exposed["id"].as_str().unwrap();
+    let row = b
+        .find(&format!("tr[data-key-id='{exposed_id}']"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for badge in ["Exposed", "Active", "Expires soon"] {
+        assert!(row.contains(badge), "{badge} in {row}");
+    }
+    let row = b
+        .find(&format!(
+            "tr[data-key-id='{}']",
+            disabled["id"].as_str().unwrap()
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("Disabled") && row.contains("test"), "{row}");
+    let row = b
+        .find(&format!(
+            "tr[data-key-id='{}']",
+            rotated["id"].as_str().unwrap()
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("Stops in 1 day"), "{row}");
+
+    let fits = "const w = window.innerWidth; \
+        const wrap = document.querySelector('.table-wrap'); \
+        const cells = [...document.querySelectorAll('.keys-table th, .keys-table td')]; \
+        return document.documentElement.scrollWidth <= w && wrap.scrollWidth <= wrap.clientWidth \
+          && wrap.getBoundingClientRect().right <= w \
+          && cells.every(c => c.getBoundingClientRect().right <= w + 0.5) \
+          && [...document.querySelectorAll('.keys-table .row-actions summary')] \
+               .every(s => s.getBoundingClientRect().right <= w);";
+    for width in [1280, 1024] {
+        b.viewport((width, 800)).await;
+        let scroll = b
+            .js("return [document.documentElement.scrollWidth, window.innerWidth]")
+            .await;
+        assert_eq!(
+            b.js(fits).await,
+            Value::Bool(true),
+            "at {width} px every column is on the page (scroll width, viewport: {scroll})"
+        );
+    }
+    b.shoot("keys-badges").await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn reloading_after_a_create_or_a_rotation_creates_nothing_and_shows_no_secret() {
+    let app = spawn_app().await;
+    let b = signed_in_owner(&app, "reload").await;
+    let before = listed(&app).await.len();
+    b.click(".page-actions button[data-open='create-key']")
+        .await;
+    b.until_open("create-key").await;
+    b.fill("#create-name", "Reloaded").await;
+    b.click("#create-key button[type=submit]").await;
+    b.until_open("key-created").await;
+    let secret = b.value("#new-key").await;
+    assert!(secret.starts_with("kw_live_"), "{secret}");
+    let id = format!("key_{}", &secret[8..20]);
+    assert_eq!(listed(&app).await.len(), before + 1);
+
+    // The browser's reload, with the dialog still open.
+    b.client.refresh().await.expect("reload");
+    b.until_text("was shown once and is not shown again").await;
+    assert!(!b.has("#key-created").await);
+    assert!(!b.client.source().await.unwrap().contains(&secret));
+    assert_eq!(listed(&app).await.len(), before + 1, "no second key");
+    b.shoot("create-reloaded").await;
+
+    // Rotate from the key's page, then reload the page it leads to.
+    b.go(&format!("/keys/{id}?dialog=rotate")).await;
+    b.until_open("rotate-key").await;
+    b.click("#rotate-key button[type=submit]").await;
+    b.until_open("key-created").await;
+    let rotated = b.value("#new-key").await;
+    assert!(rotated.starts_with("kw_live_") && rotated != secret);
+    let new_id = format!("key_{}", &rotated[8..20]);
+    assert_eq!(b.path().await, format!("/keys/{new_id}"));
+    b.client.refresh().await.expect("reload");
+    b.until_text("was shown once and is not shown again").await;
+    assert!(!b.client.source().await.unwrap().contains(&rotated));
+    assert_eq!(
+        listed(&app).await.len(),
+        before + 2,
+        "one rotation, one new key"
+    );
+    let new = app.get(&format!("/v1/keys/{new_id}")).await;
+    assert_eq!(
+        new.body["replaced_by"],
+        Value::Null,
+        "the new key was not rotated again"
+    );
+    b.shoot("rotate-reloaded").await;
+
+    // The old key's rotation sent again (a form kept from before): the key's page says why not.
+    b.js(&format!(
+        "const f = document.createElement('form'); f.method = 'post'; f.action = '/keys/{id}/rotate'; \
+         const c = document.createElement('input'); c.name = 'csrf'; \
+         c.value = document.querySelector('meta[name=csrf-token]').content; f.append(c); \
+         document.body.append(f); f.submit();"
+    ))
+    .await;
+    b.until_text("Nothing was changed.").await;
+    assert!(b.text().await.contains("This key was already rotated"));
+    assert!(b.has(&format!("a[href='/keys/{new_id}']")).await);
+    b.shoot("rotate-refused").await;
+    assert_eq!(listed(&app).await.len(), before + 2);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn search_finds_a_key_by_name_and_by_prefix() {
+    let app = spawn_app().await;
+    let mut made = Vec::new();
+    for name in [
+        "Nightly export",
+        "Mobile app",
+        "Partner: Acme",
+        "Nightly backup",
+    ] {
+        made.push(app.create_key(json!({"name": name})).await);
+    }
+    let b = signed_in_owner(&app, "search").await;
+    let rows = || async {
+        let mut names: Vec<String> = Vec::new();
+        for row in b
+            .client
+            .find_all(Locator::Css(".keys-table tbody tr .key-name"))
+            .await
+            .unwrap()
+        {
+            names.push(row.text().await.unwrap());
+        }
+        names.sort();
+        names
+    };
+    b.fill("#filter-q", "nightly").await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("2 keys").await;
+    assert_eq!(rows().await, ["Nightly backup", "Nightly export"]);
+    b.shoot("keys-search").await;
+
+    // The masked prefix as the page shows it, copied with its dots.
+    let mobile = &made[1];
+    let prefix = format!("{}••••", mobile["prefix"].as_str().unwrap());
+    b.fill("#filter-q", &prefix).await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("1 key").await;
+    assert_eq!(rows().await, ["Mobile app"]);
+    // And by its id.
+    b.fill("#filter-q", mobile["id"].as_str().unwrap()).await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("1 key").await;
+    assert_eq!(rows().await, ["Mobile app"]);
+    // A whole key pasted by mistake searches by its prefix and never reaches the address.
+    b.fill("#filter-q", made[2]["key"].as_str().unwrap()).await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("1 key").await;
+    assert_eq!(rows().await, ["Partner: Acme"]);
+    assert_eq!(
+        app.get(&format!("/v1/keys/{}", made[2]["id"].as_str().unwrap()))
+            .await
+            .body["exposed_at"],
+        Value::Null
+    );
+    b.fill("#filter-q", "no such key").await;
+    b.click("form[role=search] button[type=submit]").await;
+    b.until_text("No keys match").await;
+    b.shoot("keys-search-empty").await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_revoke_revokes_exactly_the_selected_keys_after_one_confirmation() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for name in ["Alpha", "Bravo", "Charlie", "Delta"] {
+        ids.push(
+            app.create_key(json!({"name": name})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let b = signed_in_owner(&app, "bulk").await;
+    let bulk = "button[data-bulk-open='bulk-revoke']";
+    assert_eq!(
+        b.find(bulk)
+            .await
+            .prop("disabled")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true"),
+        "nothing selected yet"
+    );
+    for id in [&ids[1], &ids[3]] {
+        b.click(&format!("tr[data-key-id='{id}'] input[data-bulk-item]"))
+            .await;
+    }
+    b.until_text("2 selected").await;
+    b.shoot("keys-selected").await;
+    b.click(bulk).await;
+    b.until_open("bulk-revoke").await;
+    let confirm = b.find("#bulk-revoke").await.text().await.unwrap();
+    assert!(confirm.contains("Revoke 2 keys"), "{confirm}");
+    assert!(
+        confirm.contains("Bravo") && confirm.contains("Delta") && !confirm.contains("Alpha"),
+        "{confirm}"
+    );
+    b.fill("#bulk-reason", "rotation drill").await;
+    b.shoot("bulk-revoke").await;
+    b.click("#bulk-revoke button[type=submit]").await;
+    b.until_text("Revoked 2 keys.").await;
+    let mut statuses = listed(&app).await;
+    statuses.retain(|(n, _)| ["Alpha", "Bravo", "Charlie", "Delta"].contains(&n.as_str()));
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            ("Alpha".into(), "active".into()),
+            ("Bravo".into(), "revoked".into()),
+            ("Charlie".into(), "active".into()),
+            ("Delta".into(), "revoked".into()),
+        ]
+    );
+    // Select all, on this page, leaves out what cannot be revoked any more.
+    b.click("input[data-bulk-all]").await;
+    b.until_text("selected").await;
+    let selected = b
+        .js("return document.querySelectorAll('[data-bulk-item]:checked').length")
+        .await;
+    let revocable = b
+        .js("return document.querySelectorAll('[data-bulk-item]').length")
+        .await;
+    assert_eq!(selected, revocable);
+    assert!(
+        !b.has(&format!(
+            "tr[data-key-id='{}'] input[data-bulk-item]",
+            ids[1]
+        ))
+        .await,
+        "a revoked key is not offered"
+    );
+    b.find("#filter-status")
+        .await
+        .select_by_value("revoked")
+        .await
+        .unwrap();
+    b.until_text("2 keys").await;
+    b.shoot("keys-revoked").await;
+    // Without the script, a selection is confirmed on a page of its own.
+    b.go(&format!("/keys/revoke?id={}&id={}", ids[0], ids[2]))
+        .await;
+    b.until_text("Revoke 2 keys?").await;
+    b.shoot("bulk-revoke-page").await;
     b.stop().await;
 }

@@ -72,6 +72,23 @@ async fn get(app: &TestApp, path: &str, cookies: &str) -> Page {
     request(app, Method::GET, path, cookies, None).await
 }
 
+/// The page a 303 leads to, with the notice it left for it.
+async fn follow(app: &TestApp, redirect: &Page, cookies: &str) -> Page {
+    assert_eq!(redirect.status, 303, "{}", redirect.text);
+    let cookies = match redirect.cookie("keyward_flash") {
+        Some(flash) => format!("{cookies}; keyward_flash={flash}"),
+        None => cookies.to_owned(),
+    };
+    get(app, redirect.location(), &cookies).await
+}
+
+/// The secret a page shows once (in the dialog of a new key).
+fn secret_in(html: &str) -> &str {
+    let start = html.find("id=\"new-key\"").expect("the new key's dialog");
+    let secret_start = html[start..].find("kw_live_").unwrap() + start;
+    &html[secret_start..secret_start + 76]
+}
+
 async fn post(app: &TestApp, path: &str, cookies: &str, form: &[(&str, &str)]) -> Page {
     request(app, Method::POST, path, cookies, Some(form)).await
 }
@@ -457,7 +474,8 @@ async fn dashboard_forms_need_the_csrf_token_and_show_each_error_next_to_its_fie
         ],
     )
     .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    let created = follow(&app, &created, &cookie).await;
+    assert_eq!(created.status, 200, "{}", created.text);
     assert_eq!(created.headers["cache-control"], "no-store");
     let keys = app.get("/v1/keys").await.assert_status(200).clone();
     let key = keys["data"]
@@ -469,9 +487,7 @@ async fn dashboard_forms_need_the_csrf_token_and_show_each_error_next_to_its_fie
         .clone();
     assert_eq!(key["type"], "batch");
     assert_eq!(key["ip_allowlist"], json!(["10.0.0.0/8"]));
-    let start = created.text.find("id=\"new-key\"").unwrap();
-    let secret_start = created.text[start..].find("kw_live_").unwrap() + start;
-    let secret = &created.text[secret_start..secret_start + 76];
+    let secret = secret_in(&created.text);
     assert_eq!(
         app.verify(secret, json!({"ip": "10.1.2.3", "token_type": "batch"}))
             .await["code"],
@@ -573,7 +589,7 @@ async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_w
         "{\"customer\": \"acme\", \"tier\": 2}",
     ))
     .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    let created = follow(&app, &created, &cookie).await;
     let keys = app.get("/v1/keys").await.assert_status(200).clone();
     let key = keys["data"]
         .as_array()
@@ -587,9 +603,7 @@ async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_w
         json!({"remaining": 2, "refill": {"interval": "monthly", "amount": 5}})
     );
     assert_eq!(key["metadata"], json!({"customer": "acme", "tier": 2}));
-    let start = created.text.find("id=\"new-key\"").unwrap();
-    let secret_start = created.text[start..].find("kw_live_").unwrap() + start;
-    let secret = &created.text[secret_start..secret_start + 76];
+    let secret = secret_in(&created.text);
     for _ in 0..2 {
         let verdict = app.verify(secret, json!({})).await;
         assert_eq!(verdict["code"], "VALID");
@@ -647,7 +661,7 @@ async fn the_dashboard_sets_a_keys_quota_and_metadata_and_keeps_what_was_typed_w
 
     // With a refill but no amount, it refills to the uses allowed.
     let defaulted = send(form("7", "daily", "", "")).await;
-    assert_eq!(defaulted.status, 201, "{}", defaulted.text);
+    assert_eq!(defaulted.status, 303, "{}", defaulted.text);
     let keys = app.get("/v1/keys").await.assert_status(200).clone();
     let quotas: Vec<Value> = keys["data"]
         .as_array()
@@ -670,7 +684,7 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
     let page = get(&app, "/apis", &cookie).await;
     assert!(page.text.contains("data-open=\"create-api\""));
     assert_eq!(
-        page.text.matches("data-open=\"edit-api-").count(),
+        page.text.matches("<dialog id=\"edit-api-").count(),
         1,
         "the default API is editable, the built-in management API is not"
     );
@@ -700,7 +714,10 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
             ("token_types", "standard"),
             ("rate_requests", "0"),
             ("rate_per", "60"),
-            ("scopes", "transcripts:read Read transcripts\nBad Scope"),
+            ("scope_name", "transcripts:read"),
+            ("scope_description", "Read transcripts"),
+            ("scope_name", "Bad Scope"),
+            ("scope_description", ""),
         ]),
     )
     .await;
@@ -717,7 +734,15 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
         field_error(&wrong.text, "create-api-rate"),
         "Must be between 1 and 1000000"
     );
-    assert!(!field_error(&wrong.text, "create-api-scopes").is_empty());
+    assert!(
+        !field_error(&wrong.text, "create-api-scopes-1").is_empty(),
+        "the second scope's row says what is wrong with it"
+    );
+    assert!(
+        wrong
+            .text
+            .contains("id=\"create-api-scopes-0-error\" role=\"alert\" hidden>")
+    );
     assert!(
         wrong.text.contains("value=\"Bad Slug\""),
         "what was typed is kept"
@@ -737,14 +762,17 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
         ("slug", "transcription"),
         ("key_prefix.live", "tk_live_"),
         ("key_prefix.test", "tk_test_"),
-        ("token_types", "standard, batch"),
+        ("token_types", "standard"),
+        ("token_types", "batch"),
         ("accept_x_api_key", "true"),
         ("rate_requests", "100"),
         ("rate_per", "60"),
-        (
-            "scopes",
-            "transcripts:read Read transcripts\n\ntranscripts:write Upload audio",
-        ),
+        ("scope_name", "transcripts:read"),
+        ("scope_description", "Read transcripts"),
+        ("scope_name", ""),
+        ("scope_description", ""),
+        ("scope_name", "transcripts:write"),
+        ("scope_description", "Upload audio"),
     ]);
     let created = send("/apis".into(), fields.clone()).await;
     assert_eq!(created.status, 303, "{}", created.text);
@@ -796,23 +824,27 @@ async fn apis_are_created_and_edited_in_the_dashboard_with_each_error_at_its_fie
             ("name", "Transcription"),
             ("key_prefix.live", "tk_live_"),
             ("key_prefix.test", "tk_test_"),
-            ("token_types", "standard, Big Batch"),
-            ("scopes", "transcripts:read Read transcripts"),
+            ("token_types", "standard"),
+            ("token_types_other", "Big Batch"),
+            ("scope_name", "transcripts:read"),
+            ("scope_description", "Read transcripts"),
         ]),
     )
     .await;
     assert_eq!(bad_types.status, 422);
     assert!(!field_error(&bad_types.text, &format!("edit-api-{id}-types")).is_empty());
-    assert!(bad_types.text.contains("value=\"standard, Big Batch\""));
+    assert!(bad_types.text.contains("value=\"Big, Batch\""));
     let saved = send(
         edit_path,
         form(&[
             ("name", "Transcripts"),
             ("key_prefix.live", "tk_live_"),
             ("key_prefix.test", "tk_test_"),
-            ("token_types", "standard, batch"),
+            ("token_types", "standard"),
+            ("token_types", "batch"),
             ("accept_x_api_key", "true"),
-            ("scopes", "transcripts:read Read transcripts"),
+            ("scope_name", "transcripts:read"),
+            ("scope_description", "Read transcripts"),
         ]),
     )
     .await;
@@ -1038,7 +1070,7 @@ async fn a_developer_is_offered_changes_to_their_own_keys_only_and_no_second_rot
         &[("csrf", &dev.csrf), ("grace_period_s", "86400")],
     )
     .await;
-    assert_eq!(rotated.status, 201, "{}", rotated.text);
+    assert_eq!(rotated.status, 303, "{}", rotated.text);
     let page = get(&app, &format!("/keys/{own}"), &cookie).await;
     assert!(page.text.contains("Replaced by"));
     assert_eq!(
@@ -1062,4 +1094,725 @@ async fn a_developer_is_offered_changes_to_their_own_keys_only_and_no_second_rot
     .await;
     assert_eq!(again.status, 409, "the server refuses what the page hides");
     assert!(again.text.contains("This key was already rotated"));
+    // A page of the dashboard that says so, with the way on: the replacement.
+    assert!(
+        again.text.contains("Nothing was changed."),
+        "{}",
+        again.text
+    );
+    assert!(again.text.contains(&format!("href=\"/keys/{next}\"")));
+    assert!(again.text.contains("class=\"sidebar\""));
+}
+
+/// The ids of the key rows of a list page, in order.
+fn row_ids(html: &str) -> Vec<String> {
+    html.split("<tr data-key-id=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_owned())
+        .collect()
+}
+
+/// A GET the way a browser sends it: asking for HTML.
+async fn get_html(app: &TestApp, path: &str, cookies: &str) -> Page {
+    let mut req = app
+        .http
+        .get(app.url(path))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+    if !cookies.is_empty() {
+        req = req.header("cookie", cookies);
+    }
+    let res = req.send().await.expect("the server answers");
+    Page {
+        status: res.status(),
+        headers: res.headers().clone(),
+        text: res.text().await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_keys_list_searches_filters_sorts_and_pages_with_a_total_on_the_server() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let cookie = s.cookie();
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        let k = app
+            .create_key(json!({"name": format!("Batch key {i:02}")}))
+            .await;
+        batch.push(k["id"].as_str().unwrap().to_owned());
+        app.clock.advance(1000);
+    }
+    let sandbox = app
+        .create_key(json!({"name": "Sandbox", "environment": "test"}))
+        .await;
+    let paused = app.create_key(json!({"name": "Paused"})).await;
+    let paused_id = paused["id"].as_str().unwrap();
+    app.patch(&format!("/v1/keys/{paused_id}"), json!({"enabled": false}))
+        .await
+        .assert_status(200);
+    // 30 + 2, and the management key printed on the first start.
+    let first = get(&app, "/keys?per_page=25", &cookie).await;
+    assert_eq!(first.status, 200);
+    assert!(first.text.contains("1–25 of 33 keys"), "{}", first.text);
+    assert!(first.text.contains("Page 1 of 2"));
+    assert_eq!(row_ids(&first.text).len(), 25);
+    assert!(
+        first
+            .text
+            .contains("href=\"/keys?per_page=25&amp;page=2\" rel=\"next\"")
+    );
+    let second = get(&app, "/keys?per_page=25&page=2", &cookie).await;
+    assert!(second.text.contains("26–33 of 33 keys"));
+    assert!(
+        second
+            .text
+            .contains("href=\"/keys?per_page=25\" rel=\"prev\"")
+    );
+    let mut both = row_ids(&first.text);
+    both.extend(row_ids(&second.text));
+    both.sort();
+    both.dedup();
+    assert_eq!(both.len(), 33, "every key once, on one page or the other");
+    let past = get(&app, "/keys?per_page=25&page=99", &cookie).await;
+    assert_eq!(
+        row_ids(&past.text),
+        row_ids(&second.text),
+        "past the end: the last page"
+    );
+
+    // Search by name (any case), by prefix, by id.
+    let found = get(&app, "/keys?q=BATCH+KEY+0", &cookie).await;
+    assert!(found.text.contains("10 keys"), "{}", found.text);
+    let prefix = sandbox["prefix"].as_str().unwrap();
+    let by_prefix = get(&app, &format!("/keys?q={prefix}"), &cookie).await;
+    assert_eq!(row_ids(&by_prefix.text), [sandbox["id"].as_str().unwrap()]);
+    let by_id = get(&app, &format!("/keys?q={}", batch[7]), &cookie).await;
+    assert_eq!(row_ids(&by_id.text), [batch[7].clone()]);
+    assert!(
+        get(&app, "/keys?q=%25", &cookie)
+            .await
+            .text
+            .contains("No keys match"),
+        "% is looked for as a character, not a wildcard"
+    );
+
+    // The environment and the disabled status are filters of their own.
+    let test = get(&app, "/keys?env=test", &cookie).await;
+    assert_eq!(row_ids(&test.text), [sandbox["id"].as_str().unwrap()]);
+    let disabled = get(&app, "/keys?status=disabled", &cookie).await;
+    assert_eq!(row_ids(&disabled.text), [paused_id]);
+    assert!(
+        disabled
+            .text
+            .contains("<option value=\"disabled\" selected>Disabled</option>")
+    );
+    let active = get(&app, "/keys?status=active&per_page=100", &cookie).await;
+    assert!(!row_ids(&active.text).contains(&paused_id.to_owned()));
+
+    // Sorting: by a column of a fixed list, either way; anything else is the default order.
+    let by_name = get(&app, "/keys?q=batch&sort=name", &cookie).await;
+    assert_eq!(
+        row_ids(&by_name.text)[..2],
+        [batch[0].clone(), batch[1].clone()]
+    );
+    assert!(by_name.text.contains("aria-sort=\"ascending\""));
+    let desc = get(&app, "/keys?q=batch&sort=name&dir=desc", &cookie).await;
+    assert_eq!(row_ids(&desc.text)[0], batch[29]);
+    assert!(desc.text.contains("aria-sort=\"descending\""));
+    let newest = get(&app, "/keys?q=batch", &cookie).await;
+    for hostile in [
+        "name;DROP TABLE keys",
+        "created_at DESC--",
+        "1",
+        "hash",
+        "name%20desc",
+    ] {
+        let page = get(
+            &app,
+            &format!("/keys?q=batch&sort={hostile}&dir=sideways"),
+            &cookie,
+        )
+        .await;
+        assert_eq!(page.status, 200, "{hostile}");
+        assert_eq!(
+            row_ids(&page.text),
+            row_ids(&newest.text),
+            "{hostile}: the default order, newest first"
+        );
+    }
+    assert_eq!(row_ids(&newest.text)[0], batch[29]);
+    assert_eq!(
+        app.get("/v1/keys?limit=100").await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        33,
+        "and every key is still there"
+    );
+}
+
+#[tokio::test]
+async fn bulk_revoke_revokes_every_key_named_or_none_and_a_developer_only_their_own() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for email in ["dev@example.com", "other@example.com"] {
+        let user = app
+            .post(
+                "/v1/users",
+                json!({"email": email, "name": "Dev", "role": "developer", "password": PASSWORD}),
+            )
+            .await
+            .assert_status(201)
+            .clone();
+        ids.push(user["id"].as_str().unwrap().to_owned());
+    }
+    let key_of = |owner: &str, name: &str| {
+        let body = json!({"name": name, "owner_id": owner});
+        let app = &app;
+        async move {
+            app.create_key(body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mine = key_of(&ids[0], "Mine").await;
+    let mine_too = key_of(&ids[0], "Mine too").await;
+    let theirs = key_of(&ids[1], "Theirs").await;
+    let status = |id: String| {
+        let app = &app;
+        async move {
+            app.get(&format!("/v1/keys/{id}")).await.body["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let dev = session_of(&app, &sign_in(&app, "dev@example.com", PASSWORD).await).await;
+    let cookie = dev.cookie();
+
+    // The list offers to select only what the developer may revoke.
+    let list = get(&app, "/keys", &cookie).await;
+    assert!(key_row(&list.text, &mine).contains("data-bulk-item"));
+    assert!(!key_row(&list.text, &theirs).contains("data-bulk-item"));
+
+    // Someone else's key among the selection: refused, and nothing is revoked.
+    let refused = post(
+        &app,
+        "/keys/revoke",
+        &cookie,
+        &[
+            ("csrf", &dev.csrf),
+            ("id", &mine),
+            ("id", &theirs),
+            ("return", "/keys"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused
+            .text
+            .contains("None of the selected keys was revoked.")
+    );
+    assert_eq!(status(mine.clone()).await, "active");
+    assert_eq!(status(theirs.clone()).await, "active");
+    // An unknown key: nothing either.
+    let unknown = post(
+        &app,
+        "/keys/revoke",
+        &cookie,
+        &[
+            ("csrf", &dev.csrf),
+            ("id", &mine),
+            ("id", "key_000000000000"),
+        ],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(status(mine.clone()).await, "active");
+    // Without the CSRF token: refused.
+    let forged = post(&app, "/keys/revoke", &cookie, &[("id", &mine)]).await;
+    assert_eq!(forged.status, 403);
+
+    // The confirmation without the script names the keys and how many.
+    let confirm = get(
+        &app,
+        &format!("/keys/revoke?id={mine}&id={mine_too}&return=%2Fkeys%3Fq%3Dmine"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.text.contains("Revoke 2 keys?"));
+    assert!(confirm.text.contains("Mine too"));
+
+    // Their own keys: revoked, each with its own audit event, and back to the list they were on.
+    let done = post(
+        &app,
+        "/keys/revoke",
+        &cookie,
+        &[
+            ("csrf", &dev.csrf),
+            ("id", &mine),
+            ("id", &mine_too),
+            ("reason", "drill"),
+            ("return", "/keys?q=mine"),
+        ],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(done.location(), "/keys?q=mine");
+    assert_eq!(status(mine.clone()).await, "revoked");
+    assert_eq!(status(mine_too.clone()).await, "revoked");
+    assert_eq!(status(theirs.clone()).await, "active");
+    let events = app.get("/v1/audit-log?action=key.revoked").await;
+    let events = events.body["data"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    for e in events {
+        assert_eq!(e["details"]["reason"], "drill");
+        assert_eq!(e["details"]["revoked_together"], 2);
+        assert_eq!(e["actor"]["label"], "dev@example.com");
+    }
+    let notice = follow(&app, &done, &cookie).await;
+    assert!(notice.text.contains("Revoked 2 keys."));
+    // Again: nothing more to do, and said so.
+    let again = post(
+        &app,
+        "/keys/revoke",
+        &cookie,
+        &[("csrf", &dev.csrf), ("id", &mine)],
+    )
+    .await;
+    assert_eq!(again.status, 303);
+    assert!(
+        follow(&app, &again, &cookie)
+            .await
+            .text
+            .contains("Revoked 0 keys. 1 key had already stopped working.")
+    );
+}
+
+#[tokio::test]
+async fn a_new_keys_secret_is_shown_once_after_a_redirect_and_only_to_the_session_that_made_it() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let other = session_of(&app, &sign_in(&app, "owner@example.com", PASSWORD).await).await;
+    let count = || async {
+        app.get("/v1/keys?limit=100").await.body["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = count().await;
+    let created = post(
+        &app,
+        "/keys",
+        &s.cookie(),
+        &[("csrf", &s.csrf), ("name", "Once"), ("expires", "1y")],
+    )
+    .await;
+    assert_eq!(created.status, 303, "{}", created.text);
+    let to = created.location().to_owned();
+    assert!(to.starts_with("/keys?new=key_"), "{to}");
+    assert!(!created.text.contains("kw_live_"));
+    assert_eq!(count().await, before + 1);
+
+    // Another session of the same member gets nothing, and takes nothing.
+    let elsewhere = get(&app, &to, &other.cookie()).await;
+    assert!(!elsewhere.text.contains("id=\"new-key\""));
+    assert!(elsewhere.text.contains("was shown once"));
+    let shown = get(&app, &to, &s.cookie()).await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.headers["cache-control"], "no-store");
+    let secret = secret_in(&shown.text).to_owned();
+    assert_eq!(app.verify(&secret, json!({})).await["code"], "VALID");
+    let reloaded = get(&app, &to, &s.cookie()).await;
+    assert!(!reloaded.text.contains(&secret));
+    assert!(
+        reloaded
+            .text
+            .contains("was shown once and is not shown again")
+    );
+    assert_eq!(count().await, before + 1, "a reload creates nothing");
+
+    // Rotation: the same, on the new key's page.
+    let id = format!("key_{}", &secret[8..20]);
+    let rotated = post(
+        &app,
+        &format!("/keys/{id}/rotate"),
+        &s.cookie(),
+        &[("csrf", &s.csrf), ("grace_period_s", "3600")],
+    )
+    .await;
+    assert_eq!(rotated.status, 303, "{}", rotated.text);
+    let to = rotated.location().to_owned();
+    assert!(
+        to.starts_with("/keys/key_") && to.ends_with("?new=1"),
+        "{to}"
+    );
+    let shown = get(&app, &to, &s.cookie()).await;
+    assert!(shown.text.contains("Key rotated"));
+    assert!(shown.text.contains("The old key keeps working until"));
+    let new_secret = secret_in(&shown.text).to_owned();
+    assert_ne!(new_secret, secret);
+    let reloaded = get(&app, &to, &s.cookie()).await;
+    assert!(!reloaded.text.contains(&new_secret));
+    assert!(reloaded.text.contains("was shown once"));
+    assert_eq!(count().await, before + 2);
+
+    // A held secret is gone with its session, and after ten minutes.
+    let held = post(
+        &app,
+        "/keys",
+        &s.cookie(),
+        &[
+            ("csrf", &s.csrf),
+            ("name", "Never shown"),
+            ("expires", "1y"),
+        ],
+    )
+    .await;
+    app.clock.advance(10 * 60 * 1000 + 1);
+    let late = get(&app, held.location(), &s.cookie()).await;
+    assert!(!late.text.contains("id=\"new-key\""));
+    assert!(late.text.contains("was shown once"));
+}
+
+#[tokio::test]
+async fn unknown_dashboard_addresses_answer_a_page_and_the_json_api_keeps_problem_json() {
+    let app = spawn_app().await;
+    let anonymous = get_html(&app, "/nothing/here", "").await;
+    assert_eq!(anonymous.status, 404);
+    assert!(
+        anonymous.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(anonymous.text.contains("Page not found"));
+    assert!(anonymous.text.contains("href=\"/sign-in\""));
+    assert!(anonymous.text.contains("href=\"/docs\""));
+    assert_eq!(anonymous.headers["cache-control"], "no-store");
+    assert!(
+        anonymous.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let signed_in = get_html(&app, "/keys/key_000000000000/nope", &s.cookie()).await;
+    assert_eq!(signed_in.status, 404);
+    assert!(signed_in.text.contains("Page not found"));
+    assert!(signed_in.text.contains("class=\"sidebar\""), "in the shell");
+    // A form's address opened as a page.
+    let form_url = get_html(&app, "/keys/key_000000000000/rotate", &s.cookie()).await;
+    assert_eq!(form_url.status, 405);
+    assert!(form_url.text.contains("This address takes a form"));
+    // The JSON API, and clients that do not ask for HTML, keep problem+json.
+    for (path, accept) in [
+        ("/v1/nothing-here", "text/html"),
+        ("/v1", "text/html"),
+        ("/nothing/here", "application/json"),
+        ("/nothing/here", "*/*"),
+    ] {
+        let res = app
+            .http
+            .get(app.url(path))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{path} {accept}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{path} {accept}"
+        );
+    }
+    // Every page links to the API reference.
+    assert!(
+        get(&app, "/keys", &s.cookie())
+            .await
+            .text
+            .contains("href=\"/docs\"")
+    );
+}
+
+#[tokio::test]
+async fn a_member_changes_their_password_only_with_the_current_one_and_their_other_sessions_end() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let other = session_of(&app, &sign_in(&app, "owner@example.com", PASSWORD).await).await;
+    let change = |current: &'static str, new: &'static str, again: &'static str| {
+        let app = &app;
+        let cookie = s.cookie();
+        let csrf = s.csrf.clone();
+        async move {
+            post(
+                app,
+                "/profile/password",
+                &cookie,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("current_password", current),
+                    ("new_password", new),
+                    ("new_password_confirmation", again),
+                ],
+            )
+            .await
+        }
+    };
+    let page = get(&app, "/profile", &s.cookie()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("autocomplete=\"current-password\""));
+    let forged = post(
+        &app,
+        "/profile/password",
+        &s.cookie(),
+        &[("current_password", PASSWORD), ("new_password", "x")],
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+
+    let wrong = change("not the password", "a new passphrase", "a new passphrase").await;
+    assert_eq!(wrong.status, 422);
+    assert_eq!(
+        field_error(&wrong.text, "current-password"),
+        "Is not your current password"
+    );
+    let mismatch = change(PASSWORD, "a new passphrase", "another one here").await;
+    assert_eq!(mismatch.status, 422);
+    assert_eq!(
+        field_error(&mismatch.text, "new-password-confirmation"),
+        "Does not match the new password"
+    );
+    let short = change(PASSWORD, "short", "short").await;
+    assert_eq!(short.status, 422);
+    assert!(field_error(&short.text, "new-password").starts_with("Must be 10 to 256"));
+    assert_eq!(
+        get(&app, "/keys", &other.cookie()).await.status,
+        200,
+        "nothing changed yet"
+    );
+
+    let done = change(PASSWORD, "a new passphrase", "a new passphrase").await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert!(
+        follow(&app, &done, &s.cookie())
+            .await
+            .text
+            .contains("Your password is changed. Your one other session has ended.")
+    );
+    assert_eq!(
+        get(&app, "/keys", &s.cookie()).await.status,
+        200,
+        "this session stays"
+    );
+    assert_eq!(
+        get(&app, "/keys", &other.cookie()).await.status,
+        303,
+        "the other one ended"
+    );
+    assert_eq!(
+        sign_in(&app, "owner@example.com", PASSWORD).await.status,
+        401
+    );
+    assert_eq!(
+        sign_in(&app, "owner@example.com", "a new passphrase")
+            .await
+            .status,
+        303
+    );
+    let actions: Vec<Value> = audit_actions(&app)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "user.password_changed")
+        .collect();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0]["details"]["other_sessions_ended"], 1);
+
+    // Wrong current passwords count as failed sign-ins: guessing through a session is throttled.
+    for _ in 0..5 {
+        change(
+            "guess guess guess",
+            "a newer passphrase",
+            "a newer passphrase",
+        )
+        .await;
+    }
+    let throttled = change(
+        "a new passphrase",
+        "a newer passphrase",
+        "a newer passphrase",
+    )
+    .await;
+    assert_eq!(throttled.status, 422);
+    assert!(field_error(&throttled.text, "current-password").contains("try again in"));
+
+    // A viewer renames themself, and nobody else.
+    app.post(
+        "/v1/users",
+        json!({"email": "vera@example.com", "name": "Vera", "role": "viewer", "password": PASSWORD}),
+    )
+    .await
+    .assert_status(201);
+    let viewer = session_of(&app, &sign_in(&app, "vera@example.com", PASSWORD).await).await;
+    let renamed = post(
+        &app,
+        "/profile",
+        &viewer.cookie(),
+        &[("csrf", &viewer.csrf), ("name", "Vera Viewer")],
+    )
+    .await;
+    assert_eq!(renamed.status, 303, "{}", renamed.text);
+    let users = app.get("/v1/users").await;
+    let names: Vec<&str> = users.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Vera Viewer") && names.contains(&"Olivia"),
+        "{names:?}"
+    );
+    let blank = post(
+        &app,
+        "/profile",
+        &viewer.cookie(),
+        &[("csrf", &viewer.csrf), ("name", "   ")],
+    )
+    .await;
+    assert_eq!(blank.status, 422);
+    assert!(!field_error(&blank.text, "profile-name").is_empty());
+}
+
+#[tokio::test]
+async fn recoverable_keys_are_not_offered_without_an_encryption_key_and_the_server_refuses_them() {
+    let app = spawn_app().await;
+    // A policy set while the server had an encryption key, which it no longer has.
+    app.execute_sql(
+        "UPDATE orgs SET policies = REPLACE(policies, '\"recoverable_keys\":false', '\"recoverable_keys\":true')",
+    )
+    .await;
+    app.ctx.verifier.invalidate_org(&app.org_id);
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let keys = get(&app, "/keys", &s.cookie()).await;
+    assert!(keys.text.contains("id=\"create-key\""));
+    assert!(
+        !keys.text.contains("name=\"recoverable\""),
+        "the option is not offered"
+    );
+    let org = get(&app, "/org", &s.cookie()).await;
+    assert!(org.text.contains("new keys cannot be recoverable"));
+    assert!(org.text.contains("Not available on this server"));
+    // Sent anyway: refused at its field, and nothing is created.
+    let refused = post(
+        &app,
+        "/keys",
+        &s.cookie(),
+        &[
+            ("csrf", &s.csrf),
+            ("name", "Recoverable"),
+            ("expires", "1y"),
+            ("recoverable", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("KEYWARD_ENCRYPTION_KEY"));
+    let api = app
+        .post("/v1/keys", json!({"name": "r", "recoverable": true}))
+        .await;
+    api.assert_problem(422, "validation_failed");
+    assert_eq!(api.error_fields(), ["recoverable"]);
+    assert!(
+        !app.get("/v1/keys").await.text.contains("Recoverable"),
+        "nothing was created"
+    );
+    // With a new organization's policy off, the org form does not offer to switch it on.
+    app.execute_sql(
+        "UPDATE orgs SET policies = REPLACE(policies, '\"recoverable_keys\":true', '\"recoverable_keys\":false')",
+    )
+    .await;
+    app.ctx.verifier.invalidate_org(&app.org_id);
+    let org = get(&app, "/org", &s.cookie()).await;
+    let at = org.text.find("id=\"org-recoverable\"").unwrap();
+    let control = &org.text[at..at + org.text[at..].find('>').unwrap()];
+    assert!(control.contains("disabled"), "{control}");
+}
+
+#[tokio::test]
+async fn invited_members_are_shown_as_invited_until_they_set_a_password() {
+    let app = spawn_app().await;
+    let s = session_of(&app, &set_up_owner(&app).await).await;
+    let invited = post(
+        &app,
+        "/members",
+        &s.cookie(),
+        &[
+            ("csrf", &s.csrf),
+            ("email", "new@example.com"),
+            ("name", "Newcomer"),
+            ("role", "developer"),
+        ],
+    )
+    .await;
+    assert_eq!(invited.status, 201, "{}", invited.text);
+    let at = invited.text.find("/setup/").unwrap();
+    let link = invited.text[at..at + 7 + 64].to_owned();
+    let row = |html: &str| {
+        let at = html.find("new@example.com").unwrap();
+        let end = html[at..].find("</tr>").unwrap() + at;
+        html[at..end].to_owned()
+    };
+    let members = get(&app, "/members", &s.cookie()).await;
+    let pending = row(&members.text);
+    assert!(pending.contains(">Invited<"), "{pending}");
+    assert!(pending.contains("Link expires in 7 days"), "{pending}");
+    assert!(pending.contains("New invitation link"));
+    // Once the link is past, the row says so.
+    app.clock.advance(8 * 86_400_000);
+    let s = session_of(&app, &sign_in(&app, "owner@example.com", PASSWORD).await).await;
+    let expired = row(&get(&app, "/members", &s.cookie()).await.text);
+    assert!(expired.contains("Link expired or used"), "{expired}");
+    // A new link, used: active.
+    let again = post(
+        &app,
+        &format!(
+            "/members/{}/invite",
+            app.get("/v1/users").await.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["email"] == "new@example.com")
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+        ),
+        &s.cookie(),
+        &[("csrf", &s.csrf)],
+    )
+    .await;
+    let at = again.text.find("/setup/").unwrap();
+    let fresh_link = again.text[at..at + 7 + 64].to_owned();
+    assert_ne!(fresh_link, link);
+    let csrf = pre_session_csrf(&app).await;
+    let set = post(
+        &app,
+        &fresh_link,
+        &format!("keyward_csrf={csrf}"),
+        &[
+            ("csrf", &csrf),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(set.status, 303, "{}", set.text);
+    let active = row(&get(&app, "/members", &s.cookie()).await.text);
+    assert!(
+        active.contains(">Active<") && !active.contains("Invited"),
+        "{active}"
+    );
 }

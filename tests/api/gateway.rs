@@ -1283,8 +1283,11 @@ async fn the_dashboard_sets_an_apis_upstream_hosts_and_routes() {
                 ("name", "Default".to_owned()),
                 ("key_prefix.live", "kw_live_".to_owned()),
                 ("key_prefix.test", "kw_test_".to_owned()),
-                ("token_types", "standard, batch, realtime".to_owned()),
-                ("scopes", "reports:read Read reports".to_owned()),
+                ("token_types", "standard".to_owned()),
+                ("token_types", "batch".to_owned()),
+                ("token_types", "realtime".to_owned()),
+                ("scope_name", "reports:read".to_owned()),
+                ("scope_description", "Read reports".to_owned()),
                 ("upstream", upstream),
                 ("hosts", "reports.example".to_owned()),
             ];

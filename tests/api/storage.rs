@@ -2,7 +2,9 @@
 
 use keyward::domain::key::{self, KeyHash};
 use keyward::domain::model::*;
-use keyward::store::{AuditFilter, KeyFilter, StatusFilter, Store, StoreError, UsageTouch};
+use keyward::store::{
+    AuditFilter, KeyFilter, KeyOrder, KeySort, StatusFilter, Store, StoreError, UsageTouch,
+};
 
 use crate::helpers::PgSchema;
 
@@ -286,6 +288,214 @@ async fn listing_filters_pages_and_orders_newest_first(postgres: bool) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn listing_searches_sorts_filters_and_counts_within_the_organization(postgres: bool) {
+    let (store, _h) = seeded(postgres).await;
+    // Names that a careless pattern would confuse: LIKE's own wildcards and escape character.
+    let named = [
+        (
+            "bbbbbbbbbbbb",
+            "Nightly export",
+            300,
+            None,
+            Some(5_000),
+            true,
+            Environment::Live,
+        ),
+        (
+            "cccccccccccc",
+            "nightly BACKUP",
+            200,
+            Some(900),
+            None,
+            true,
+            Environment::Test,
+        ),
+        (
+            "dddddddddddd",
+            "100% coverage_a",
+            400,
+            Some(950),
+            Some(20_000),
+            false,
+            Environment::Live,
+        ),
+        (
+            "eeeeeeeeeeee",
+            "back\\slash",
+            500,
+            None,
+            Some(15_000),
+            true,
+            Environment::Test,
+        ),
+    ];
+    for (id, name, created, used, expires, enabled, env) in named {
+        let mut k = key(id, "org_1", "api_1", "usr_1", created);
+        k.name = name.into();
+        k.last_used_at = used;
+        k.expires_at = expires;
+        k.enabled = enabled;
+        k.environment = env;
+        if env == Environment::Test {
+            k.key_prefix = "kw_test_".into();
+        }
+        store.create_key(&k).await.unwrap();
+    }
+    // Another organization's key matches every search, and is never found.
+    store
+        .create_org(
+            &org("org_2"),
+            &user("usr_2", "org_2"),
+            &[api("api_2", "org_2", "two")],
+            &{
+                let mut k = key("ffffffffffff", "org_2", "api_2", "usr_2", 600);
+                k.name = "Nightly export".into();
+                k
+            },
+        )
+        .await
+        .unwrap();
+    let now = 1_000;
+    let find = |search: &str, f: KeyFilter| {
+        let store = store.clone();
+        let search = search.to_owned();
+        async move {
+            let f = KeyFilter {
+                search: Some(search).filter(|s| !s.is_empty()),
+                limit: 50,
+                ..f
+            };
+            let keys = store.list_keys("org_1", &f, now).await.unwrap();
+            let total = store.count_keys("org_1", &f, now).await.unwrap();
+            assert_eq!(
+                total as usize,
+                keys.len(),
+                "one page: the total is what is listed"
+            );
+            keys.into_iter().map(|k| k.name).collect::<Vec<_>>()
+        }
+    };
+    let all = KeyFilter::default;
+    assert_eq!(
+        find("NIGHTLY", all()).await,
+        ["Nightly export", "nightly BACKUP"],
+        "any case, newest first"
+    );
+    assert_eq!(
+        find("%", all()).await,
+        ["100% coverage_a"],
+        "% is a character"
+    );
+    assert_eq!(
+        find("_", all()).await,
+        ["100% coverage_a"],
+        "_ is a character"
+    );
+    assert_eq!(find("\\", all()).await, ["back\\slash"]);
+    assert_eq!(find("key_cccc", all()).await, ["nightly BACKUP"], "by id");
+    assert_eq!(
+        find("cccccccc", all()).await,
+        ["nightly BACKUP"],
+        "by the id's hex"
+    );
+    assert_eq!(
+        find("kw_test_cccccc••••", all()).await,
+        ["nightly BACKUP"],
+        "by the masked prefix a page shows"
+    );
+    assert!(
+        find("kw_live_cccccc", all()).await.is_empty(),
+        "another environment's prefix"
+    );
+    assert_eq!(
+        find(
+            "",
+            KeyFilter {
+                environment: Some(Environment::Test),
+                ..all()
+            }
+        )
+        .await,
+        ["back\\slash", "nightly BACKUP"]
+    );
+    assert_eq!(
+        find(
+            "",
+            KeyFilter {
+                status: Some(StatusFilter::Disabled),
+                ..all()
+            }
+        )
+        .await,
+        ["100% coverage_a"]
+    );
+    assert!(
+        !find(
+            "",
+            KeyFilter {
+                status: Some(StatusFilter::Active),
+                ..all()
+            }
+        )
+        .await
+        .contains(&"100% coverage_a".to_owned()),
+        "a disabled key is not active"
+    );
+    let order = |by, descending| KeyFilter {
+        order: KeyOrder { by, descending },
+        environment: None,
+        ..all()
+    };
+    assert_eq!(
+        find("", order(KeySort::Name, false)).await,
+        [
+            "100% coverage_a",
+            "back\\slash",
+            "key aaaaaaaaaaaa",
+            "nightly BACKUP",
+            "Nightly export"
+        ],
+        "names sort without regard to case"
+    );
+    // Never used sorts as the oldest use; never expiring as the latest expiry; ties by id.
+    assert_eq!(
+        find("", order(KeySort::LastUsed, true)).await,
+        [
+            "100% coverage_a",
+            "nightly BACKUP",
+            "back\\slash",
+            "Nightly export",
+            "key aaaaaaaaaaaa"
+        ]
+    );
+    assert_eq!(
+        find("", order(KeySort::Expires, false)).await,
+        [
+            "Nightly export",
+            "key aaaaaaaaaaaa",
+            "back\\slash",
+            "100% coverage_a",
+            "nightly BACKUP"
+        ]
+    );
+    // Pages by offset in any order, with the total of every page.
+    let page = KeyFilter {
+        limit: 2,
+        offset: 4,
+        order: KeyOrder {
+            by: KeySort::Name,
+            descending: false,
+        },
+        ..KeyFilter::default()
+    };
+    let last = store.list_keys("org_1", &page, now).await.unwrap();
+    assert_eq!(
+        last.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["Nightly export"]
+    );
+    assert_eq!(store.count_keys("org_1", &page, now).await.unwrap(), 5);
 }
 
 async fn usage_touches_never_move_backwards_and_quotas_never_go_negative(postgres: bool) {
@@ -584,6 +794,7 @@ on_both_backends!(
     keys_round_trip_every_field,
     duplicates_are_conflicts_and_leave_nothing_behind,
     listing_filters_pages_and_orders_newest_first,
+    listing_searches_sorts_filters_and_counts_within_the_organization,
     usage_touches_never_move_backwards_and_quotas_never_go_negative,
     rotation_and_updates_are_stored_atomically,
     a_flush_of_hundreds_of_keys_updates_each_one,

@@ -159,26 +159,77 @@
     return /^[0-9]{1,3}$/.test(len) && Number(len) <= (v6 ? 128 : 32);
   }
 
+  // The element that shows a control's error: the one its aria-describedby names (controls that
+  // share one, like a rate limit's number and period, name the same), else `<id>-error`.
+  function errorElementFor(control) {
+    const ids = (control.getAttribute('aria-describedby') || '').split(/\s+/);
+    const id = ids.find((i) => i.endsWith('-error')) || `${control.id}-error`;
+    return id ? document.getElementById(id) : null;
+  }
+
+  function controlKey(control) {
+    return control.id || control.name;
+  }
+
+  // Shows or clears a control's error. A message cleared by one control does not clear another
+  // control's message in a shared element; a message the server rendered belongs to whichever
+  // control is changed first.
   function showFieldError(control, message) {
-    const error = document.getElementById(`${control.id}-error`);
-    control.setCustomValidity(message);
+    const error = errorElementFor(control);
     if (message) control.setAttribute('aria-invalid', 'true');
     else control.removeAttribute('aria-invalid');
-    if (error) {
+    if (!error) return;
+    if (message) {
       error.textContent = message;
-      error.hidden = !message;
+      error.hidden = false;
+      error.dataset.for = controlKey(control);
+    } else if (!error.dataset.for || error.dataset.for === controlKey(control)) {
+      error.textContent = '';
+      error.hidden = true;
+      delete error.dataset.for;
     }
-    control.closest('.field')?.classList.toggle('has-error', Boolean(message));
+    const container = control.closest('.scope-row') || control.closest('.field');
+    container?.classList.toggle('has-error', !error.hidden);
+  }
+
+  // What is wrong with a control's value, in the dashboard's words: the browser's own messages
+  // vary by browser and language, and say nothing of the range.
+  function messageFor(control) {
+    const v = control.validity;
+    const { min, max } = control;
+    if (v.customError) return control.validationMessage;
+    if (v.valueMissing) return 'This field is required.';
+    if (v.badInput) {
+      return control.type === 'date' ? 'Enter a whole date, or clear the field.' : 'Enter a whole number.';
+    }
+    if (v.rangeUnderflow || v.rangeOverflow) {
+      if (control.dataset.rangeMessage) return control.dataset.rangeMessage;
+      if (min !== '' && max !== '') return `Must be between ${min} and ${max}.`;
+      return min !== '' ? `Must be ${min} or more.` : `Must be ${max} or less.`;
+    }
+    if (v.stepMismatch) return 'Enter a whole number.';
+    if (v.typeMismatch && control.type === 'email') return 'Enter an email address, like name@example.com.';
+    if (v.tooLong) return `Use at most ${control.maxLength} characters.`;
+    return control.validationMessage;
+  }
+
+  // Controls the form sends and the browser checks: not those of a part hidden or disabled (the
+  // options of another API, a date not chosen).
+  function checkedControls(form) {
+    return $$('input, textarea, select', form).filter(
+      (c) => c.willValidate && !c.closest('[hidden]') && c.type !== 'hidden',
+    );
   }
 
   function checkIpList(textarea) {
     const bad = textarea.value.split(/[\s,]+/).filter(Boolean).filter((e) => !validEntry(e));
-    showFieldError(
-      textarea,
-      bad.length === 0
-        ? ''
-        : `${bad.map((b) => `'${b}'`).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not an IPv4/IPv6 address or CIDR block (like 203.0.113.0/24).`,
-    );
+    const message = bad.length === 0
+      ? ''
+      : `${bad.map((b) => `'${b}'`).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not an IPv4/IPv6 address or CIDR block (like 203.0.113.0/24).`;
+    // A validity of the script's own, set and cleared on every change, so it never outlives the
+    // value it is about.
+    textarea.setCustomValidity(message);
+    showFieldError(textarea, message);
   }
 
   $$('[data-validate="ip-list"]').forEach((textarea) => {
@@ -186,23 +237,27 @@
     textarea.addEventListener('blur', () => checkIpList(textarea));
   });
 
-  function checkRequired(input) {
-    if (input.required && !input.value.trim()) {
-      showFieldError(input, 'This field is required.');
-    } else if (input.validationMessage && !input.dataset.validate) {
-      showFieldError(input, '');
-    }
+  // A shown error follows its control's value: gone once the value is right, updated while not.
+  function recheck(event) {
+    const control = event.target;
+    if (!(control instanceof HTMLElement) || !control.form || control.dataset.validate) return;
+    if (!control.matches('input, textarea, select')) return;
+    const error = errorElementFor(control);
+    const showing = control.getAttribute('aria-invalid') === 'true' || (error && !error.hidden);
+    if (!showing) return;
+    showFieldError(control, control.validity.valid ? '' : messageFor(control));
   }
+  document.addEventListener('input', recheck);
+  document.addEventListener('change', recheck);
 
   $$('form').forEach((form) => {
     form.addEventListener('submit', (event) => {
       $$('[data-validate="ip-list"]', form).forEach(checkIpList);
-      $$('input[required]', form).forEach(checkRequired);
-      const invalid = $$('input, textarea', form).find((c) => !c.disabled && c.validationMessage);
-      if (invalid) {
+      const invalid = checkedControls(form).filter((c) => !c.validity.valid);
+      if (invalid.length) {
         event.preventDefault();
-        showFieldError(invalid, invalid.validationMessage);
-        invalid.focus();
+        invalid.forEach((c) => showFieldError(c, messageFor(c)));
+        invalid[0].focus();
         return;
       }
       const submit = form.querySelector('button[type=submit]');
@@ -210,8 +265,9 @@
     });
   });
 
-  $$('input[required]').forEach((input) => {
-    input.addEventListener('input', () => { if (input.value.trim()) showFieldError(input, ''); });
+  // Back to a page whose form was sent: its buttons work again.
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted) $$('button[type=submit]').forEach((b) => { b.disabled = false; });
   });
 
   // ------------------------------------------------------------------ create dialog
@@ -234,7 +290,10 @@
       if (!row) return;
       const on = radio.form.querySelector('input[name="expires"]:checked')?.value === 'date';
       row.hidden = !on;
-      if (on) row.querySelector('input')?.focus();
+      const date = row.querySelector('input');
+      if (on) date?.focus();
+      // Another choice: whatever was wrong with the date, or with the choice, no longer is.
+      else if (date) showFieldError(date, '');
     });
   });
 
@@ -268,6 +327,124 @@
 
   $$('[data-autosubmit]').forEach((control) => {
     control.addEventListener('change', () => control.form.requestSubmit());
+  });
+
+  // ------------------------------------------------------------------ search
+
+  // A whole key typed into the search would put it in the address (and the server refuses such
+  // addresses, marking the key exposed): its prefix finds the key just as well.
+  const WHOLE_KEY = /^([a-z0-9]+[_-](?:[a-z0-9]+[_-])?)([0-9a-f]{12})[0-9a-f]{56}$/;
+  $$('input[type=search][name=q]').forEach((input) => {
+    input.form?.addEventListener('submit', () => {
+      const m = input.value.trim().match(WHOLE_KEY);
+      if (m) input.value = m[1] + m[2];
+    });
+  });
+
+  // ------------------------------------------------------------------ selecting keys
+
+  const bulkItems = () => $$('[data-bulk-item]').filter((c) => !c.disabled);
+
+  function syncBulk() {
+    const items = bulkItems();
+    const chosen = items.filter((c) => c.checked);
+    const all = document.querySelector('[data-bulk-all]');
+    if (all) {
+      all.checked = items.length > 0 && chosen.length === items.length;
+      all.indeterminate = chosen.length > 0 && chosen.length < items.length;
+    }
+    $$('[data-bulk-count]').forEach((el) => {
+      el.textContent = chosen.length === 0
+        ? 'Select keys to revoke several at once.'
+        : `${chosen.length} selected`;
+    });
+    $$('[data-bulk-open]').forEach((b) => { b.disabled = chosen.length === 0; });
+    items.forEach((c) => c.closest('tr')?.classList.toggle('selected', c.checked));
+  }
+
+  $$('[data-bulk-all]').forEach((all) => {
+    all.hidden = false;
+    all.addEventListener('change', () => {
+      bulkItems().forEach((c) => { c.checked = all.checked; });
+      syncBulk();
+    });
+  });
+  $$('[data-bulk-item]').forEach((c) => c.addEventListener('change', syncBulk));
+  if (document.querySelector('[data-bulk-item]')) syncBulk();
+
+  // One confirmation, naming how many keys and which.
+  $$('[data-bulk-open]').forEach((button) => {
+    button.addEventListener('click', (event) => {
+      const dialog = document.getElementById(button.dataset.bulkOpen);
+      const form = dialog?.querySelector('[data-bulk-form]');
+      const chosen = bulkItems().filter((c) => c.checked);
+      if (!form || chosen.length === 0) return;
+      event.preventDefault();
+      $$('input[name=id]', form).forEach((i) => i.remove());
+      const list = form.querySelector('[data-bulk-names]');
+      list.replaceChildren();
+      chosen.forEach((c) => {
+        const id = document.createElement('input');
+        id.type = 'hidden';
+        id.name = 'id';
+        id.value = c.value;
+        form.appendChild(id);
+        const li = document.createElement('li');
+        const name = document.createElement('strong');
+        name.textContent = c.dataset.name;
+        const prefix = document.createElement('code');
+        prefix.className = 'prefix';
+        prefix.textContent = c.dataset.prefix;
+        li.append(name, ' ', prefix);
+        list.appendChild(li);
+      });
+      const count = chosen.length === 1 ? '1 key' : `${chosen.length} keys`;
+      form.querySelector('[data-bulk-fill=count]').textContent = count;
+      form.querySelector('[data-bulk-fill=submit]').textContent = `Revoke ${count}`;
+      openDialog(dialog, button);
+    });
+  });
+
+  // ------------------------------------------------------------------ scope editor
+
+  function renumberScopes(editor) {
+    $$('.scope-row', editor.querySelector('[data-scope-rows]')).forEach((row, i) => {
+      const [name, description] = $$('input', row);
+      name.setAttribute('aria-label', `Name of scope ${i + 1}`);
+      description.setAttribute('aria-label', `What scope ${i + 1} allows`);
+      row.querySelector('[data-scope-remove]')?.setAttribute('aria-label', `Remove scope ${i + 1}`);
+    });
+  }
+
+  $$('[data-scope-editor]').forEach((editor) => {
+    const rows = editor.querySelector('[data-scope-rows]');
+    const template = editor.querySelector('template[data-scope-template]');
+    const add = editor.querySelector('[data-scope-add]');
+    // A blank row waits at the end for pages without the script; with it, rows are added on demand.
+    const last = rows.lastElementChild;
+    if (last && rows.children.length > 1 && $$('input', last).every((i) => !i.value)) last.remove();
+    $$('[data-scope-remove]', editor).forEach((b) => { b.hidden = false; });
+    add.hidden = false;
+    add.addEventListener('click', () => {
+      const row = template.content.firstElementChild.cloneNode(true);
+      row.querySelector('[data-scope-remove]').hidden = false;
+      const error = row.querySelector('.field-error');
+      const errorId = `${editor.querySelector('legend')?.id || 'scope'}-new-${Date.now()}`;
+      error.id = errorId;
+      row.querySelector('input').setAttribute('aria-describedby', errorId);
+      rows.appendChild(row);
+      renumberScopes(editor);
+      row.querySelector('input').focus();
+    });
+    editor.addEventListener('click', (event) => {
+      const remove = event.target.closest('[data-scope-remove]');
+      if (!remove) return;
+      const row = remove.closest('.scope-row');
+      const next = row.nextElementSibling || row.previousElementSibling;
+      row.remove();
+      renumberScopes(editor);
+      (next?.querySelector('input') || add).focus();
+    });
   });
 
   // ------------------------------------------------------------------ dialogs open at load

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -13,10 +13,11 @@ use super::fields::{
     allowlist_field, metadata_field, parse_metadata, parse_rate_limit, rate_limit_fields,
     scope_checkboxes, split_list,
 };
-use super::list::{ListQuery, load_list, render_list};
+use super::list::{ListData, ListParams, load_list, render_list};
 use crate::dashboard::layout::{
     self, Input, csrf_field, described_by, dialog, field, form_errors, input,
 };
+use crate::dashboard::scopes::type_description;
 use crate::dashboard::{FieldErrors, FormData, Member, Submitted, error_page, page};
 use crate::domain::key::SecretKey;
 use crate::domain::model::{
@@ -24,16 +25,7 @@ use crate::domain::model::{
 };
 use crate::http::AppState;
 use crate::service::keys::{self, CreateKey, QuotaInput};
-use crate::service::{ServiceError, authz};
-
-fn type_description(t: &str) -> Option<&'static str> {
-    match t {
-        "standard" => Some("General purpose: any request the scopes allow."),
-        "batch" => Some("Jobs that upload work and collect the results later."),
-        "realtime" => Some("Live, streaming requests."),
-        _ => None,
-    }
-}
+use crate::service::{ServiceError, authz, sessions};
 
 /// The state of the create dialog after a refused submission.
 pub(super) struct CreateState<'a> {
@@ -99,7 +91,9 @@ pub(super) fn create_dialog(
         .or_else(|| default_api(apis));
     let expires = form.get("expires").unwrap_or(default_expiry(org));
     let owner = form.get("owner_id").unwrap_or(&m.caller.user.id);
-    let shown = [
+    let recoverable = authz::recoverable_keys(&org.policies, m.can_encrypt).is_ok();
+    let recoverable_error = errors.of("recoverable");
+    let mut shown = vec![
         "name",
         "description",
         "api_id",
@@ -113,8 +107,11 @@ pub(super) fn create_dialog(
         "metadata",
         "owner_id",
         "environment",
-        "recoverable",
     ];
+    // Not offered, its error goes to the top of the form.
+    if recoverable {
+        shown.push("recoverable");
+    }
     let min_date = date_value(m.now + 86_400_000);
     let expires_error = errors.of("expires").or_else(|| errors.of("expires_at"));
     dialog(
@@ -193,19 +190,20 @@ pub(super) fn create_dialog(
                         div id="expires-date-row" class="date-row" hidden[expires != "date"] {
                             label for="create-expires-on" { "Expiry date (UTC)" }
                             input type="date" id="create-expires-on" name="expires_on" min=(min_date)
-                                value=(form.text("expires_on"));
+                                value=(form.text("expires_on")) aria-describedby="create-expires-error"
+                                data-range-message="Choose a date after today.";
                         }
                         @if !org.policies.allowed_expiries.contains(&ExpiryChoice::Never) {
                             p class="hint" { "Your organization's policy requires keys to expire." }
                         }
-                        p class="field-error" role="alert" hidden[expires_error.is_none()] {
+                        p class="field-error" id="create-expires-error" role="alert" hidden[expires_error.is_none()] {
                             @if let Some(e) = &expires_error { (e) }
                         }
                     }
                     (allowlist_field("create-ip", form.text("ip_allowlist"), errors))
                     (rate_limit_fields("create-rate", form.text("rate_requests"), form.text("rate_per"), errors))
                     (quota_fields("create-quota", form, errors))
-                    details class="more-options" open[errors.of("owner_id").is_some() || errors.of("environment").is_some() || errors.of("metadata").is_some()] {
+                    details class="more-options" open[errors.of("owner_id").is_some() || errors.of("environment").is_some() || errors.of("metadata").is_some() || recoverable_error.is_some()] {
                         summary { "More options" }
                         (metadata_field("create-metadata", form.text("metadata"), errors))
                         (field("create-env", "Environment", Some("Test keys carry the API's test prefix."), errors, "environment", html! {
@@ -223,11 +221,16 @@ pub(super) fn create_dialog(
                                 }
                             }))
                         }
-                        @if org.policies.recoverable_keys {
-                            label class="checkbox" for="create-recoverable" {
-                                input type="checkbox" id="create-recoverable" name="recoverable" value="true"
-                                    checked[form.has("recoverable")];
-                                span { "Recoverable: keep an encrypted copy that members allowed to may reveal later (every reveal is audited)." }
+                        @if recoverable {
+                            div class={ "field" @if recoverable_error.is_some() { " has-error" } } {
+                                label class="checkbox" for="create-recoverable" {
+                                    input type="checkbox" id="create-recoverable" name="recoverable" value="true"
+                                        aria-describedby="create-recoverable-error" checked[form.has("recoverable")];
+                                    span { "Recoverable: keep an encrypted copy that members allowed to may reveal later (every reveal is audited)." }
+                                }
+                                p class="field-error" id="create-recoverable-error" role="alert" hidden[recoverable_error.is_none()] {
+                                    @if let Some(e) = &recoverable_error { (e) }
+                                }
                             }
                         }
                     }
@@ -386,29 +389,14 @@ pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     Submitted { member: m, form }: Submitted,
 ) -> Response {
-    let q = ListQuery::default();
-    let mut data = match load_list(&state, &m, &q).await {
+    let data = match load_list(&state, &m, ListParams::default()).await {
         Ok(d) => d,
         Err(e) => return error_page(Some(&m), e),
     };
     let (input, mut errors) = parse_create(&form, &data.apis);
     if errors.is_empty() {
         match keys::create(&state.ctx, &m.caller, input).await {
-            Ok(created) => {
-                data.keys.retain(|k| k.id != created.key.id);
-                data.keys.insert(0, created.key.clone());
-                let fresh = Fresh {
-                    key: &created.key,
-                    secret: &created.secret,
-                    rotated: None,
-                    return_to: "/keys".into(),
-                };
-                return page(
-                    &m,
-                    StatusCode::CREATED,
-                    render_list(&m, &q, &data, None, Some(&fresh)),
-                );
-            }
+            Ok(created) => return show_once(&state, &m, &created.key, &created.secret, data).await,
             Err(ServiceError::Validation(e)) => errors = e.into(),
             Err(ServiceError::Conflict(d)) => errors.add("form", d),
             Err(e) => return error_page(Some(&m), e),
@@ -421,8 +409,40 @@ pub(super) async fn create(
     page(
         &m,
         StatusCode::UNPROCESSABLE_ENTITY,
-        render_list(&m, &q, &data, Some(&state), None),
+        render_list(&m, &data, Some(&state), None, None),
     )
+}
+
+/// Sends the browser to the list, which shows the new key's secret once: the answer to the form
+/// is a redirect, so that reloading the page shows the list again and creates nothing. Should
+/// the secret not be held (the session ended meanwhile), this answer shows it instead, since it
+/// cannot be had again.
+async fn show_once(
+    state: &AppState,
+    m: &Member,
+    key: &Key,
+    secret: &SecretKey,
+    mut data: ListData,
+) -> Response {
+    match sessions::hold_secret(&state.ctx, &m.session, &key.id, secret).await {
+        Ok(()) => Redirect::to(&format!("/keys?new={}", key.id)).into_response(),
+        Err(e) => {
+            tracing::warn!(key = %key.id, error = %e, "dashboard: showing a new key without a redirect");
+            data.keys.retain(|k| k.id != key.id);
+            data.keys.insert(0, key.clone());
+            let fresh = Fresh {
+                key,
+                secret,
+                rotated: None,
+                return_to: "/keys".into(),
+            };
+            page(
+                m,
+                StatusCode::CREATED,
+                render_list(m, &data, None, Some(&fresh), None),
+            )
+        }
+    }
 }
 
 /// The one-time display of a new key.

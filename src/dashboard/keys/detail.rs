@@ -11,18 +11,21 @@ use serde::Deserialize;
 use super::create::{Fresh, fresh_dialog};
 use super::dialogs::{delete_dialog, edit_dialog, reveal_dialog, revoke_dialog, rotate_dialog};
 use super::fields::rate_limit_text;
-use super::{expiry_cell, eye, key_actions, masked, members, scope_chips, status_badge};
+use super::list::{environment_badge, shown_once_notice};
+use super::{expiry_cell, eye, key_actions, masked, members, scope_chips, status_badges};
 use crate::dashboard::audit::event_row;
 use crate::dashboard::layout::{self, Nav, page_header, time_ago};
 use crate::dashboard::{FieldErrors, FormData, Member, error_page, page};
 use crate::domain::model::{Api, Key, RefillInterval, User};
 use crate::http::AppState;
-use crate::service::{ServiceError, apis, audit, keys};
+use crate::service::{ServiceError, apis, audit, keys, sessions};
 use crate::store::AuditFilter;
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct DetailQuery {
     dialog: Option<String>,
+    /// Present on the page a rotation leads to: the new key's secret is shown this once.
+    new: Option<String>,
 }
 
 /// What a key page needs besides the key.
@@ -65,12 +68,16 @@ pub(super) async fn load_detail(
     })
 }
 
-/// Which dialog a key page opens, and with what refused input.
+/// Which dialog a key page opens, and with what refused input; or why an action was refused.
 pub(super) enum Open<'a> {
     None,
     Named(&'a str),
     Edit(&'a FormData, FieldErrors),
     Rotate(FieldErrors),
+    /// The state of the key refused the action (a 409): said at the top, with what to do.
+    Refused(String),
+    /// A secret that was already shown (a reload of the page a rotation led to).
+    ShownOnce,
 }
 
 pub(super) async fn detail_page(
@@ -79,13 +86,43 @@ pub(super) async fn detail_page(
     Path(id): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> Response {
-    match load_detail(&state, &m, &id).await {
-        Ok(d) => {
-            let open = q.dialog.as_deref().map_or(Open::None, Open::Named);
-            page(&m, StatusCode::OK, render_detail(&m, &d, open, None))
-        }
-        Err(e) => error_page(Some(&m), e),
+    let d = match load_detail(&state, &m, &id).await {
+        Ok(d) => d,
+        Err(e) => return error_page(Some(&m), e),
+    };
+    if q.new.is_none() {
+        let open = q.dialog.as_deref().map_or(Open::None, Open::Named);
+        return page(&m, StatusCode::OK, render_detail(&m, &d, open, None));
     }
+    // The page a rotation leads to: the new key's secret, held for this session, shown once.
+    let secret = match sessions::take_secret(&state.ctx, &m.session, &d.key.id).await {
+        Ok(s) => s,
+        Err(e) => return error_page(Some(&m), e),
+    };
+    let Some(secret) = secret else {
+        return page(
+            &m,
+            StatusCode::OK,
+            render_detail(&m, &d, Open::ShownOnce, None),
+        );
+    };
+    let old = match &d.key.replaces {
+        Some(old) => keys::get_with_deleted(&state.ctx, &m.caller, old)
+            .await
+            .ok(),
+        None => None,
+    };
+    let fresh = Fresh {
+        key: &d.key,
+        secret: &secret,
+        rotated: old.as_ref(),
+        return_to: format!("/keys/{}", d.key.id),
+    };
+    page(
+        &m,
+        StatusCode::OK,
+        render_detail(&m, &d, Open::None, Some(&fresh)),
+    )
 }
 
 pub(super) fn render_detail(
@@ -108,8 +145,20 @@ pub(super) fn render_detail(
         nav class="breadcrumb" aria-label="Breadcrumb" {
             a href="/keys" { "API keys" } span aria-hidden="true" { " / " } span aria-current="page" { (k.name) }
         }
+        @match &open {
+            Open::Refused(why) => {
+                div class="notice error" role="alert" {
+                    strong { "Nothing was changed. " } (why)
+                    @if let Some(next) = &k.replaced_by {
+                        " " a href={ "/keys/" (next) } { "Open the replacement key" } "."
+                    }
+                }
+            }
+            Open::ShownOnce => (shown_once_notice(k)),
+            _ => {}
+        }
         (page_header(&k.name, Some(html! {
-            code class="prefix" { (masked(k)) } " " (status_badge(k, now))
+            span class="badges inline" { code class="prefix" { (masked(k)) } (status_badges(k, now)) }
         }), actions))
         div class="detail-grid" {
             section class="card" aria-labelledby="settings-title" {
@@ -126,13 +175,13 @@ pub(super) fn render_detail(
                     @if let Some(desc) = &k.description { dt { "Description" } dd { (desc) } }
                     dt { "API" } dd { (d.api.as_ref().map_or(k.api_id.as_str(), |a| a.name.as_str())) }
                     dt { "Type" } dd { (k.token_type) }
-                    dt { "Environment" } dd { (k.environment.as_str()) }
+                    dt { "Environment" } dd { (environment_badge(k.environment)) }
                     dt { "Scopes" } dd { (scope_chips(&k.scopes)) }
                     dt { "IP allowlist" } dd {
                         @if k.ip_allowlist.is_empty() { span class="muted" { "Any IP" } }
                         @else { ul class="plain-list" { @for n in &k.ip_allowlist { li { code { (n) } } } } }
                     }
-                    dt { "Expires" } dd { (expiry_cell(k, now)) }
+                    dt { "Expires" } dd { (expiry_cell(k)) }
                     dt { "Rate limit" } dd {
                         @match &k.rate_limit { Some(rl) => (rate_limit_text(rl)), None => span class="muted" { "None" } }
                     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
 use super::create::Fresh;
@@ -20,10 +20,11 @@ use crate::dashboard::layout::{
 use crate::dashboard::{
     FieldErrors, FormData, Member, Submitted, error_page, page, redirect_with_notice,
 };
+use crate::domain::key::SecretKey;
 use crate::domain::model::Key;
 use crate::http::AppState;
-use crate::service::ServiceError;
 use crate::service::keys::{self, RevokeKey, RotateKey, UpdateKey};
+use crate::service::{ServiceError, sessions};
 
 /// Grace periods offered when rotating, in seconds.
 const GRACE_CHOICES: &[(i64, &str)] = &[
@@ -330,7 +331,7 @@ pub(super) async fn edit(
                 );
             }
             Err(ServiceError::Validation(e)) => errors = e.into(),
-            Err(ServiceError::Conflict(d)) => errors.add("form", d),
+            Err(ServiceError::Conflict(why)) => return refused(&state, &m, &id, why).await,
             Err(e) => return error_page(Some(&m), e),
         }
     }
@@ -350,37 +351,61 @@ pub(super) async fn rotate(
     let input = RotateKey {
         grace_period_s: Some(grace),
     };
-    match keys::rotate(&state.ctx, &m.caller, &id, input).await {
+    let refused = match keys::rotate(&state.ctx, &m.caller, &id, input).await {
+        // The answer is a redirect to the new key's page, which shows its secret once: reloading
+        // that page rotates nothing.
         Ok((new, secret)) => {
-            let (old, d) = match (
-                keys::get(&state.ctx, &m.caller, &id).await,
-                load_detail(&state, &m, &new.id).await,
-            ) {
-                (Ok(old), Ok(d)) => (old, d),
-                (Err(e), _) | (_, Err(e)) => return error_page(Some(&m), e),
+            return match sessions::hold_secret(&state.ctx, &m.session, &new.id, &secret).await {
+                Ok(()) => Redirect::to(&format!("/keys/{}?new=1", new.id)).into_response(),
+                Err(e) => {
+                    tracing::warn!(key = %new.id, error = %e, "dashboard: showing a rotated key without a redirect");
+                    show_rotated(&state, &m, &id, &new, &secret).await
+                }
             };
-            let fresh = Fresh {
-                key: &new,
-                secret: &secret,
-                rotated: Some(&old),
-                return_to: format!("/keys/{}", new.id),
-            };
-            page(
-                &m,
-                StatusCode::CREATED,
-                render_detail(&m, &d, Open::None, Some(&fresh)),
-            )
         }
-        Err(ServiceError::Validation(e)) => match load_detail(&state, &m, &id).await {
-            Ok(d) => page(
-                &m,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                render_detail(&m, &d, Open::Rotate(e.into()), None),
-            ),
-            Err(e) => error_page(Some(&m), e),
-        },
+        Err(ServiceError::Validation(e)) => Open::Rotate(e.into()),
+        Err(ServiceError::Conflict(why)) => Open::Refused(why),
+        Err(e) => return error_page(Some(&m), e),
+    };
+    match load_detail(&state, &m, &id).await {
+        Ok(d) => {
+            let status = match refused {
+                Open::Refused(_) => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            page(&m, status, render_detail(&m, &d, refused, None))
+        }
         Err(e) => error_page(Some(&m), e),
     }
+}
+
+/// The new key's page with its secret, in the answer to the form itself: only when the secret
+/// could not be held for the page a redirect leads to.
+async fn show_rotated(
+    state: &AppState,
+    m: &Member,
+    old_id: &str,
+    new: &Key,
+    secret: &SecretKey,
+) -> Response {
+    let (old, d) = match (
+        keys::get(&state.ctx, &m.caller, old_id).await,
+        load_detail(state, m, &new.id).await,
+    ) {
+        (Ok(old), Ok(d)) => (old, d),
+        (Err(e), _) | (_, Err(e)) => return error_page(Some(m), e),
+    };
+    let fresh = Fresh {
+        key: new,
+        secret,
+        rotated: Some(&old),
+        return_to: format!("/keys/{}", new.id),
+    };
+    page(
+        m,
+        StatusCode::CREATED,
+        render_detail(m, &d, Open::None, Some(&fresh)),
+    )
 }
 
 pub(super) async fn revoke(
@@ -397,6 +422,7 @@ pub(super) async fn revoke(
             &format!("/keys/{}", k.id),
             &format!("Revoked {} ({}).", k.name, masked(&k)),
         ),
+        Err(ServiceError::Conflict(why)) => refused(&state, &m, &id, why).await,
         Err(e) => error_page(Some(&m), e),
     }
 }
@@ -416,6 +442,19 @@ pub(super) async fn delete(
             "/keys",
             &format!("Deleted {} ({}).", key.name, masked(&key)),
         ),
+        Err(ServiceError::Conflict(why)) => refused(&state, &m, &id, why).await,
         Err(e) => error_page(Some(&m), e),
+    }
+}
+
+/// The key's page, saying why its state refused an action (409) and what to do instead.
+async fn refused(state: &AppState, m: &Member, id: &str, why: String) -> Response {
+    match load_detail(state, m, id).await {
+        Ok(d) => page(
+            m,
+            StatusCode::CONFLICT,
+            render_detail(m, &d, Open::Refused(why), None),
+        ),
+        Err(e) => error_page(Some(m), e),
     }
 }

@@ -40,11 +40,29 @@ pub(in crate::dashboard) fn parse_rate_limit(
         return None;
     }
     let per_seconds = form.text("rate_per").parse::<u32>().unwrap_or(60);
-    match requests.parse::<u32>() {
-        Ok(requests) => Some(RateLimit {
-            requests,
-            per_seconds,
-        }),
+    match requests.parse::<i64>() {
+        Ok(requests) => match u32::try_from(requests) {
+            Ok(requests) => Some(RateLimit {
+                requests,
+                per_seconds,
+            }),
+            // Out of range for the service to say so: the range is the one it checks.
+            Err(_) => {
+                let mut e = crate::domain::validate::Errors::default();
+                crate::domain::validate::rate_limit(
+                    &mut e,
+                    "rate_limit",
+                    &RateLimit {
+                        requests: 0,
+                        per_seconds,
+                    },
+                );
+                for f in e.0 {
+                    errors.add(f.field, f.message);
+                }
+                None
+            }
+        },
         Err(_) => {
             errors.add(
                 "rate_limit",
@@ -160,8 +178,12 @@ pub(super) fn scope_checkboxes(
             legend { "Scopes" }
             @if api.scopes.is_empty() {
                 p class="hint" {
-                    "This API has no scope catalogue yet; its keys carry no scopes. Add scopes on the "
-                    a href="/apis" { "APIs" } " page or with the API."
+                    "This API has no scopes yet, so its keys carry none. "
+                    @if authz::may_edit_api(&m.caller, api) {
+                        a href={ "/apis#api-" (api.id) } { "Add scopes to " (api.name) } " (name and description for each), then come back."
+                    } @else {
+                        "An admin can add some on the " a href="/apis" { "APIs" } " page."
+                    }
                 }
             } @else {
                 p class="hint" id={ (id) "-hint" } { "What the key may do. Grant only what the integration needs." }
@@ -216,5 +238,13 @@ mod tests {
         let f = FormData::parse(b"rate_requests=lots&rate_per=60");
         assert_eq!(parse_rate_limit(&f, &mut e), None);
         assert!(e.of("rate_limit").is_some());
+        let mut e = FieldErrors::default();
+        let f = FormData::parse(b"rate_requests=-5&rate_per=60");
+        assert_eq!(parse_rate_limit(&f, &mut e), None);
+        assert_eq!(
+            e.of("rate_limit").as_deref(),
+            Some("Must be between 1 and 1000000"),
+            "a negative number is out of range, not 'not a whole number'"
+        );
     }
 }

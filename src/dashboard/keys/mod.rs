@@ -2,6 +2,7 @@
 //! new key, and a key's page with its edit, rotate, revoke and delete dialogs. This file holds the
 //! routes and what the list and a key's page both show.
 
+mod bulk;
 mod create;
 mod detail;
 mod dialogs;
@@ -30,6 +31,10 @@ pub(super) use fields::{parse_rate_limit, rate_limit_fields};
 pub fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .route("/keys", get(list_page).post(create))
+        .route(
+            "/keys/revoke",
+            get(bulk::confirm_page).post(bulk::revoke_selected),
+        )
         .route("/keys/{id}", get(detail_page))
         .route("/keys/{id}/edit", post(edit))
         .route("/keys/{id}/rotate", post(rotate))
@@ -51,41 +56,40 @@ fn masked(k: &Key) -> String {
     format!("{}••••", k.display_prefix())
 }
 
-fn status_badge(k: &Key, now: Millis) -> Markup {
+/// A key's state and what needs attention about it, as badges: its status, then whether it was
+/// exposed, stops soon after a rotation, or expires soon.
+fn status_badges(k: &Key, now: Millis) -> Markup {
     let status = k.status(now);
-    let kind = match status {
-        KeyStatus::Active => "success",
-        KeyStatus::Disabled | KeyStatus::Deleted => "neutral",
-        KeyStatus::Expired => "warning",
-        KeyStatus::Revoked => "danger",
+    let (kind, label) = match status {
+        KeyStatus::Active => ("success", "Active"),
+        KeyStatus::Disabled => ("neutral", "Disabled"),
+        KeyStatus::Expired => ("warning", "Expired"),
+        KeyStatus::Revoked => ("danger", "Revoked"),
+        KeyStatus::Deleted => ("neutral", "Deleted"),
     };
-    let label = match status {
-        KeyStatus::Active => "Active",
-        KeyStatus::Disabled => "Disabled",
-        KeyStatus::Expired => "Expired",
-        KeyStatus::Revoked => "Revoked",
-        KeyStatus::Deleted => "Deleted",
-    };
+    let live = k.is_live(now);
     html! {
+        @if live && k.exposed_at.is_some() {
+            span class="badge danger" title="Its whole secret was seen in a URL: rotate it" { "Exposed" }
+        }
         (badge(kind, label))
-        @if status == KeyStatus::Active && k.revoked_at.is_some() {
-            " " span class="badge warning" title="Rotated: this key stops working at the end of its grace period" {
-                "Stops " (layout::relative(now, k.revoked_at.unwrap_or(now)))
+        @if live {
+            @if let Some(t) = k.revoked_at {
+                span class="badge warning" title="Rotated: this key stops working at the end of its grace period" {
+                    "Stops " (layout::relative(now, t))
+                }
+            } @else if let Some(t) = k.expires_at.filter(|t| *t > now && *t - now <= EXPIRES_SOON_DAYS * 86_400_000) {
+                span class="badge warning" title={ "Expires " (layout::date_time(t)) } { "Expires soon" }
             }
         }
     }
 }
 
-fn expiry_cell(k: &Key, now: Millis) -> Markup {
+fn expiry_cell(k: &Key) -> Markup {
     html! {
         @match k.expires_at {
             None => span class="muted" { "Never" },
-            Some(t) => {
-                (time_date(t))
-                @if t > now && t - now <= EXPIRES_SOON_DAYS * 86_400_000 && k.is_live(now) {
-                    " " span class="badge warning" { "Expires soon" }
-                }
-            }
+            Some(t) => (time_date(t)),
         }
     }
 }

@@ -124,6 +124,7 @@ pub async fn list_keys(
         status,
         limit: limit + 1,
         cursor,
+        ..KeyFilter::default()
     };
     let mut found = keys::list(&state.ctx, &caller, &filter).await?;
     let next_cursor = if found.len() > limit as usize {
