@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod observe;
 pub mod service;
 pub mod store;
 pub mod verify;
@@ -96,6 +97,7 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
             config.auth_failures.window,
         )),
         apis_changed: Arc::default(),
+        observers: observe::Observers::default(),
     })
 }
 

@@ -27,6 +27,7 @@ use crate::domain::model::Api;
 use crate::domain::path;
 use crate::http::error::{ApiError, REQUEST_ID, RequestId, rate_limit_headers};
 use crate::http::{Handler, InFlight};
+use crate::observe::{Observation, Source};
 use crate::verify::{CachedKey, Presented, Scope, Verified};
 
 /// The body of a gateway answer: an upstream's, streamed, or one of the gateway's own.
@@ -54,6 +55,8 @@ struct Seen {
     key: Option<Arc<CachedKey>>,
     /// The verified key's rate limit, for the headers of an answer that fails after it.
     ratelimit: Option<RateDecision>,
+    /// The verdict's code, once a key was checked (or found missing).
+    code: Option<&'static str>,
 }
 
 impl Handler for Arc<Gateway> {
@@ -100,6 +103,16 @@ impl Gateway {
             ms = started.elapsed().as_millis() as u64,
             "gateway"
         );
+        if let (Some(code), Some(api)) = (seen.code, &seen.api) {
+            self.ctx.observers.observe(&Observation {
+                source: Source::Gateway,
+                org_id: Some(&api.org_id),
+                key: seen.key.as_deref(),
+                code,
+                client_ip: seen.client,
+                at: self.ctx.now(),
+            });
+        }
         res
     }
 
@@ -171,7 +184,10 @@ impl Gateway {
         let outcome = {
             let token = match credentials(req.headers(), api.accept_x_api_key) {
                 Ok(token) => token,
-                Err(denial) => return Err(self.refused(denial, None, ip, now, &req).await),
+                Err(denial) => {
+                    seen.code = Some(denial.verify_code());
+                    return Err(self.refused(denial, None, ip, now, &req).await);
+                }
             };
             let prefixes = [api.prefix_live.as_str(), api.prefix_test.as_str()];
             let (token_types, scopes) = matched.route.map_or((&[][..], &[][..]), |r| {
@@ -199,10 +215,12 @@ impl Gateway {
         let verified = match outcome {
             Ok(v) => v,
             Err(r) => {
+                seen.code = Some(r.denial.verify_code());
                 seen.key = r.key;
                 return Err(self.refused(r.denial, r.ratelimit, ip, now, &req).await);
             }
         };
+        seen.code = Some("VALID");
         seen.key = Some(verified.key.clone());
         seen.ratelimit = verified.ratelimit;
         let path = seen.path.as_deref().unwrap_or("/");

@@ -74,6 +74,8 @@ pub struct Ctx {
     /// Counts the changes of APIs made through this instance, so that its gateway reads its
     /// routes again before the next request it routes.
     pub apis_changed: Arc<std::sync::atomic::AtomicU64>,
+    /// Told of every verification by the verify endpoint and the gateway (usage, events).
+    pub observers: crate::observe::Observers,
 }
 
 impl Ctx {

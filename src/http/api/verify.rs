@@ -19,6 +19,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::views::{self, KeyRecordView, KeyStateView, KeyView};
+use crate::observe::{Observation, Source};
 use crate::service::Caller;
 use crate::verify::{Presented, Scope};
 
@@ -129,6 +130,18 @@ pub async fn verify_key(
     let verifier = &state.ctx.verifier;
     let now = state.ctx.now();
     let outcome = verifier.check_at(&presented, now).await?;
+    let (code, observed_key) = match &outcome {
+        Ok(v) => ("VALID", Some(&*v.key)),
+        Err(r) => (r.denial.verify_code(), r.key.as_deref()),
+    };
+    state.ctx.observers.observe(&Observation {
+        source: Source::Verify,
+        org_id: Some(&caller.org_id),
+        key: observed_key,
+        code,
+        client_ip: ip,
+        at: now,
+    });
     let (verdict, key) = match &outcome {
         Ok(v) => {
             // This very request is the key's last use.
