@@ -1,5 +1,5 @@
 //! Server configuration: defaults, then an optional TOML file, then `KEYWARD_*` variables, then
-//! flags (clap reads the last two). Each setting is documented once, here and in the README table.
+//! flags (clap reads the last two). Each setting is documented once, here and in the table of `docs/CONFIGURATION.md`.
 //! Secrets may also come from a file named by the `_FILE` variant of their variable.
 
 use std::fmt;
