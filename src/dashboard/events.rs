@@ -38,7 +38,7 @@ fn event_row(e: &SecurityEvent, now: Millis) -> Markup {
         tr {
             td data-label="When" { (time_ago(now, e.created_at)) }
             td data-label="Severity" { (severity_badge(e.severity)) }
-            td data-label="Type" {
+            td data-label="What" {
                 span class="action" { (e.kind.label()) }
                 " " code class="muted small" { (e.kind.as_str()) }
                 div class="small" { (e.detail) }
