@@ -650,3 +650,50 @@ async fn bad_parameters_are_refused_naming_each_one() {
         &json!({"data": [], "next_cursor": null})
     );
 }
+
+#[tokio::test]
+async fn the_command_line_lists_events_filtered_and_refuses_bad_filters() {
+    let app = spawn_app_on(Db::Sqlite).await;
+    let (secret, id, prefix) = new_key(&app, "printed").await;
+    app.send(
+        Method::GET,
+        &format!("/v1/keys?token={secret}"),
+        Some(&app.admin_key),
+        None,
+    )
+    .await
+    .assert_problem(400, "key_in_url");
+    for _ in 0..20 {
+        app.verify("kw_live_000000000000", json!({"ip": "198.51.100.7"}))
+            .await;
+    }
+    events_until(&app, "", |e| e.len() == 2).await;
+    let kw = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.arg("events")
+            .args(args)
+            .env("KEYWARD_URL", &app.base)
+            .env("KEYWARD_API_KEY", &app.admin_key);
+        cmd.output()
+    };
+    let out = kw(&[]).await.unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.starts_with("CREATED"), "{table}");
+    assert!(table.contains("key_exposed") && table.contains("auth_failures"));
+    assert!(table.contains(&format!("{prefix}••••")));
+    assert!(!table.contains(&secret));
+
+    let out = kw(&["--key", &id, "--json"]).await.unwrap();
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page["data"][0]["type"], "key_exposed");
+
+    let out = kw(&["--type", "everything"]).await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("422 validation_failed") && err.contains("type:"),
+        "{err}"
+    );
+}
