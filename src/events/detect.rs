@@ -465,45 +465,66 @@ impl Detector {
     }
 
     async fn flush_networks(&self, ctx: &Ctx) -> Result<(), StoreError> {
-        let sightings = {
+        let (sightings, missing) = {
             let mut st = self.lock();
+            if st.networks.len() > MAX_KEYS && st.stale_networks.is_empty() {
+                st.networks.clear();
+            }
             st.sighting_index.clear();
-            std::mem::take(&mut st.sightings)
+            let sightings = std::mem::take(&mut st.sightings);
+            let missing: HashSet<String> = sightings
+                .iter()
+                .filter(|s| !st.networks.contains_key(&s.key_id))
+                .map(|s| s.key_id.clone())
+                .collect();
+            (sightings, missing)
         };
         // The keys whose networks are not in memory are read first, outside the lock.
         let mut loaded: HashMap<String, HashMap<String, NetSeen>> = HashMap::new();
-        {
-            let missing: HashSet<String> = {
-                let st = self.lock();
-                sightings
-                    .iter()
-                    .filter(|s| !st.networks.contains_key(&s.key_id))
-                    .map(|s| s.key_id.clone())
-                    .collect()
+        for key_id in missing {
+            let stored = match ctx.store.key_networks(&key_id).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    // Kept for the next flush, after what arrived meanwhile.
+                    let mut st = self.lock();
+                    let State {
+                        sightings: list,
+                        sighting_index: index,
+                        ..
+                    } = &mut *st;
+                    let newer = std::mem::replace(list, sightings);
+                    index.clear();
+                    for (i, s) in list.iter().enumerate() {
+                        index.insert((s.key_id.clone(), s.network.clone()), i);
+                    }
+                    for s in newer {
+                        let at = (s.key_id.clone(), s.network.clone());
+                        if index.contains_key(&at) || list.len() >= MAX_SIGHTINGS {
+                            continue;
+                        }
+                        index.insert(at, list.len());
+                        list.push(s);
+                    }
+                    return Err(e);
+                }
             };
-            for key_id in missing {
-                let stored = ctx.store.key_networks(&key_id).await?;
-                let nets = stored
-                    .into_iter()
-                    .map(|(n, at)| {
-                        (
-                            n,
-                            NetSeen {
-                                seen: at,
-                                written: at,
-                            },
-                        )
-                    })
-                    .collect();
-                loaded.insert(key_id, nets);
-            }
+            let nets = stored
+                .into_iter()
+                .map(|(n, at)| {
+                    (
+                        n,
+                        NetSeen {
+                            seen: at,
+                            written: at,
+                        },
+                    )
+                })
+                .collect();
+            loaded.insert(key_id, nets);
         }
         let window = ms(self.settings.new_ip_window);
         let writes: Vec<(String, String, Millis)> = {
             let mut st = self.lock();
-            if st.networks.len() + loaded.len() > MAX_KEYS && st.stale_networks.is_empty() {
-                st.networks.clear();
-            }
             for (key_id, nets) in loaded {
                 st.networks.entry(key_id).or_insert(nets);
             }
@@ -704,5 +725,137 @@ impl Observer for Detector {
         if let Some(ip) = o.client_ip {
             self.network_use(&mut st, org, key, o.at, ip);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Source;
+
+    fn detector() -> Detector {
+        Detector::new(EventSettings::default(), 0)
+    }
+
+    fn refuse(d: &Detector, ip: &str, at: Millis) {
+        d.observe(&Observation {
+            source: Source::Verify,
+            org_id: Some("org_1"),
+            key: None,
+            code: "NOT_FOUND",
+            client_ip: Some(ip.parse().unwrap()),
+            at,
+        });
+    }
+
+    /// (count, first refusal, ip) of each auth_failures incident, oldest first.
+    fn incidents(d: &Detector) -> Vec<(i64, Millis, Option<String>)> {
+        let st = d.lock();
+        let mut found: Vec<_> = st
+            .closed
+            .iter()
+            .chain(st.incidents.values())
+            .filter(|i| i.kind == EventType::AuthFailures)
+            .map(|i| (i.count, i.first_at, i.ip.clone()))
+            .collect();
+        found.sort_by_key(|(_, first, _)| *first);
+        found
+    }
+
+    #[test]
+    fn twenty_refusals_within_a_sliding_minute_open_one_incident_that_grows() {
+        let d = detector();
+        for i in 0..19 {
+            refuse(&d, "198.51.100.7", i);
+        }
+        assert!(incidents(&d).is_empty());
+        // A minute later the first nineteen no longer count.
+        refuse(&d, "198.51.100.7", 60_000);
+        assert!(incidents(&d).is_empty());
+        for i in 1..20 {
+            refuse(&d, "198.51.100.7", 60_000 + i);
+        }
+        assert_eq!(incidents(&d), [(20, 60_000, Some("198.51.100.7".into()))]);
+        // The burst goes on: the same incident counts it.
+        for i in 0..5 {
+            refuse(&d, "198.51.100.7", 90_000 + i * 1_000);
+        }
+        assert_eq!(incidents(&d)[0].0, 25);
+    }
+
+    #[test]
+    fn a_quiet_minute_ends_a_burst_and_the_next_needs_the_threshold_again() {
+        let d = detector();
+        for i in 0..20 {
+            refuse(&d, "198.51.100.7", i);
+        }
+        refuse(&d, "198.51.100.7", 60_020);
+        assert_eq!(incidents(&d).len(), 1, "after a quiet minute, not counted");
+        for i in 0..19 {
+            refuse(&d, "198.51.100.7", 60_100 + i);
+        }
+        let found = incidents(&d);
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[1].0, found[1].1), (20, 60_020));
+    }
+
+    #[test]
+    fn an_endless_burst_is_one_event_an_hour() {
+        let d = detector();
+        let mut at = 0;
+        while at < MAX_BURST_MS + 30_000 {
+            refuse(&d, "198.51.100.7", at);
+            at += 1_000;
+        }
+        let found = incidents(&d);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].1, 0);
+        assert!(found[1].1 >= MAX_BURST_MS);
+    }
+
+    #[test]
+    fn addresses_count_apart_but_an_ipv6_64_is_one_client() {
+        let d = detector();
+        for i in 0..10 {
+            refuse(&d, "198.51.100.7", i);
+            refuse(&d, "198.51.100.8", i);
+        }
+        assert!(incidents(&d).is_empty());
+        for i in 0..20 {
+            refuse(&d, &format!("2001:db8::{:x}", i + 1), 100 + i);
+        }
+        assert_eq!(incidents(&d).len(), 1);
+    }
+
+    #[test]
+    fn verdicts_that_are_not_refused_keys_count_nothing() {
+        let d = detector();
+        for i in 0..40 {
+            d.observe(&Observation {
+                source: Source::Gateway,
+                org_id: Some("org_1"),
+                key: None,
+                code: if i % 2 == 0 {
+                    "RATE_LIMITED"
+                } else {
+                    "IP_NOT_ALLOWED"
+                },
+                client_ip: Some("198.51.100.7".parse().unwrap()),
+                at: i,
+            });
+        }
+        assert!(incidents(&d).is_empty());
+        // Nor does a verification whose organization is unknown.
+        for i in 0..40 {
+            d.observe(&Observation {
+                source: Source::Gateway,
+                org_id: None,
+                key: None,
+                code: "NOT_FOUND",
+                client_ip: Some("198.51.100.7".parse().unwrap()),
+                at: i,
+            });
+        }
+        assert!(incidents(&d).is_empty());
     }
 }
