@@ -118,18 +118,37 @@ pub struct SecurityEvent {
     pub last_seen_at: Millis,
 }
 
-/// The network an address belongs to for the `new_ip` detector: its /24 for IPv4, its /64 for
-/// IPv6 (one site, or one customer of a provider). IPv4-mapped IPv6 counts as IPv4.
-pub fn network_of(ip: IpAddr) -> String {
+/// The network an address belongs to for the `new_ip` detector, as its first address: its /24
+/// for IPv4, its /64 for IPv6 (one site, or one customer of a provider). IPv4-mapped IPv6 counts
+/// as IPv4. A plain address, so that the detector compares networks without allocating.
+pub fn network_of(ip: IpAddr) -> IpAddr {
     match normalize_ip(ip) {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
-            format!("{}/24", Ipv4Addr::new(a, b, c, 0))
+            IpAddr::V4(Ipv4Addr::new(a, b, c, 0))
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
         }
+    }
+}
+
+/// A network of [`network_of`] as text: `198.51.100.0/24`, `2001:db8:1:2::/64`.
+pub fn network_text(network: IpAddr) -> String {
+    match network {
+        IpAddr::V4(v4) => format!("{v4}/24"),
+        IpAddr::V6(v6) => format!("{v6}/64"),
+    }
+}
+
+/// Reads [`network_text`] back.
+pub fn parse_network(text: &str) -> Option<IpAddr> {
+    let (addr, bits) = text.split_once('/')?;
+    let ip: IpAddr = addr.parse().ok()?;
+    match (ip, bits) {
+        (IpAddr::V4(_), "24") | (IpAddr::V6(_), "64") => Some(network_of(ip)),
+        _ => None,
     }
 }
 
@@ -151,7 +170,7 @@ mod tests {
 
     #[test]
     fn networks_are_a_24_for_ipv4_and_a_64_for_ipv6() {
-        let n = |s: &str| network_of(s.parse().unwrap());
+        let n = |s: &str| network_text(network_of(s.parse().unwrap()));
         assert_eq!(n("198.51.100.7"), "198.51.100.0/24");
         assert_eq!(n("198.51.100.200"), "198.51.100.0/24");
         assert_ne!(n("198.51.101.7"), n("198.51.100.7"));
@@ -159,6 +178,11 @@ mod tests {
         assert_eq!(n("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
         assert_eq!(n("2001:db8:1:2:ffff::1"), "2001:db8:1:2::/64");
         assert_ne!(n("2001:db8:1:3::1"), n("2001:db8:1:2::1"));
+        for text in ["198.51.100.0/24", "2001:db8:1:2::/64"] {
+            assert_eq!(parse_network(text).map(network_text).as_deref(), Some(text));
+        }
+        assert_eq!(parse_network("198.51.100.0/64"), None);
+        assert_eq!(parse_network("nonsense"), None);
     }
 
     #[test]

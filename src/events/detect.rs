@@ -23,7 +23,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::NewEvent;
 use crate::config::EventSettings;
 use crate::domain::model::{Millis, normalize_ip};
-use crate::domain::security::{EventType, client_of, network_of};
+use crate::domain::security::{EventType, client_of, network_of, network_text, parse_network};
 use crate::http::views::rfc3339;
 use crate::observe::{Observation, Observer};
 use crate::service::Ctx;
@@ -65,7 +65,7 @@ enum Subject {
     /// One key.
     Key { key_id: String },
     /// One key on one network.
-    KeyNetwork { key_id: String, network: String },
+    KeyNetwork { key_id: String, network: IpAddr },
 }
 
 /// An open (or closed but not yet written) incident: one event, growing.
@@ -77,7 +77,7 @@ struct Incident {
     key_id: Option<String>,
     prefix: Option<String>,
     ip: Option<String>,
-    network: Option<String>,
+    network: Option<IpAddr>,
     /// The key's average minute over the hour before a spike.
     average: f64,
     /// When the grace period of an old key ends.
@@ -113,7 +113,7 @@ impl Incident {
             }
             EventType::NewIp => format!(
                 "Key {prefix} used from {ip}, on network {} it had not used in the last {days} days",
-                self.network.as_deref().unwrap_or("?"),
+                self.network.map(network_text).unwrap_or_default(),
             ),
             EventType::UsageSpike => format!(
                 "Key {prefix} made {} requests in a spike; its average minute over the previous hour was {:.1}",
@@ -149,6 +149,8 @@ struct NetSeen {
     seen: Millis,
     /// The last use stored.
     written: Millis,
+    /// Whether it waits in `stale_networks` to be written.
+    queued: bool,
 }
 
 /// A use of a key from a network not known to be recent, waiting for the next flush.
@@ -157,7 +159,7 @@ struct Sighting {
     org_id: String,
     key_id: String,
     prefix: String,
-    network: String,
+    network: IpAddr,
     ip: String,
     count: i64,
     first_at: Millis,
@@ -174,11 +176,11 @@ struct State {
     closed: Vec<Incident>,
     minutes: HashMap<String, Minutes>,
     /// Each key's networks, as stored plus what was seen since; only keys read from storage.
-    networks: HashMap<String, HashMap<String, NetSeen>>,
+    networks: HashMap<String, HashMap<IpAddr, NetSeen>>,
     /// (key id, network) whose last use should be written.
-    stale_networks: HashSet<(String, String)>,
+    stale_networks: HashSet<(String, IpAddr)>,
     sightings: Vec<Sighting>,
-    sighting_index: HashMap<(String, String), usize>,
+    sighting_index: HashMap<(String, IpAddr), usize>,
 }
 
 /// The security-event detectors of this process.
@@ -312,7 +314,13 @@ impl Detector {
 
     fn count_request(&self, st: &mut State, org: &str, key: &CachedKey, at: Millis) {
         let minute = at.div_euclid(60_000);
-        let m = st.minutes.entry(key.id.clone()).or_default();
+        // Looked up by reference: a key seen before costs no allocation.
+        if !st.minutes.contains_key(&key.id) {
+            st.minutes.insert(key.id.clone(), Minutes::default());
+        }
+        let Some(m) = st.minutes.get_mut(&key.id) else {
+            return;
+        };
         if m.minute != minute {
             if m.count > 0 {
                 m.history.push_back((m.minute, m.count));
@@ -426,7 +434,8 @@ impl Detector {
         {
             if at - seen.seen < window {
                 seen.seen = seen.seen.max(at);
-                if seen.seen - seen.written >= NETWORK_REWRITE_MS {
+                if seen.seen - seen.written >= NETWORK_REWRITE_MS && !seen.queued {
+                    seen.queued = true;
                     st.stale_networks.insert((key.id.clone(), network));
                 }
                 return;
@@ -480,7 +489,7 @@ impl Detector {
             (sightings, missing)
         };
         // The keys whose networks are not in memory are read first, outside the lock.
-        let mut loaded: HashMap<String, HashMap<String, NetSeen>> = HashMap::new();
+        let mut loaded: HashMap<String, HashMap<IpAddr, NetSeen>> = HashMap::new();
         for key_id in missing {
             let stored = match ctx.store.key_networks(&key_id).await {
                 Ok(stored) => stored,
@@ -495,10 +504,10 @@ impl Detector {
                     let newer = std::mem::replace(list, sightings);
                     index.clear();
                     for (i, s) in list.iter().enumerate() {
-                        index.insert((s.key_id.clone(), s.network.clone()), i);
+                        index.insert((s.key_id.clone(), s.network), i);
                     }
                     for s in newer {
-                        let at = (s.key_id.clone(), s.network.clone());
+                        let at = (s.key_id.clone(), s.network);
                         if index.contains_key(&at) || list.len() >= MAX_SIGHTINGS {
                             continue;
                         }
@@ -510,20 +519,21 @@ impl Detector {
             };
             let nets = stored
                 .into_iter()
-                .map(|(n, at)| {
-                    (
-                        n,
+                .filter_map(|(n, at)| {
+                    Some((
+                        parse_network(&n)?,
                         NetSeen {
                             seen: at,
                             written: at,
+                            queued: false,
                         },
-                    )
+                    ))
                 })
                 .collect();
             loaded.insert(key_id, nets);
         }
         let window = ms(self.settings.new_ip_window);
-        let writes: Vec<(String, String, Millis)> = {
+        let writes: Vec<(String, IpAddr, Millis)> = {
             let mut st = self.lock();
             for (key_id, nets) in loaded {
                 st.networks.entry(key_id).or_insert(nets);
@@ -534,21 +544,22 @@ impl Detector {
                 let known = nets
                     .get(&s.network)
                     .is_some_and(|n| s.first_at - n.seen < window);
-                let entry = nets.entry(s.network.clone()).or_insert(NetSeen {
+                let entry = nets.entry(s.network).or_insert(NetSeen {
                     seen: s.last_at,
                     written: 0,
+                    queued: false,
                 });
                 entry.seen = entry.seen.max(s.last_at);
                 if entry.seen - entry.written >= NETWORK_REWRITE_MS || entry.written == 0 {
-                    st.stale_networks
-                        .insert((s.key_id.clone(), s.network.clone()));
+                    entry.queued = true;
+                    st.stale_networks.insert((s.key_id.clone(), s.network));
                 }
                 if known || !used_before {
                     continue;
                 }
                 let subject = Subject::KeyNetwork {
                     key_id: s.key_id.clone(),
-                    network: s.network.clone(),
+                    network: s.network,
                 };
                 if self.extend(&mut st, EventType::NewIp, &subject, s.last_at, s.count) {
                     continue;
@@ -572,7 +583,7 @@ impl Detector {
                 };
                 Self::open(&mut st, subject, incident);
             }
-            let stale: Vec<(String, String)> = st
+            let stale: Vec<(String, IpAddr)> = st
                 .stale_networks
                 .iter()
                 .take(NETWORK_BATCH)
@@ -586,16 +597,21 @@ impl Detector {
                 })
                 .collect()
         };
-        ctx.store.touch_key_networks(&writes).await?;
+        let rows: Vec<(String, String, Millis)> = writes
+            .iter()
+            .map(|(key_id, network, at)| (key_id.clone(), network_text(*network), *at))
+            .collect();
+        ctx.store.touch_key_networks(&rows).await?;
         let mut st = self.lock();
         for (key_id, network, at) in writes {
-            st.stale_networks.remove(&(key_id.clone(), network.clone()));
+            st.stale_networks.remove(&(key_id.clone(), network));
             if let Some(n) = st
                 .networks
                 .get_mut(&key_id)
                 .and_then(|n| n.get_mut(&network))
             {
                 n.written = n.written.max(at);
+                n.queued = false;
             }
         }
         Ok(())
