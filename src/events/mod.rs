@@ -82,7 +82,7 @@ pub async fn list(
     caller: &Caller,
     filter: &EventFilter,
 ) -> Result<Vec<(i64, SecurityEvent)>> {
-    caller.require(authz::READ_AUDIT)?;
+    caller.require(authz::READ_SECURITY_EVENTS)?;
     if let Some(key_id) = &filter.key_id {
         if ctx
             .store
