@@ -234,10 +234,20 @@ async fn a_key_used_from_a_new_network_raises_new_ip(db: Db) {
 }
 
 #[tokio::test]
-async fn networks_a_key_used_are_remembered_across_a_restart() {
+async fn networks_and_grace_period_events_are_remembered_across_a_restart() {
     let app = spawn_app_on(Db::Sqlite).await;
     let (secret, _, _) = new_key(&app, "steady").await;
     app.verify(&secret, json!({"ip": "198.51.100.7"})).await;
+    // An old key used in its grace period: one event, which a restart does not repeat.
+    let (old, old_id, _) = new_key(&app, "rotated").await;
+    app.post(
+        &format!("/v1/keys/{old_id}/rotate"),
+        json!({"grace_period_s": 7200}),
+    )
+    .await
+    .assert_status(201);
+    app.verify(&old, json!({})).await;
+    events_until(&app, "type=grace_period_use", |e| e.len() == 1).await;
     settle().await;
     let config = app.config.clone();
     let admin = app.admin_key.clone();
@@ -271,8 +281,30 @@ async fn networks_a_key_used_are_remembered_across_a_restart() {
         body["data"].as_array().unwrap().clone()
     };
     assert_eq!(verify("198.51.100.8").await.unwrap().status(), 200);
+    let used = http
+        .post(format!("{base}/v1/keys/verify"))
+        .bearer_auth(&admin)
+        .json(&json!({"key": old}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.json::<Value>().await.unwrap()["code"], "VALID");
     settle().await;
     assert!(list().await.is_empty());
+    let grace: Value = http
+        .get(format!("{base}/v1/security-events?type=grace_period_use"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        grace["data"].as_array().unwrap().len(),
+        1,
+        "within the hour, not again: {grace}"
+    );
     verify("203.0.113.5").await.unwrap();
     let started = std::time::Instant::now();
     loop {
