@@ -89,6 +89,29 @@ pub struct ServerArgs {
     /// The window of KEYWARD_AUTH_FAILURE_LIMIT. Default 60 s.
     #[arg(long, env = "KEYWARD_AUTH_FAILURE_WINDOW")]
     pub auth_failure_window: Option<String>,
+    /// Security event `auth_failures`: refused keys (verdicts answered 401) from one client IP
+    /// (IPv6: its /64), or against one key, within KEYWARD_EVENTS_AUTH_FAILURES_WINDOW. Default 20.
+    #[arg(long, env = "KEYWARD_EVENTS_AUTH_FAILURES")]
+    pub events_auth_failures: Option<u32>,
+    /// The window of KEYWARD_EVENTS_AUTH_FAILURES, and the quiet spell that ends a burst of
+    /// refusals. Default 60 s.
+    #[arg(long, env = "KEYWARD_EVENTS_AUTH_FAILURES_WINDOW")]
+    pub events_auth_failures_window: Option<String>,
+    /// Security event `new_ip`: a key used before is used from a network (/24 for IPv4, /64 for
+    /// IPv6) it has not used within this long. Default 30 days (`30d`).
+    #[arg(long, env = "KEYWARD_EVENTS_NEW_IP_WINDOW")]
+    pub events_new_ip_window: Option<String>,
+    /// Security event `usage_spike`: the requests a key must make in one minute. Default 100.
+    #[arg(long, env = "KEYWARD_EVENTS_SPIKE_REQUESTS")]
+    pub events_spike_requests: Option<u32>,
+    /// Security event `usage_spike`: how many times its average minute over the previous hour
+    /// a key's minute must exceed. Default 10.
+    #[arg(long, env = "KEYWARD_EVENTS_SPIKE_FACTOR")]
+    pub events_spike_factor: Option<u32>,
+    /// Security event `grace_period_use`: at most one event per old key within this long.
+    /// Default 1 h (`1h`).
+    #[arg(long, env = "KEYWARD_EVENTS_GRACE_USE_INTERVAL")]
+    pub events_grace_use_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +138,12 @@ struct FileConfig {
     shutdown_timeout: Option<String>,
     auth_failure_limit: Option<u32>,
     auth_failure_window: Option<String>,
+    events_auth_failures: Option<u32>,
+    events_auth_failures_window: Option<String>,
+    events_new_ip_window: Option<String>,
+    events_spike_requests: Option<u32>,
+    events_spike_factor: Option<u32>,
+    events_grace_use_interval: Option<String>,
     plans: Option<std::collections::BTreeMap<String, FilePlan>>,
 }
 
@@ -179,6 +208,7 @@ pub struct Config {
     pub plans: Vec<Plan>,
     pub timeouts: Timeouts,
     pub auth_failures: AuthFailures,
+    pub events: EventSettings,
 }
 
 /// How long clients may take (see [`ServerArgs`] for each).
@@ -215,7 +245,32 @@ impl Default for AuthFailures {
     }
 }
 
-/// A duration setting: whole seconds (`10`), or a number with `ms`, `s` or `m` (`500ms`, `2m`).
+/// The thresholds of the security-event detectors (see [`ServerArgs`] for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSettings {
+    pub auth_failures: u32,
+    pub auth_failures_window: Duration,
+    pub new_ip_window: Duration,
+    pub spike_requests: u32,
+    pub spike_factor: u32,
+    pub grace_use_interval: Duration,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            auth_failures: 20,
+            auth_failures_window: Duration::from_secs(60),
+            new_ip_window: Duration::from_secs(30 * 86_400),
+            spike_requests: 100,
+            spike_factor: 10,
+            grace_use_interval: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// A duration setting: whole seconds (`10`), or a number with `ms`, `s`, `m`, `h` or `d` (`500ms`,
+/// `2m`, `30d`).
 pub fn parse_duration(name: &str, text: &str) -> Result<Duration, ConfigError> {
     let text = text.trim();
     let split = text
@@ -224,7 +279,7 @@ pub fn parse_duration(name: &str, text: &str) -> Result<Duration, ConfigError> {
     let (number, unit) = text.split_at(split);
     let invalid = || {
         ConfigError::Invalid(format!(
-            "{name} must be a number of seconds, or a number with ms, s or m (like 10, 500ms, 2m)"
+            "{name} must be a number of seconds, or a number with ms, s, m, h or d (like 10, 500ms, 2m, 30d)"
         ))
     };
     let n: u64 = number.parse().map_err(|_| invalid())?;
@@ -232,6 +287,8 @@ pub fn parse_duration(name: &str, text: &str) -> Result<Duration, ConfigError> {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(invalid)?),
+        "h" => Duration::from_secs(n.checked_mul(3_600).ok_or_else(invalid)?),
+        "d" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(invalid)?),
         _ => return Err(invalid()),
     };
     if d.is_zero() {
@@ -270,6 +327,7 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("timeouts", &self.timeouts)
             .field("auth_failures", &self.auth_failures)
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }
@@ -316,6 +374,12 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "KEYWARD_SHUTDOWN_TIMEOUT",
     "KEYWARD_AUTH_FAILURE_LIMIT",
     "KEYWARD_AUTH_FAILURE_WINDOW",
+    "KEYWARD_EVENTS_AUTH_FAILURES",
+    "KEYWARD_EVENTS_AUTH_FAILURES_WINDOW",
+    "KEYWARD_EVENTS_NEW_IP_WINDOW",
+    "KEYWARD_EVENTS_SPIKE_REQUESTS",
+    "KEYWARD_EVENTS_SPIKE_FACTOR",
+    "KEYWARD_EVENTS_GRACE_USE_INTERVAL",
     "KEYWARD_LOG",
     "KEYWARD_URL",
     "KEYWARD_API_KEY",
@@ -528,6 +592,48 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let event_defaults = EventSettings::default();
+        let events = EventSettings {
+            auth_failures: args
+                .events_auth_failures
+                .or(file.events_auth_failures)
+                .unwrap_or(event_defaults.auth_failures),
+            auth_failures_window: duration(
+                "KEYWARD_EVENTS_AUTH_FAILURES_WINDOW",
+                &args.events_auth_failures_window,
+                file.events_auth_failures_window,
+                event_defaults.auth_failures_window,
+            )?,
+            new_ip_window: duration(
+                "KEYWARD_EVENTS_NEW_IP_WINDOW",
+                &args.events_new_ip_window,
+                file.events_new_ip_window,
+                event_defaults.new_ip_window,
+            )?,
+            spike_requests: args
+                .events_spike_requests
+                .or(file.events_spike_requests)
+                .unwrap_or(event_defaults.spike_requests),
+            spike_factor: args
+                .events_spike_factor
+                .or(file.events_spike_factor)
+                .unwrap_or(event_defaults.spike_factor),
+            grace_use_interval: duration(
+                "KEYWARD_EVENTS_GRACE_USE_INTERVAL",
+                &args.events_grace_use_interval,
+                file.events_grace_use_interval,
+                event_defaults.grace_use_interval,
+            )?,
+        };
+        for (name, value) in [
+            ("KEYWARD_EVENTS_AUTH_FAILURES", events.auth_failures),
+            ("KEYWARD_EVENTS_SPIKE_REQUESTS", events.spike_requests),
+            ("KEYWARD_EVENTS_SPIKE_FACTOR", events.spike_factor),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
         if auth_failures.limit == 0 {
             return Err(ConfigError::Invalid(
                 "KEYWARD_AUTH_FAILURE_LIMIT must be at least 1".into(),
@@ -550,6 +656,7 @@ impl Config {
             plans,
             timeouts,
             auth_failures,
+            events,
         })
     }
 
@@ -619,7 +726,9 @@ mod tests {
         assert_eq!(d(" 10s ").unwrap(), Duration::from_secs(10));
         assert_eq!(d("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(d("2m").unwrap(), Duration::from_secs(120));
-        for bad in ["", "0", "ten", "10h", "-1", "1.5", "s"] {
+        assert_eq!(d("1h").unwrap(), Duration::from_secs(3_600));
+        assert_eq!(d("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        for bad in ["", "0", "ten", "10y", "-1", "1.5", "s", "0d"] {
             let err = d(bad).unwrap_err().to_string();
             assert!(err.starts_with("X must be"), "{bad:?}: {err}");
         }

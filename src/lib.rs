@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod domain;
+pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod observe;
@@ -83,6 +84,8 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
         config.plans_without_access(),
         plan_rate_limits,
     ));
+    let events = Arc::new(events::Detector::new(config.events, clock.now_ms()));
+    let observers: Vec<Arc<dyn observe::Observer>> = vec![events.clone()];
     Ok(Ctx {
         store,
         verifier,
@@ -97,7 +100,8 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
             config.auth_failures.window,
         )),
         apis_changed: Arc::default(),
-        observers: observe::Observers::default(),
+        observers: observe::Observers::new(observers),
+        events,
     })
 }
 
@@ -215,6 +219,9 @@ impl Application {
                     tracing::warn!(error = %e, "could not read keys changed by other instances");
                 }
                 ctx.throttle.prune(ctx.now());
+                if let Err(e) = ctx.events.flush(&ctx).await {
+                    tracing::warn!(error = %e, "could not write security events; will retry");
+                }
             }
         });
         // One signal for both listeners.
@@ -250,6 +257,9 @@ impl Application {
             .flush_all()
             .await
             .context("final flush of last-used times")?;
+        if let Err(e) = self.ctx.events.flush(&self.ctx).await {
+            tracing::warn!(error = %e, "could not write the last security events");
+        }
         self.ctx.store.close().await;
         Ok(())
     }

@@ -1,9 +1,10 @@
-//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis` and `verify` commands
+//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `verify` and `events` commands
 //! that talk HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
 //! the edge; a missing or wrong setting is a one-line error naming it.
 
 mod apis;
 mod client;
+mod events;
 mod scan;
 mod table;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Apis(apis::ApisCommand),
     /// Verify a key through a running server.
     Verify(VerifyArgs),
+    /// List the organization's security events through a running server, newest first.
+    Events(events::EventsArgs),
     /// Find Keyward keys in files (checksum-valid only), e.g. before a commit.
     Scan(ScanArgs),
     /// Print a new one-time link where a member sets their dashboard email and password (a
@@ -267,6 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Keys(cmd) => keys(cmd).await,
         Command::Apis(cmd) => apis::run(cmd).await,
         Command::Verify(args) => verify(args).await,
+        Command::Events(args) => events::run(args).await,
         Command::Scan(args) => scan::run(&args.paths),
     }
 }

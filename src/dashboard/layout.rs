@@ -14,6 +14,7 @@ use crate::http::views::rfc3339;
 pub enum Nav {
     Keys,
     Audit,
+    SecurityEvents,
     Members,
     Org,
     Apis,
@@ -73,6 +74,7 @@ pub fn shell(m: &Member, nav: Nav, title: &str, content: Markup) -> Markup {
                             ul class="nav" {
                                 (item(Nav::Keys, "/keys", "API keys"))
                                 @if m.actions.read_audit { (item(Nav::Audit, "/audit", "Audit log")) }
+                                @if m.actions.read_security_events { (item(Nav::SecurityEvents, "/security-events", "Security events")) }
                                 (item(Nav::Members, "/members", "Members"))
                                 (item(Nav::Org, "/org", "Organization"))
                                 (item(Nav::Apis, "/apis", "APIs"))

@@ -12,6 +12,7 @@ mod apis;
 mod assets;
 mod audit;
 mod auth;
+mod events;
 mod gateway;
 mod keys;
 mod layout;
@@ -50,6 +51,7 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .merge(auth::router())
         .merge(keys::router())
         .merge(audit::router())
+        .merge(events::router())
         .merge(members::router())
         .merge(org::router())
         .merge(apis::router())

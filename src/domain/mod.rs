@@ -7,6 +7,7 @@ pub mod model;
 pub mod path;
 pub mod schema;
 pub mod seal;
+pub mod security;
 pub mod strict;
 pub mod validate;
 

@@ -46,6 +46,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .merge(api::verify::router())
         .merge(api::apis::router())
         .merge(api::audit::router())
+        .merge(api::events::router())
         .merge(api::users::router())
         .merge(api::org::router())
         .merge(api::health::router())

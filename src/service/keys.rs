@@ -927,11 +927,13 @@ pub async fn mark_exposed(
     if !authentic || key.exposed_at.is_some() {
         return Ok(());
     }
+    let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
-    if !tx.mark_key_exposed(&key.id, ctx.now()).await? {
+    if !tx.mark_key_exposed(&key.id, now).await? {
         return Ok(());
     }
     let prefix = format!("{}••••", key.display_prefix());
+    let from = ip.clone();
     audit::record_as(
         ctx,
         &mut tx,
@@ -950,5 +952,32 @@ pub async fn mark_exposed(
     .await?;
     tx.commit().await?;
     ctx.verifier.invalidate_key(&key.id);
+    // Flagged once, so one event per key however often the URL is sent again.
+    let detail = match &from {
+        Some(ip) => format!(
+            "Key {} was seen in the URL of a request from {ip}; it is flagged as exposed: rotate it",
+            key.display_prefix()
+        ),
+        None => format!(
+            "Key {} was seen in the URL of a request; it is flagged as exposed: rotate it",
+            key.display_prefix()
+        ),
+    };
+    crate::events::record(
+        ctx,
+        crate::events::NewEvent {
+            id: crate::events::new_event_id(),
+            org_id: key.org_id.clone(),
+            kind: crate::domain::security::EventType::KeyExposed,
+            key_id: Some(key.id.clone()),
+            prefix: Some(key.display_prefix()),
+            ip: from,
+            count: 1,
+            detail,
+            at: now,
+            last_seen_at: now,
+        },
+    )
+    .await?;
     Ok(())
 }

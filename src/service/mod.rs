@@ -76,6 +76,8 @@ pub struct Ctx {
     pub apis_changed: Arc<std::sync::atomic::AtomicU64>,
     /// Told of every verification by the verify endpoint and the gateway (usage, events).
     pub observers: crate::observe::Observers,
+    /// The security-event detectors (one of the observers), flushed by the background task.
+    pub events: Arc<crate::events::Detector>,
 }
 
 impl Ctx {

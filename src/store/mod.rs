@@ -13,6 +13,7 @@
 
 mod apis;
 mod audit;
+mod events;
 mod keys;
 mod orgs;
 mod postgres;
@@ -21,6 +22,7 @@ mod sqlite;
 mod users;
 
 pub use audit::AuditFilter;
+pub use events::EventFilter;
 pub use keys::{KeyFilter, KeyOrder, KeySort, StatusFilter, UsageTouch};
 pub use sessions::{Failures, SessionRecord, SetupTokenRecord};
 

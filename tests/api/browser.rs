@@ -1204,3 +1204,104 @@ async fn bulk_revoke_revokes_exactly_the_selected_keys_after_one_confirmation() 
     b.shoot("bulk-revoke-page").await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn security_events_are_listed_with_badges_filtered_by_type_and_key_paged_and_linked_to_keys()
+{
+    let app = spawn_app().await;
+    // 26 keys seen in URLs (one more than a page) and a burst of refused keys.
+    let mut exposed = Vec::new();
+    for i in 0..26 {
+        let k = app
+            .create_key(json!({"name": format!("Leaked integration {i}")}))
+            .await;
+        let secret = k["key"].as_str().unwrap();
+        app.get(&format!("/v1/keys?token={secret}"))
+            .await
+            .assert_status(400);
+        exposed.push((
+            k["id"].as_str().unwrap().to_owned(),
+            k["prefix"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for _ in 0..20 {
+        app.verify("kw_live_000000000000", json!({"ip": "198.51.100.7"}))
+            .await;
+    }
+    let started = std::time::Instant::now();
+    while app.get("/v1/security-events?type=auth_failures").await.body["data"]
+        .as_array()
+        .is_none_or(|d| d.is_empty())
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let b = signed_in_owner(&app, "security-events").await;
+    b.click("nav a[href='/security-events']").await;
+    b.until_text("20 refused keys from 198.51.100.7").await;
+    assert_eq!(b.path().await, "/security-events");
+    assert!(
+        b.has("a[aria-current='page'][href='/security-events']")
+            .await
+    );
+    assert!(b.has(".events-table .badge.danger").await);
+    let rows = b
+        .client
+        .find_all(Locator::Css(".events-table tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 25, "a page of 25");
+    b.shoot("list").await;
+
+    // The next page holds the oldest exposed key.
+    b.click(".pager a[href*='cursor=']").await;
+    b.until_text(&exposed[0].1).await;
+    let rows = b
+        .client
+        .find_all(Locator::Css(".events-table tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+
+    // Filtered by type (the select submits itself).
+    b.go("/security-events").await;
+    b.find("#events-type").await;
+    b.js(
+        "const s = document.getElementById('events-type'); s.value = 'auth_failures'; \
+          s.dispatchEvent(new Event('change', {bubbles: true}));",
+    )
+    .await;
+    b.until(
+        "the list filtered by type",
+        "return location.search.includes('type=auth_failures') && \
+         document.querySelectorAll('.events-table tbody tr').length === 1",
+    )
+    .await;
+    assert!(b.text().await.contains("198.51.100.7"));
+    b.shoot("by-type").await;
+
+    // Filtered by key, and linked to it.
+    let (id, prefix) = exposed[3].clone();
+    b.go("/security-events").await;
+    b.fill("#events-key", &id).await;
+    b.click(".filters button[type=submit]").await;
+    b.until(
+        "the list filtered by key",
+        "return document.querySelectorAll('.events-table tbody tr').length === 1",
+    )
+    .await;
+    assert!(b.text().await.contains(&prefix));
+    assert!(b.has(".events-table .badge.danger").await, "critical");
+    b.click(&format!(".events-table a[href='/keys/{id}']"))
+        .await;
+    b.until_text("Leaked integration 3").await;
+    assert_eq!(b.path().await, format!("/keys/{id}"));
+
+    // An unknown key says so.
+    b.go("/security-events?key=key_000000000000").await;
+    b.until_text("There is no key with this id in your organization.")
+        .await;
+    b.shoot("unknown-key").await;
+    b.stop().await;
+}

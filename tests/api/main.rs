@@ -14,6 +14,7 @@ mod keys;
 mod logs;
 mod operations;
 mod readme;
+mod security_events;
 mod storage;
 mod tenancy;
 mod verify;

@@ -18,7 +18,7 @@ use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
-use crate::http::api::{apis, audit, health, keys, org, users, verify};
+use crate::http::api::{apis, audit, events, health, keys, org, users, verify};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +34,7 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         keys::revoke_key, keys::delete_key, keys::reveal_key_secret, verify::verify_key,
         apis::list_apis, apis::create_api, apis::get_api, apis::update_api,
         audit::list_audit_log,
+        events::list_security_events,
         users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
         org::get_org, org::update_org,
         health::healthz, health::readyz, openapi, docs,
@@ -50,6 +51,7 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         (name = "members", description = "Members of the organization and their roles"),
         (name = "organization", description = "Plan, API access and key policies"),
         (name = "audit", description = "The append-only audit log"),
+        (name = "security", description = "Security events: refused keys, new networks, usage spikes, old keys in their grace period, exposed keys"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

@@ -3,6 +3,7 @@
 pub mod apis;
 pub mod audit;
 pub mod docs;
+pub mod events;
 pub mod health;
 pub mod keys;
 pub mod org;
