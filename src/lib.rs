@@ -6,9 +6,11 @@ pub mod dashboard;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod observe;
 pub mod service;
 pub mod store;
+pub mod usage;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -83,6 +85,17 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
         config.plans_without_access(),
         plan_rate_limits,
     ));
+    let usage = Arc::new(usage::Usage::new(
+        store.clone(),
+        clock.clone(),
+        config.usage,
+    ));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let mut observers: Vec<Arc<dyn observe::Observer>> =
+        vec![Arc::new(metrics::Counting(metrics.clone()))];
+    if config.usage.counting {
+        observers.push(Arc::new(usage::Counting(usage.clone())));
+    }
     Ok(Ctx {
         store,
         verifier,
@@ -97,7 +110,9 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
             config.auth_failures.window,
         )),
         apis_changed: Arc::default(),
-        observers: observe::Observers::default(),
+        observers: observe::Observers::new(observers),
+        usage,
+        metrics,
     })
 }
 
@@ -185,7 +200,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes; then lets requests in flight finish within the shutdown
-    /// timeout, closes what is still open, and writes pending last-use data.
+    /// timeout, closes what is still open, and writes pending last-use data and usage counts.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -217,6 +232,7 @@ impl Application {
                 ctx.throttle.prune(ctx.now());
             }
         });
+        let counting = tokio::spawn(self.ctx.usage.clone().run(stop_tx.subscribe()));
         // One signal for both listeners.
         let (signal, signalled) = tokio::sync::watch::channel(false);
         let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -245,11 +261,16 @@ impl Application {
         );
         let _ = stop_tx.send(true);
         let _ = background.await;
+        // The counter's own flush, if one is under way, ends before the last one: every count is
+        // written once, by one of them.
+        let _ = counting.await;
+        let usage = self.ctx.usage.flush().await;
         self.ctx
             .verifier
             .flush_all()
             .await
             .context("final flush of last-used times")?;
+        usage.context("final flush of usage counts")?;
         self.ctx.store.close().await;
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis` and `verify` commands
+//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `verify` and `usage` commands
 //! that talk HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
 //! the edge; a missing or wrong setting is a one-line error naming it.
 
@@ -6,6 +6,7 @@ mod apis;
 mod client;
 mod scan;
 mod table;
+mod usage;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub enum Command {
     Apis(apis::ApisCommand),
     /// Verify a key through a running server.
     Verify(VerifyArgs),
+    /// Verifications counted for the organization, or one key (`--key`), through a running
+    /// server: totals, by code, top keys and a series by minute, hour or day.
+    Usage(usage::UsageArgs),
     /// Find Keyward keys in files (checksum-valid only), e.g. before a commit.
     Scan(ScanArgs),
     /// Print a new one-time link where a member sets their dashboard email and password (a
@@ -267,6 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Keys(cmd) => keys(cmd).await,
         Command::Apis(cmd) => apis::run(cmd).await,
         Command::Verify(args) => verify(args).await,
+        Command::Usage(args) => usage::run(args).await,
         Command::Scan(args) => scan::run(&args.paths),
     }
 }

@@ -16,6 +16,8 @@ pub const REMOVE_KEYS: &str = "keys:delete";
 pub const REVEAL_KEYS: &str = "keys:reveal";
 /// Reading the audit log.
 pub const READ_AUDIT: &str = "audit:read";
+/// Reading usage counts.
+pub const READ_USAGE: &str = "usage:read";
 /// Inviting members, changing their roles, disabling and removing them.
 pub const MANAGE_MEMBERS: &str = "users:write";
 /// Creating and changing protected APIs.
@@ -30,6 +32,7 @@ pub struct OrgActions {
     /// Create keys owned by another member.
     pub create_keys_for_others: bool,
     pub read_audit: bool,
+    pub read_usage: bool,
     /// Invite members (and, subject to [`member_actions`], change them).
     pub manage_members: bool,
     pub create_apis: bool,
@@ -41,6 +44,7 @@ pub fn org_actions(caller: &Caller) -> OrgActions {
         create_keys: caller.can(WRITE_KEYS),
         create_keys_for_others: caller.can(WRITE_KEYS) && may_create_keys_for_others(caller),
         read_audit: caller.can(READ_AUDIT),
+        read_usage: caller.can(READ_USAGE),
         manage_members: caller.can(MANAGE_MEMBERS),
         create_apis: caller.can(WRITE_APIS),
         update_org: caller.can(UPDATE_ORG),
@@ -607,6 +611,7 @@ mod tests {
             create_keys: true,
             create_keys_for_others: true,
             read_audit: true,
+            read_usage: true,
             manage_members: true,
             create_apis: true,
             update_org: true,
@@ -618,6 +623,7 @@ mod tests {
             OrgActions {
                 create_keys: true,
                 read_audit: true,
+                read_usage: true,
                 ..NO_ORG_ACTIONS
             }
         );
@@ -625,6 +631,7 @@ mod tests {
             of(&o.viewer),
             OrgActions {
                 read_audit: true,
+                read_usage: true,
                 ..NO_ORG_ACTIONS
             }
         );
@@ -634,6 +641,7 @@ mod tests {
         create_keys: false,
         create_keys_for_others: false,
         read_audit: false,
+        read_usage: false,
         manage_members: false,
         create_apis: false,
         update_org: false,

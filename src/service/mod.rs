@@ -76,6 +76,10 @@ pub struct Ctx {
     pub apis_changed: Arc<std::sync::atomic::AtomicU64>,
     /// Told of every verification by the verify endpoint and the gateway (usage, events).
     pub observers: crate::observe::Observers,
+    /// Usage counts: written behind by the counter, read by the usage endpoints.
+    pub usage: Arc<crate::usage::Usage>,
+    /// The Prometheus metrics of this process.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ctx {

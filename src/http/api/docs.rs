@@ -18,7 +18,7 @@ use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
-use crate::http::api::{apis, audit, health, keys, org, users, verify};
+use crate::http::api::{apis, audit, health, keys, metrics, org, usage, users, verify};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,9 +34,10 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         keys::revoke_key, keys::delete_key, keys::reveal_key_secret, verify::verify_key,
         apis::list_apis, apis::create_api, apis::get_api, apis::update_api,
         audit::list_audit_log,
+        usage::get_account_usage, usage::get_key_usage,
         users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
         org::get_org, org::update_org,
-        health::healthz, health::readyz, openapi, docs,
+        health::healthz, health::readyz, metrics::metrics, openapi, docs,
     ),
     components(schemas(
         crate::http::error::Problem,
@@ -50,7 +51,8 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         (name = "members", description = "Members of the organization and their roles"),
         (name = "organization", description = "Plan, API access and key policies"),
         (name = "audit", description = "The append-only audit log"),
-        (name = "operations", description = "Health and readiness"),
+        (name = "usage", description = "Verifications counted per key, by minute, hour or day and by verdict code"),
+        (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;

@@ -5,6 +5,8 @@ pub mod audit;
 pub mod docs;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod org;
+pub mod usage;
 pub mod users;
 pub mod verify;
