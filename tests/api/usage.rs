@@ -611,3 +611,74 @@ async fn another_organizations_key_is_not_found_and_usage_read_is_required() {
         .await
         .assert_problem(401, "missing_credentials");
 }
+
+/// Runs the `keyward` binary against `app` as its owner.
+async fn kw(app: &TestApp, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(args)
+        .env("KEYWARD_URL", &app.base)
+        .env("KEYWARD_API_KEY", &app.admin_key)
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_prints_usage_as_a_table_or_json_and_names_bad_options() {
+    let app = spawn_app().await;
+    let k = app.create_key(json!({"name": "cli"})).await;
+    let (secret, id) = (k["key"].as_str().unwrap(), k["id"].as_str().unwrap());
+    app.verify(secret, json!({})).await;
+    app.verify(secret, json!({})).await;
+    app.verify("junk", json!({})).await;
+    until_counted(&app, 3).await;
+
+    let out = kw(&app, &["usage"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("Organization, ")
+            && text.contains("by hour: 3 requests, 2 valid, 1 refused."),
+        "{text}"
+    );
+    assert!(
+        text.contains("CODE") && text.contains("MALFORMED"),
+        "{text}"
+    );
+    let key_line = text
+        .lines()
+        .find(|l| l.starts_with(id))
+        .expect("the key's row");
+    assert!(
+        key_line.contains("••••") && !key_line.contains(secret),
+        "{key_line}"
+    );
+    assert!(
+        text.contains("(23 of 24 buckets had no requests)"),
+        "{text}"
+    );
+
+    let out = kw(
+        &app,
+        &["usage", "--key", id, "--granularity", "minute", "--json"],
+    )
+    .await;
+    assert!(out.status.success());
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["key_id"], id);
+    assert_eq!(body["granularity"], "minute");
+    assert_eq!(body["totals"]["by_code"], json!({"VALID": 2}));
+    assert_eq!(body["series"].as_array().unwrap().len(), 60);
+
+    let out = kw(&app, &["usage", "--granularity", "week", "--from", "soon"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("422 validation_failed")
+            && err.contains("granularity: must be one of minute, hour, day")
+            && err.contains("from: must be an RFC 3339 time"),
+        "{err}"
+    );
+    let out = kw(&app, &["usage", "--key", "key_000000000000"]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404 not_found"));
+}
