@@ -13,6 +13,7 @@ use crate::http::views::rfc3339;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Keys,
+    Usage,
     Audit,
     Members,
     Org,
@@ -72,6 +73,7 @@ pub fn shell(m: &Member, nav: Nav, title: &str, content: Markup) -> Markup {
                         nav aria-label="Main" {
                             ul class="nav" {
                                 (item(Nav::Keys, "/keys", "API keys"))
+                                @if m.actions.read_usage { (item(Nav::Usage, "/usage", "Usage")) }
                                 @if m.actions.read_audit { (item(Nav::Audit, "/audit", "Audit log")) }
                                 (item(Nav::Members, "/members", "Members"))
                                 (item(Nav::Org, "/org", "Organization"))

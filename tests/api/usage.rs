@@ -682,3 +682,118 @@ async fn the_command_line_prints_usage_as_a_table_or_json_and_names_bad_options(
     let out = kw(&app, &["usage", "--key", "key_000000000000"]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("404 not_found"));
 }
+
+/// Signs an owner in through the form; returns the browser on the keys list.
+async fn owner_in_browser(app: &TestApp, name: &'static str) -> crate::browser::Browser {
+    const PASSWORD: &str = "correct horse battery staple";
+    app.post(
+        "/v1/users",
+        json!({"email": "uma@example.com", "name": "Uma", "role": "owner", "password": PASSWORD}),
+    )
+    .await
+    .assert_status(201);
+    let b = crate::browser::Browser::start(&app.base, name).await;
+    b.go("/sign-in").await;
+    b.fill("#email", "uma@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form[action='/sign-in'] button[type=submit]").await;
+    b.find(".page-actions button[data-open='create-key']").await;
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_charts_usage_and_the_keys_list_shows_a_use_without_a_reload() {
+    let app = spawn_app().await;
+    let mut sent = Sent::default();
+    let api = app.default_api_id.clone();
+    let (busy, busy_id) = key(&app, &mut sent, &api, json!({"name": "Billing sync"})).await;
+    let (old, old_id) = key(&app, &mut sent, &api, json!({"name": "Old importer"})).await;
+    let (idle, idle_id) = key(&app, &mut sent, &api, json!({"name": "Nightly report"})).await;
+    app.post(&format!("/v1/keys/{old_id}/revoke"), json!({}))
+        .await
+        .assert_status(200);
+    let b_ = Some(busy_id.as_str());
+    for _ in 0..5 {
+        verify(&app, &mut sent, &busy, json!({}), "VALID", b_).await;
+    }
+    let o = Some(old_id.as_str());
+    for _ in 0..2 {
+        verify(&app, &mut sent, &old, json!({}), "REVOKED", o).await;
+    }
+    verify(&app, &mut sent, "garbage", json!({}), "MALFORMED", None).await;
+    until_counted(&app, 8).await;
+
+    let b = owner_in_browser(&app, "usage").await;
+    // The list's last-use column follows uses made elsewhere, without a reload.
+    let cell = format!("[data-last-used='{idle_id}']");
+    assert!(b.find(&cell).await.text().await.unwrap().contains("Never"));
+    b.js("window.notReloaded = true").await;
+    app.verify(&idle, json!({})).await;
+    b.until(
+        "the idle key's use to show",
+        &format!(
+            "const c = document.querySelector(\"{cell}\"); \
+             return !!c && c.textContent.includes('just now') && window.notReloaded === true"
+        ),
+    )
+    .await;
+    b.shoot("keys-live-last-used").await;
+
+    // The organization's usage: totals, the chart, verdicts, keys used most.
+    b.click("nav a[href='/usage']").await;
+    b.find(".usage-chart svg").await;
+    let figure = |what: &str| {
+        format!("return document.querySelector(\"[data-usage='{what}']\").textContent")
+    };
+    assert_eq!(b.js(&figure("requests")).await, "9");
+    assert_eq!(b.js(&figure("valid")).await, "6");
+    assert_eq!(b.js(&figure("refused")).await, "3");
+    let bars = b
+        .js("return document.querySelectorAll('.usage-chart .bar').length")
+        .await;
+    assert_eq!(bars, 1, "one busy hour");
+    let tooltip = b
+        .js("return document.querySelector('.usage-chart .bar title').textContent")
+        .await;
+    let tooltip = tooltip.as_str().unwrap();
+    assert!(
+        tooltip.contains("9 requests, 6 valid") && tooltip.contains("2 REVOKED"),
+        "{tooltip}"
+    );
+    for code in ["VALID", "REVOKED", "MALFORMED"] {
+        assert!(b.has(&format!(".usage-codes tr[data-code='{code}']")).await);
+    }
+    let top = b
+        .js("return Array.from(document.querySelectorAll('.usage-keys tbody tr')).map(r => r.textContent)")
+        .await;
+    let top: Vec<String> = serde_json::from_value(top).unwrap();
+    assert_eq!(top.len(), 3, "{top:?}");
+    assert!(
+        top[0].contains(&sent.prefixes[&busy_id]) && top[0].contains('5'),
+        "{top:?}"
+    );
+    b.shoot("usage-org").await;
+
+    // By minute, from the range menu.
+    b.js("const s = document.getElementById('usage-range'); s.value = 'minute'; s.form.submit();")
+        .await;
+    b.until(
+        "the minute view",
+        "return location.search.includes('granularity=minute')",
+    )
+    .await;
+    b.find(".usage-chart svg").await;
+    assert_eq!(b.js(&figure("requests")).await, "9");
+    b.shoot("usage-by-minute").await;
+
+    // A key's page: its own figures and chart.
+    b.go(&format!("/keys/{busy_id}")).await;
+    b.find("#usage .usage-chart svg").await;
+    assert_eq!(
+        b.js("return document.querySelector(\"#usage [data-usage='requests']\").textContent")
+            .await,
+        "5"
+    );
+    b.shoot("key-usage").await;
+    b.stop().await;
+}
