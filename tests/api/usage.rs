@@ -474,6 +474,78 @@ async fn two_instances_counting_one_key_at_once_add_up(db: Db) {
     assert_eq!(own.assert_status(200)["totals"]["valid"], 40);
 }
 
+async fn counts_wait_out_a_storage_failure_and_are_written_once_after_it(db: Db) {
+    let app = spawn_app_on(db).await;
+    let k = app.create_key(json!({"name": "patient"})).await;
+    let secret = k["key"].as_str().unwrap();
+    // Every flush fails while the batches' table is away.
+    app.execute_sql("ALTER TABLE usage_batches RENAME TO usage_batches_away")
+        .await;
+    for _ in 0..3 {
+        app.verify(secret, json!({})).await;
+    }
+    assert!(app.ctx.usage.flush().await.is_err());
+    app.verify("junk", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let r = app.get("/v1/account/usage").await;
+    assert_eq!(r.assert_status(200)["totals"]["requests"], 0);
+    app.execute_sql("ALTER TABLE usage_batches_away RENAME TO usage_batches")
+        .await;
+    until_counted(&app, 4).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let body = app.get("/v1/account/usage").await;
+    assert_eq!(
+        body.assert_status(200)["totals"]["by_code"],
+        json!({"VALID": 3, "MALFORMED": 1})
+    );
+}
+
+async fn a_batch_written_twice_is_added_once(db: Db) {
+    let app = spawn_app_on(db).await;
+    let k = app.create_key(json!({"name": "retried"})).await;
+    let id = k["id"].as_str().unwrap();
+    let now = app.clock.now_ms();
+    let counts = [keyward::store::UsageCount {
+        org_id: app.org_id.clone(),
+        key_id: id.to_owned(),
+        minute: floor(now, MINUTE),
+        code: "VALID",
+        count: 7,
+    }];
+    // A retry of a batch whose commit went through although the client saw an error.
+    assert!(
+        app.ctx
+            .store
+            .add_usage("ub_test", &counts, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !app.ctx
+            .store
+            .add_usage("ub_test", &counts, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        app.ctx
+            .store
+            .add_usage("ub_other", &counts, now)
+            .await
+            .unwrap()
+    );
+    let own = app
+        .get(&format!("/v1/keys/{id}/usage?granularity=minute"))
+        .await;
+    assert_eq!(own.assert_status(200)["totals"]["valid"], 14);
+    for g in ["hour", "day"] {
+        let own = app
+            .get(&format!("/v1/keys/{id}/usage?granularity={g}"))
+            .await;
+        assert_eq!(own.assert_status(200)["totals"]["valid"], 14, "{g}");
+    }
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -490,6 +562,8 @@ macro_rules! on_both_backends {
 on_both_backends!(
     every_code_is_counted_exactly_once_across_a_graceful_restart,
     two_instances_counting_one_key_at_once_add_up,
+    counts_wait_out_a_storage_failure_and_are_written_once_after_it,
+    a_batch_written_twice_is_added_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
