@@ -546,6 +546,53 @@ async fn a_batch_written_twice_is_added_once(db: Db) {
     }
 }
 
+async fn counts_past_their_retention_are_pruned_per_granularity(db: Db) {
+    let app = spawn_app_on(db).await;
+    let now = app.clock.now_ms();
+    let at = |ago: i64| keyward::store::UsageCount {
+        org_id: app.org_id.clone(),
+        key_id: String::new(),
+        minute: floor(now - ago, MINUTE),
+        code: "NOT_FOUND",
+        count: 1,
+    };
+    // Three days old: past the minutes' 48 hours, within the hours' 90 days. A year old: within
+    // the days' 730 only. An hour old: kept everywhere.
+    let counts = [at(3 * 24 * HOUR), at(365 * 24 * HOUR), at(HOUR)];
+    assert!(
+        app.ctx
+            .store
+            .add_usage("ub_old", &counts, now)
+            .await
+            .unwrap()
+    );
+    app.ctx.usage.prune().await.unwrap();
+    let stored = |g| {
+        let store = app.ctx.store.clone();
+        let org = app.org_id.clone();
+        async move {
+            let q = keyward::store::UsageQuery {
+                org_id: &org,
+                key_id: None,
+                granularity: g,
+                from: i64::MIN / 2,
+                to: i64::MAX / 2,
+            };
+            store
+                .usage_series(&q)
+                .await
+                .unwrap()
+                .iter()
+                .map(|(_, _, n)| n)
+                .sum::<i64>()
+        }
+    };
+    use keyward::store::Granularity::{Day, Hour, Minute};
+    assert_eq!(stored(Minute).await, 1);
+    assert_eq!(stored(Hour).await, 2);
+    assert_eq!(stored(Day).await, 3);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -564,6 +611,7 @@ on_both_backends!(
     two_instances_counting_one_key_at_once_add_up,
     counts_wait_out_a_storage_failure_and_are_written_once_after_it,
     a_batch_written_twice_is_added_once,
+    counts_past_their_retention_are_pruned_per_granularity,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
