@@ -6,6 +6,10 @@
 //! `--compare EXE` measures a second Keyward, the same benchmark binary built from another
 //! commit, in the same interleaved rounds: the same-run A/B a change to the hot path must pass.
 //!
+//! Every run also measures Keyward with usage counting off (`KEYWARD_USAGE_COUNTING=off`), in
+//! the same rounds on the same database, and prints what counting costs the verify path
+//! (counting on / off): the budget is 5%.
+//!
 //! The servers run in child processes (this binary re-executed), so that their CPU time per
 //! request is measured apart from the load generator's.
 
@@ -67,7 +71,8 @@ fn main() {
     match std::env::var("KEYWARD_BENCH_ROLE").as_deref() {
         Ok("bare") => return run_bare(),
         Ok("axum-hmac") => return run_axum_hmac(),
-        Ok("keyward") => return run_keyward(),
+        Ok("keyward") => return run_keyward(true),
+        Ok("keyward-uncounted") => return run_keyward(false),
         _ => {}
     }
     if !std::env::args().any(|a| a == "--bench") {
@@ -160,15 +165,17 @@ fn run_axum_hmac() {
     });
 }
 
-/// Child role: Keyward itself on the prepared data directory.
-fn run_keyward() {
+/// Child role: Keyward itself on the prepared data directory, counting usage or not.
+fn run_keyward(counting: bool) {
     let dir = std::env::var("KEYWARD_BENCH_DIR").unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let app = keyward::Application::build(config(&dir)).await.unwrap();
+        let app = keyward::Application::build(config_with(&dir, counting))
+            .await
+            .unwrap();
         announce(app.local_addr());
         app.run_until(exit_when_stdin_closes()).await.unwrap();
     });
@@ -189,10 +196,15 @@ async fn exit_when_stdin_closes() {
 }
 
 fn config(dir: &str) -> Config {
+    config_with(dir, true)
+}
+
+fn config_with(dir: &str, counting: bool) -> Config {
     Config::load(&ServerArgs {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.into()),
         pepper: Some(PEPPER.into()),
+        usage_counting: Some(if counting { "on" } else { "off" }.into()),
         ..Default::default()
     })
     .unwrap()
@@ -485,6 +497,7 @@ async fn bench(o: Opts) {
     // All three servers run at once (idle ones cost nothing) and are measured in interleaved
     // rounds, so that a machine whose speed drifts during the run affects each target alike.
     let kw = Server::spawn("keyward", &dir_s);
+    let uncounted = Server::spawn("keyward-uncounted", &dir_s);
     let calib = Server::spawn("axum-hmac", &dir_s);
     let bare_server = Server::spawn("bare", &dir_s);
     let other = o
@@ -494,6 +507,17 @@ async fn bench(o: Opts) {
     println!("Warming Keyward's cache with every key once...");
     let warm = drive(&kw, &admin, secrets.clone(), o.connections, 600, true).await;
     assert_eq!(warm.errors, 0, "every key verifies during warm-up");
+    let warm = drive(
+        &uncounted,
+        &admin,
+        secrets.clone(),
+        o.connections,
+        600,
+        true,
+    )
+    .await;
+    assert_eq!(warm.errors, 0, "every key verifies without counting too");
+    uncounted.settle().await;
     if let Some(other) = &other {
         let warm = drive(other, &admin, secrets.clone(), o.connections, 600, true).await;
         assert_eq!(
@@ -532,6 +556,8 @@ async fn bench(o: Opts) {
     );
     let (mut verify, mut axum_hmac, mut bare) = (Run::default(), Run::default(), Run::default());
     let mut compared = Run::default();
+    let mut not_counting = Run::default();
+    let mut counting_ratios = Vec::new();
     let mut ab_ratios = Vec::new();
     let mut round_ratios = Vec::new();
     // Keyward's CPU while the other servers are measured: work it does behind (writing last use),
@@ -540,6 +566,9 @@ async fn bench(o: Opts) {
     for _ in 0..rounds {
         let v = load(&kw, 2).await;
         let kw_before = kw.cpu();
+        let u = load(&uncounted, 2).await;
+        counting_ratios.push(v.rps() / u.rps());
+        not_counting.add(u);
         if let Some(other) = &other {
             let o = load(other, 2).await;
             ab_ratios.push(v.rps() / o.rps());
@@ -553,10 +582,17 @@ async fn bench(o: Opts) {
         axum_hmac.add(c);
         bare.add(b);
     }
-    for r in [&mut verify, &mut axum_hmac, &mut bare, &mut compared] {
+    for r in [
+        &mut verify,
+        &mut axum_hmac,
+        &mut bare,
+        &mut compared,
+        &mut not_counting,
+    ] {
         r.latencies_us.sort_unstable();
     }
     kw.stop();
+    uncounted.stop();
     if let Some(other) = other {
         other.stop();
     }
@@ -568,7 +604,10 @@ async fn bench(o: Opts) {
         "{:<28} {:>12} {:>9} {:>9} {:>14} {:>14} {:>7}",
         "target", "requests/s", "p50 ms", "p99 ms", "server CPU/req", "client CPU/req", "errors"
     );
-    let mut targets = vec![("POST /v1/keys/verify", &verify)];
+    let mut targets = vec![
+        ("POST /v1/keys/verify", &verify),
+        ("  the same, counting off", &not_counting),
+    ];
     if o.compare.is_some() {
         targets.push(("  the same, compared build", &compared));
     }
@@ -607,7 +646,8 @@ async fn bench(o: Opts) {
     println!(
         "Keyward's CPU while the other servers were measured: {:.2} s ({:.1}% of theirs)",
         kw_behind.as_secs_f64(),
-        100.0 * kw_behind.as_secs_f64() / (axum_hmac.cpu + bare.cpu).as_secs_f64()
+        100.0 * kw_behind.as_secs_f64()
+            / (axum_hmac.cpu + bare.cpu + not_counting.cpu).as_secs_f64()
     );
     round_ratios.sort_by(f64::total_cmp);
     println!(
@@ -619,6 +659,16 @@ async fn bench(o: Opts) {
     println!(
         "ratio bare/verify (server CPU per request): {:.3}",
         bare.cpu_us_per_request() / verify.cpu_us_per_request()
+    );
+    counting_ratios.sort_by(f64::total_cmp);
+    println!(
+        "usage counting on/off: {:.3} requests/s (rounds: median {:.3}, lowest {:.3}, highest \
+         {:.3}), {:.3} server CPU per request; the budget is 0.95 requests/s or more",
+        verify.rps() / not_counting.rps(),
+        counting_ratios[counting_ratios.len() / 2],
+        counting_ratios[0],
+        counting_ratios[counting_ratios.len() - 1],
+        verify.cpu_us_per_request() / not_counting.cpu_us_per_request()
     );
     if o.compare.is_some() {
         ab_ratios.sort_by(f64::total_cmp);
@@ -633,4 +683,8 @@ async fn bench(o: Opts) {
         );
     }
     assert_eq!(verify.errors, 0, "every verify answered VALID");
+    assert_eq!(
+        not_counting.errors, 0,
+        "every verify answered VALID without counting"
+    );
 }

@@ -112,6 +112,20 @@ pub struct ServerArgs {
     /// Default 1 h (`1h`).
     #[arg(long, env = "KEYWARD_EVENTS_GRACE_USE_INTERVAL")]
     pub events_grace_use_interval: Option<String>,
+    /// `on` (default) or `off`: whether verifications are counted for the usage endpoints and the
+    /// dashboard's charts. Off, what was counted before stays readable and nothing is added.
+    #[arg(long, env = "KEYWARD_USAGE_COUNTING")]
+    pub usage_counting: Option<String>,
+    /// How long per-minute usage counts are kept: a duration with a unit (`48h`, `7d`, `90m`).
+    /// Default 48 h.
+    #[arg(long, env = "KEYWARD_USAGE_MINUTE_RETENTION")]
+    pub usage_minute_retention: Option<String>,
+    /// How long hourly usage counts are kept. Default 90 days.
+    #[arg(long, env = "KEYWARD_USAGE_HOUR_RETENTION")]
+    pub usage_hour_retention: Option<String>,
+    /// How long daily usage counts are kept. Default 730 days.
+    #[arg(long, env = "KEYWARD_USAGE_DAY_RETENTION")]
+    pub usage_day_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +158,10 @@ struct FileConfig {
     events_spike_requests: Option<u32>,
     events_spike_factor: Option<u32>,
     events_grace_use_interval: Option<String>,
+    usage_counting: Option<String>,
+    usage_minute_retention: Option<String>,
+    usage_hour_retention: Option<String>,
+    usage_day_retention: Option<String>,
     plans: Option<std::collections::BTreeMap<String, FilePlan>>,
 }
 
@@ -209,6 +227,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub auth_failures: AuthFailures,
     pub events: EventSettings,
+    pub usage: UsageSettings,
 }
 
 /// How long clients may take (see [`ServerArgs`] for each).
@@ -267,6 +286,66 @@ impl Default for EventSettings {
             grace_use_interval: Duration::from_secs(3_600),
         }
     }
+}
+
+/// Usage counting (see [`ServerArgs`] for each setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageSettings {
+    /// Whether verifications are counted.
+    pub counting: bool,
+    pub minute_retention: Duration,
+    pub hour_retention: Duration,
+    pub day_retention: Duration,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        UsageSettings {
+            counting: true,
+            minute_retention: Duration::from_secs(2 * DAY),
+            hour_retention: Duration::from_secs(90 * DAY),
+            day_retention: Duration::from_secs(730 * DAY),
+        }
+    }
+}
+
+impl UsageSettings {
+    /// How long counts of `granularity` are kept.
+    pub fn retention(&self, granularity: crate::store::Granularity) -> Duration {
+        match granularity {
+            crate::store::Granularity::Minute => self.minute_retention,
+            crate::store::Granularity::Hour => self.hour_retention,
+            crate::store::Granularity::Day => self.day_retention,
+        }
+    }
+}
+
+/// A retention setting: a number with `d` (days), `h` (hours) or `m` (minutes); at least an hour,
+/// at most ten years.
+pub fn parse_retention(name: &str, text: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let invalid = || {
+        ConfigError::Invalid(format!(
+            "{name} must be a number with d, h or m (like 7d, 48h), from 1h to 3650d"
+        ))
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3_600),
+        "m" => n.checked_mul(60),
+        _ => None,
+    }
+    .ok_or_else(invalid)?;
+    if !(3_600..=3_650 * 86_400).contains(&seconds) {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// A duration setting: whole seconds (`10`), or a number with `ms`, `s`, `m`, `h` or `d` (`500ms`,
@@ -328,6 +407,7 @@ impl fmt::Debug for Config {
             .field("timeouts", &self.timeouts)
             .field("auth_failures", &self.auth_failures)
             .field("events", &self.events)
+            .field("usage", &self.usage)
             .finish_non_exhaustive()
     }
 }
@@ -380,6 +460,10 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "KEYWARD_EVENTS_SPIKE_REQUESTS",
     "KEYWARD_EVENTS_SPIKE_FACTOR",
     "KEYWARD_EVENTS_GRACE_USE_INTERVAL",
+    "KEYWARD_USAGE_COUNTING",
+    "KEYWARD_USAGE_MINUTE_RETENTION",
+    "KEYWARD_USAGE_HOUR_RETENTION",
+    "KEYWARD_USAGE_DAY_RETENTION",
     "KEYWARD_LOG",
     "KEYWARD_URL",
     "KEYWARD_API_KEY",
@@ -634,6 +718,62 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
         }
+        let usage = {
+            let defaults = UsageSettings::default();
+            let retention =
+                |name: &str, flag: &Option<String>, file: Option<String>, default| match flag
+                    .clone()
+                    .or(file)
+                {
+                    Some(text) => parse_retention(name, &text),
+                    None => Ok(default),
+                };
+            let counting = match args
+                .usage_counting
+                .clone()
+                .or(file.usage_counting)
+                .as_deref()
+            {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(_) => {
+                    return Err(ConfigError::Invalid(
+                        "KEYWARD_USAGE_COUNTING must be 'on' or 'off'".into(),
+                    ));
+                }
+            };
+            let usage = UsageSettings {
+                counting,
+                minute_retention: retention(
+                    "KEYWARD_USAGE_MINUTE_RETENTION",
+                    &args.usage_minute_retention,
+                    file.usage_minute_retention,
+                    defaults.minute_retention,
+                )?,
+                hour_retention: retention(
+                    "KEYWARD_USAGE_HOUR_RETENTION",
+                    &args.usage_hour_retention,
+                    file.usage_hour_retention,
+                    defaults.hour_retention,
+                )?,
+                day_retention: retention(
+                    "KEYWARD_USAGE_DAY_RETENTION",
+                    &args.usage_day_retention,
+                    file.usage_day_retention,
+                    defaults.day_retention,
+                )?,
+            };
+            if usage.minute_retention > usage.hour_retention
+                || usage.hour_retention > usage.day_retention
+            {
+                return Err(ConfigError::Invalid(
+                    "usage retention must not shrink with the granularity: \
+                     KEYWARD_USAGE_MINUTE_RETENTION <= KEYWARD_USAGE_HOUR_RETENTION <= KEYWARD_USAGE_DAY_RETENTION"
+                        .into(),
+                ));
+            }
+            usage
+        };
         if auth_failures.limit == 0 {
             return Err(ConfigError::Invalid(
                 "KEYWARD_AUTH_FAILURE_LIMIT must be at least 1".into(),
@@ -657,6 +797,7 @@ impl Config {
             timeouts,
             auth_failures,
             events,
+            usage,
         })
     }
 
@@ -832,6 +973,39 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::load(&args).is_err());
+    }
+
+    #[test]
+    fn usage_settings_take_days_hours_or_minutes_within_bounds() {
+        let c = Config::load(&ServerArgs::default()).unwrap();
+        assert_eq!(c.usage, UsageSettings::default());
+        let args = ServerArgs {
+            usage_counting: Some("off".into()),
+            usage_minute_retention: Some("90m".into()),
+            usage_hour_retention: Some("36h".into()),
+            usage_day_retention: Some("30d".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert!(!c.usage.counting);
+        assert_eq!(c.usage.minute_retention, Duration::from_secs(5_400));
+        assert_eq!(c.usage.hour_retention, Duration::from_secs(36 * 3_600));
+        assert_eq!(c.usage.day_retention, Duration::from_secs(30 * 86_400));
+        for bad in ["", "7", "0d", "59m", "3651d", "1w", "d", "-1d"] {
+            let err = parse_retention("X", bad).unwrap_err().to_string();
+            assert!(err.starts_with("X must be"), "{bad:?}: {err}");
+        }
+        let args = ServerArgs {
+            usage_counting: Some("maybe".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(&args).is_err());
+        let args = ServerArgs {
+            usage_minute_retention: Some("100d".into()),
+            ..Default::default()
+        };
+        let err = Config::load(&args).err().unwrap().to_string();
+        assert!(err.contains("must not shrink"), "{err}");
     }
 
     #[test]

@@ -7,9 +7,11 @@ pub mod domain;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod observe;
 pub mod service;
 pub mod store;
+pub mod usage;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -85,7 +87,17 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
         plan_rate_limits,
     ));
     let events = Arc::new(events::Detector::new(config.events, clock.now_ms()));
-    let observers: Vec<Arc<dyn observe::Observer>> = vec![events.clone()];
+    let usage = Arc::new(usage::Usage::new(
+        store.clone(),
+        clock.clone(),
+        config.usage,
+    ));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let mut observers: Vec<Arc<dyn observe::Observer>> =
+        vec![Arc::new(metrics::Counting(metrics.clone())), events.clone()];
+    if config.usage.counting {
+        observers.push(Arc::new(usage::Counting(usage.clone())));
+    }
     Ok(Ctx {
         store,
         verifier,
@@ -102,6 +114,8 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
         apis_changed: Arc::default(),
         observers: observe::Observers::new(observers),
         events,
+        usage,
+        metrics,
     })
 }
 
@@ -189,7 +203,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes; then lets requests in flight finish within the shutdown
-    /// timeout, closes what is still open, and writes pending last-use data.
+    /// timeout, closes what is still open, and writes pending last-use data and usage counts.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -224,6 +238,7 @@ impl Application {
                 }
             }
         });
+        let counting = tokio::spawn(self.ctx.usage.clone().run(stop_tx.subscribe()));
         // One signal for both listeners.
         let (signal, signalled) = tokio::sync::watch::channel(false);
         let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -252,6 +267,10 @@ impl Application {
         );
         let _ = stop_tx.send(true);
         let _ = background.await;
+        // The counter's own flush, if one is under way, ends before the last one: every count is
+        // written once, by one of them.
+        let _ = counting.await;
+        let usage = self.ctx.usage.flush().await;
         self.ctx
             .verifier
             .flush_all()
@@ -260,6 +279,7 @@ impl Application {
         if let Err(e) = self.ctx.events.flush(&self.ctx).await {
             tracing::warn!(error = %e, "could not write the last security events");
         }
+        usage.context("final flush of usage counts")?;
         self.ctx.store.close().await;
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `verify` and `events` commands
+//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `verify`, `events` and `usage` commands
 //! that talk HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
 //! the edge; a missing or wrong setting is a one-line error naming it.
 
@@ -7,6 +7,7 @@ mod client;
 mod events;
 mod scan;
 mod table;
+mod usage;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -47,6 +48,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// List the organization's security events through a running server, newest first.
     Events(events::EventsArgs),
+    /// Verifications counted for the organization, or one key (`--key`), through a running
+    /// server: totals, by code, top keys and a series by minute, hour or day.
+    Usage(usage::UsageArgs),
     /// Find Keyward keys in files (checksum-valid only), e.g. before a commit.
     Scan(ScanArgs),
     /// Print a new one-time link where a member sets their dashboard email and password (a
@@ -271,6 +275,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Apis(cmd) => apis::run(cmd).await,
         Command::Verify(args) => verify(args).await,
         Command::Events(args) => events::run(args).await,
+        Command::Usage(args) => usage::run(args).await,
         Command::Scan(args) => scan::run(&args.paths),
     }
 }

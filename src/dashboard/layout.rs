@@ -13,6 +13,7 @@ use crate::http::views::rfc3339;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Keys,
+    Usage,
     Audit,
     SecurityEvents,
     Members,
@@ -73,6 +74,7 @@ pub fn shell(m: &Member, nav: Nav, title: &str, content: Markup) -> Markup {
                         nav aria-label="Main" {
                             ul class="nav" {
                                 (item(Nav::Keys, "/keys", "API keys"))
+                                @if m.actions.read_usage { (item(Nav::Usage, "/usage", "Usage")) }
                                 @if m.actions.read_audit { (item(Nav::Audit, "/audit", "Audit log")) }
                                 @if m.actions.read_security_events { (item(Nav::SecurityEvents, "/security-events", "Security events")) }
                                 (item(Nav::Members, "/members", "Members"))

@@ -20,6 +20,7 @@ mod members;
 mod org;
 mod profile;
 mod scopes;
+mod usage;
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .merge(org::router())
         .merge(apis::router())
         .merge(profile::router())
+        .merge(usage::router())
         .layer(middleware::map_response(page_headers))
         .merge(assets::router())
 }

@@ -27,6 +27,7 @@ use crate::domain::model::Api;
 use crate::domain::path;
 use crate::http::error::{ApiError, REQUEST_ID, RequestId, rate_limit_headers};
 use crate::http::{Handler, InFlight};
+use crate::metrics::UpstreamError;
 use crate::observe::{Observation, Source};
 use crate::verify::{CachedKey, Presented, Scope, Verified};
 
@@ -89,8 +90,22 @@ impl Gateway {
         let mut seen = Seen::default();
         let res = match self.serve(req, peer, in_flight, &mut seen).await {
             Ok(res) => res,
-            Err(e) => refusal(e, seen.ratelimit, id),
+            Err(e) => {
+                match &e {
+                    GatewayError::BadGateway(_) => {
+                        self.ctx.metrics.upstream_error(UpstreamError::Unreachable);
+                    }
+                    GatewayError::Timeout => {
+                        self.ctx.metrics.upstream_error(UpstreamError::Timeout)
+                    }
+                    _ => {}
+                }
+                refusal(e, seen.ratelimit, id)
+            }
         };
+        self.ctx
+            .metrics
+            .gateway_duration(started.elapsed().as_secs_f64());
         tracing::info!(
             target: "keyward::gateway::access",
             request_id = %id.as_str(),

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::error::{ApiError, REQUEST_ID, RequestId};
 use super::{AppState, BODY_LIMIT, HEADERS_MAX_BYTES, HEADERS_MAX_COUNT, URI_MAX_BYTES, auth};
 use crate::domain::key;
+use crate::metrics;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -39,6 +40,11 @@ pub async fn frame(State(state): State<Arc<AppState>>, req: Request, next: Next)
     } else {
         tracing::Span::none()
     };
+    // The route's template for the metrics; the verify endpoint's, the hot one, is known without
+    // holding on to it.
+    let matched = req.extensions().get::<MatchedPath>();
+    let verify = matched.is_some_and(|m| m.as_str() == metrics::VERIFY_ROUTE);
+    let route = matched.filter(|_| !verify).cloned();
     let answer = async {
         let res = match admit(&state, req, deadline).await {
             Ok(req) => match tokio::time::timeout_at(deadline.into(), next.run(req)).await {
@@ -52,6 +58,16 @@ pub async fn frame(State(state): State<Arc<AppState>>, req: Request, next: Next)
             ms = started.elapsed().as_millis() as u64,
             "answered"
         );
+        let metrics = &state.ctx.metrics;
+        if verify {
+            metrics.verify_duration(started.elapsed().as_secs_f64());
+            metrics.http_request(metrics::VERIFY_ROUTE, res.status());
+        } else {
+            let route = route
+                .as_ref()
+                .map_or(metrics::UNMATCHED_ROUTE, MatchedPath::as_str);
+            metrics.http_request(route, res.status());
+        }
         with_request_id(res, id)
     };
     REQUEST_ID.scope(id, answer.instrument(span)).await

@@ -18,6 +18,8 @@ pub const REVEAL_KEYS: &str = "keys:reveal";
 pub const READ_AUDIT: &str = "audit:read";
 /// Reading security events: the audit log's scope (contract section 9).
 pub const READ_SECURITY_EVENTS: &str = READ_AUDIT;
+/// Reading usage counts.
+pub const READ_USAGE: &str = "usage:read";
 /// Inviting members, changing their roles, disabling and removing them.
 pub const MANAGE_MEMBERS: &str = "users:write";
 /// Creating and changing protected APIs.
@@ -33,6 +35,7 @@ pub struct OrgActions {
     pub create_keys_for_others: bool,
     pub read_audit: bool,
     pub read_security_events: bool,
+    pub read_usage: bool,
     /// Invite members (and, subject to [`member_actions`], change them).
     pub manage_members: bool,
     pub create_apis: bool,
@@ -45,6 +48,7 @@ pub fn org_actions(caller: &Caller) -> OrgActions {
         create_keys_for_others: caller.can(WRITE_KEYS) && may_create_keys_for_others(caller),
         read_audit: caller.can(READ_AUDIT),
         read_security_events: caller.can(READ_SECURITY_EVENTS),
+        read_usage: caller.can(READ_USAGE),
         manage_members: caller.can(MANAGE_MEMBERS),
         create_apis: caller.can(WRITE_APIS),
         update_org: caller.can(UPDATE_ORG),
@@ -612,6 +616,7 @@ mod tests {
             create_keys_for_others: true,
             read_audit: true,
             read_security_events: true,
+            read_usage: true,
             manage_members: true,
             create_apis: true,
             update_org: true,
@@ -624,6 +629,7 @@ mod tests {
                 create_keys: true,
                 read_audit: true,
                 read_security_events: true,
+                read_usage: true,
                 ..NO_ORG_ACTIONS
             }
         );
@@ -632,6 +638,7 @@ mod tests {
             OrgActions {
                 read_audit: true,
                 read_security_events: true,
+                read_usage: true,
                 ..NO_ORG_ACTIONS
             }
         );
@@ -642,6 +649,7 @@ mod tests {
         create_keys_for_others: false,
         read_audit: false,
         read_security_events: false,
+        read_usage: false,
         manage_members: false,
         create_apis: false,
         update_org: false,

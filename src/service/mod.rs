@@ -78,6 +78,10 @@ pub struct Ctx {
     pub observers: crate::observe::Observers,
     /// The security-event detectors (one of the observers), flushed by the background task.
     pub events: Arc<crate::events::Detector>,
+    /// Usage counts: written behind by the counter, read by the usage endpoints.
+    pub usage: Arc<crate::usage::Usage>,
+    /// The Prometheus metrics of this process.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ctx {

@@ -19,12 +19,14 @@ mod orgs;
 mod postgres;
 mod sessions;
 mod sqlite;
+mod usage;
 mod users;
 
 pub use audit::AuditFilter;
 pub use events::EventFilter;
 pub use keys::{KeyFilter, KeyOrder, KeySort, StatusFilter, UsageTouch};
 pub use sessions::{Failures, SessionRecord, SetupTokenRecord};
+pub use usage::{Granularity, KeyUsageRow, UsageCount, UsageQuery};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -22,7 +22,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -129,6 +129,9 @@ pub struct Verifier {
     /// Keys with a `last_used` observation not yet written, by when it is due: every slot holding
     /// one has an item here, so that a flush visits the keys due, not every key.
     due: Mutex<BinaryHeap<Reverse<(Millis, u64)>>>,
+    /// Presented keys found in the cache, and not (for the metrics).
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 /// The dependencies of a key, as cached (`None`: not found).
@@ -156,7 +159,27 @@ impl Verifier {
             cache: Cache::default(),
             changes_polled: AtomicI64::new(started),
             due: Mutex::default(),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
         }
+    }
+
+    /// Presented keys found in the cache so far, and not found there.
+    pub fn cache_lookups(&self) -> (u64, u64) {
+        (
+            self.cache_hits.load(Ordering::Relaxed),
+            self.cache_misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// How many keys the cache holds (records, rate-limit and last-use state).
+    pub fn cached_keys(&self) -> usize {
+        self.cache.keys.len()
+    }
+
+    /// Keys whose last use waits to be written.
+    pub fn pending_writes(&self) -> usize {
+        self.due.lock().len()
     }
 
     pub fn peppers(&self) -> &Peppers {
@@ -240,9 +263,11 @@ impl Verifier {
         let current = self.peppers.current().hash(token);
         if let Some(key) = self.cache.key(id, now) {
             if self.authentic(token, &key, &current) {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(key));
             }
         }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
         if self.cache.known_unknown(&current, now) {
             return Ok(None);
         }

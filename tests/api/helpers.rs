@@ -442,6 +442,31 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops the server gracefully (drains, flushes write-behind buffers) and starts it again on
+    /// the same database, data directory and clock, on new ports.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.expect("server task").expect("server stops cleanly");
+        }
+        let app = keyward::Application::build_with_clock(self.config.clone(), self.clock.clone())
+            .await
+            .expect("the application builds again");
+        self.base = format!("http://{}", app.local_addr());
+        self.gateway = app.gateway_addr().map(|a| format!("http://{a}"));
+        self.ctx = app.ctx().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.server = Some(tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+        self
+    }
+}
+
 /// The real `keyward` binary, serving on a loopback port of its own. Everything it prints is
 /// collected.
 pub struct Binary {

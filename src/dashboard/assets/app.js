@@ -450,4 +450,39 @@
   // ------------------------------------------------------------------ dialogs open at load
 
   $$('dialog[data-autoopen]').forEach((dialog) => openDialog(dialog));
+  // ------------------------------------------------------------------ live last use
+
+  // The keys list's "Last used" column, refreshed every few seconds without a reload (only
+  // while the page is visible). Without the script it shows what it was when the page loaded.
+  const lastUsed = $$('[data-last-used]');
+  if (lastUsed.length) {
+    const ids = lastUsed.map((cell) => cell.dataset.lastUsed).join(',');
+    const refresh = async () => {
+      if (document.hidden) return;
+      try {
+        const res = await fetch(`/keys/last-used?ids=${encodeURIComponent(ids)}`, {
+          credentials: 'same-origin',
+          headers: { Accept: 'application/json' },
+        });
+        if (!res.ok) return;
+        const uses = await res.json();
+        lastUsed.forEach((cell) => {
+          const use = uses[cell.dataset.lastUsed];
+          if (!use) return;
+          let time = cell.querySelector('time');
+          if (!time) {
+            cell.textContent = '';
+            time = document.createElement('time');
+            cell.appendChild(time);
+          }
+          time.dateTime = use.at;
+          time.title = use.title;
+          time.textContent = use.text;
+        });
+      } catch (_) {
+        // The next refresh tries again.
+      }
+    };
+    setInterval(refresh, 5000);
+  }
 })();

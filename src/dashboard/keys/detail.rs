@@ -34,6 +34,8 @@ pub(super) struct DetailData {
     pub(super) api: Option<Api>,
     pub(super) members: Vec<User>,
     pub(super) events: Option<Vec<crate::domain::model::AuditEvent>>,
+    /// The key's usage over the last 24 hours, when the member may read usage.
+    pub(super) usage: Option<crate::usage::report::Report>,
 }
 
 pub(super) async fn load_detail(
@@ -60,11 +62,18 @@ pub(super) async fn load_detail(
     } else {
         None
     };
+    let usage = if m.actions.read_usage {
+        let range = crate::usage::report::RangeQuery::default();
+        Some(crate::usage::report::key_usage(&state.ctx, &m.caller, &key.id, &range).await?)
+    } else {
+        None
+    };
     Ok(DetailData {
         key,
         api,
         members,
         events,
+        usage,
     })
 }
 
@@ -223,10 +232,15 @@ pub(super) fn render_detail(
                         None => p class="muted" { "Never used yet." },
                     }
                 }
-                section class="card usage" id="usage" aria-labelledby="usage-title" {
-                    h2 id="usage-title" { "Usage" }
-                    p class="muted" { "Requests over time will be charted here." }
+            }
+        }
+        @if let Some(usage) = &d.usage {
+            section class="card key-usage" id="usage" aria-labelledby="usage-title" {
+                div class="card-header" {
+                    h2 id="usage-title" { "Usage, last 24 hours" }
+                    a href="/usage" { "All keys" }
                 }
+                (crate::dashboard::usage::key_section(usage))
             }
         }
         @if let Some(events) = &d.events {

@@ -603,7 +603,7 @@ fn key_row(m: &Member, k: &Key, revocable: bool, data: &ListData, now: Millis) -
                     Some(t) => (time_date(t)),
                 }
             }
-            td data-label="Last used" class="col-date" {
+            td data-label="Last used" class="col-date" data-last-used=(k.id) {
                 @match k.last_used_at {
                     Some(t) => (time_ago(now, t)),
                     None => span class="muted" { "Never" },

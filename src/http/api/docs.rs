@@ -18,7 +18,7 @@ use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
-use crate::http::api::{apis, audit, events, health, keys, org, users, verify};
+use crate::http::api::{apis, audit, events, health, keys, metrics, org, usage, users, verify};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,9 +35,10 @@ use crate::http::api::{apis, audit, events, health, keys, org, users, verify};
         apis::list_apis, apis::create_api, apis::get_api, apis::update_api,
         audit::list_audit_log,
         events::list_security_events,
+        usage::get_account_usage, usage::get_key_usage,
         users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
         org::get_org, org::update_org,
-        health::healthz, health::readyz, openapi, docs,
+        health::healthz, health::readyz, metrics::metrics, openapi, docs,
     ),
     components(schemas(
         crate::http::error::Problem,
@@ -52,7 +53,8 @@ use crate::http::api::{apis, audit, events, health, keys, org, users, verify};
         (name = "organization", description = "Plan, API access and key policies"),
         (name = "audit", description = "The append-only audit log"),
         (name = "security", description = "Security events: refused keys, new networks, usage spikes, old keys in their grace period, exposed keys"),
-        (name = "operations", description = "Health and readiness"),
+        (name = "usage", description = "Verifications counted per key, by minute, hour or day and by verdict code"),
+        (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;

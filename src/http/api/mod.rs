@@ -6,6 +6,8 @@ pub mod docs;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod org;
+pub mod usage;
 pub mod users;
 pub mod verify;
