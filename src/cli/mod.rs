@@ -1,7 +1,9 @@
-//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis` and `verify` commands
+//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `acls`, `groups` and
+//! `verify` commands
 //! that talk HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
 //! the edge; a missing or wrong setting is a one-line error naming it.
 
+mod access;
 mod apis;
 mod client;
 mod scan;
@@ -42,6 +44,12 @@ pub enum Command {
     /// Manage protected APIs and their gateway routes through a running server.
     #[command(subcommand)]
     Apis(apis::ApisCommand),
+    /// Manage named IP ACLs (shared allowlists) through a running server.
+    #[command(subcommand)]
+    Acls(access::AclsCommand),
+    /// Manage key groups (shared scopes and rate limits) through a running server.
+    #[command(subcommand)]
+    Groups(access::GroupsCommand),
     /// Verify a key through a running server.
     Verify(VerifyArgs),
     /// Find Keyward keys in files (checksum-valid only), e.g. before a commit.
@@ -130,6 +138,18 @@ pub enum KeysCommand {
         /// REQUESTS/SECONDS, e.g. 100/60.
         #[arg(long)]
         rate_limit: Option<String>,
+        /// The member who owns the key, e.g. a service account (usr_...); default: the caller.
+        #[arg(long)]
+        owner: Option<String>,
+        /// A named IP ACL (acl_...) whose entries join the allowlist; repeat for more.
+        #[arg(long = "acl")]
+        acls: Vec<String>,
+        /// A key group (grp_...) of the key's API; repeat for more.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A resource pattern, type:id with an optional trailing '*'; repeat for more.
+        #[arg(long = "resource")]
+        resources: Vec<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -266,6 +286,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Keys(cmd) => keys(cmd).await,
         Command::Apis(cmd) => apis::run(cmd).await,
+        Command::Acls(cmd) => access::acls(cmd).await,
+        Command::Groups(cmd) => access::groups(cmd).await,
         Command::Verify(args) => verify(args).await,
         Command::Scan(args) => scan::run(&args.paths),
     }
@@ -422,6 +444,10 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<i32> {
             environment,
             description,
             rate_limit,
+            owner,
+            acls,
+            groups,
+            resources,
             client,
         } => {
             let c = Client::new(&client)?;
@@ -454,6 +480,18 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<i32> {
             }
             if let Some(r) = rate_limit {
                 obj.insert("rate_limit".into(), parse_rate_limit(&r)?);
+            }
+            if let Some(o) = owner {
+                obj.insert("owner_id".into(), o.into());
+            }
+            if !acls.is_empty() {
+                obj.insert("ip_acl_ids".into(), acls.into());
+            }
+            if !groups.is_empty() {
+                obj.insert("group_ids".into(), groups.into());
+            }
+            if !resources.is_empty() {
+                obj.insert("resources".into(), resources.into());
             }
             let key = c.post("/v1/keys", &body).await?;
             if client.json {

@@ -43,6 +43,7 @@ static ORG_ID: HeaderName = HeaderName::from_static("x-keyward-org-id");
 static OWNER_ID: HeaderName = HeaderName::from_static("x-keyward-owner-id");
 static KEY_TYPE: HeaderName = HeaderName::from_static("x-keyward-key-type");
 static SCOPES: HeaderName = HeaderName::from_static("x-keyward-scopes");
+static RESOURCES: HeaderName = HeaderName::from_static("x-keyward-resources");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -206,6 +207,7 @@ impl Gateway {
                     token_type: None,
                     token_types,
                     scopes,
+                    resource: None,
                     skip_plan: false,
                 },
                 cost: 1,
@@ -511,7 +513,15 @@ fn request_headers(
         (&KEY_ID, text(&key.id)),
         (&OWNER_ID, text(&key.owner_id)),
         (&KEY_TYPE, text(&key.token_type)),
-        (&SCOPES, text(&key.scopes.join(" "))),
+        (&SCOPES, text(&key.effective_scopes().join(" "))),
+        // Resource patterns hold no spaces; the upstream decides what a request reaches. A key
+        // without any reaches everything, and sends no header.
+        (
+            &RESOURCES,
+            (!key.resources.is_empty())
+                .then(|| text(&key.resources.join(" ")))
+                .flatten(),
+        ),
     ] {
         if let Some(value) = value {
             headers.insert(name.clone(), value);

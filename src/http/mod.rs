@@ -47,6 +47,8 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .merge(api::apis::router())
         .merge(api::audit::router())
         .merge(api::users::router())
+        .merge(api::ip_acls::router())
+        .merge(api::key_groups::router())
         .merge(api::org::router())
         .merge(api::health::router())
         .merge(api::docs::router())

@@ -11,6 +11,7 @@
 //! aggregate holds its SQL, as `impl Store` (reads, and single changes made on their own) and
 //! `impl StoreTx` (writes inside a unit of work).
 
+mod access;
 mod apis;
 mod audit;
 mod keys;
@@ -20,6 +21,7 @@ mod sessions;
 mod sqlite;
 mod users;
 
+pub use access::LinkKind;
 pub use audit::AuditFilter;
 pub use keys::{KeyFilter, KeyOrder, KeySort, StatusFilter, UsageTouch};
 pub use sessions::{Failures, SessionRecord, SetupTokenRecord};

@@ -18,7 +18,7 @@ use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
-use crate::http::api::{apis, audit, health, keys, org, users, verify};
+use crate::http::api::{apis, audit, health, ip_acls, key_groups, keys, org, users, verify};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,10 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         audit::list_audit_log,
         users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
         org::get_org, org::update_org,
+        ip_acls::list_ip_acls, ip_acls::create_ip_acl, ip_acls::get_ip_acl, ip_acls::update_ip_acl,
+        ip_acls::delete_ip_acl,
+        key_groups::list_key_groups, key_groups::create_key_group, key_groups::get_key_group,
+        key_groups::update_key_group, key_groups::delete_key_group,
         health::healthz, health::readyz, openapi, docs,
     ),
     components(schemas(
@@ -47,7 +51,8 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
     tags(
         (name = "keys", description = "Create, list, rotate, revoke and verify keys"),
         (name = "apis", description = "Protected APIs: prefixes, scope catalogues, token types"),
-        (name = "members", description = "Members of the organization and their roles"),
+        (name = "members", description = "Members of the organization and their roles; service accounts"),
+        (name = "access", description = "Named IP ACLs and key groups shared by many keys"),
         (name = "organization", description = "Plan, API access and key policies"),
         (name = "audit", description = "The append-only audit log"),
         (name = "operations", description = "Health and readiness"),

@@ -4,6 +4,8 @@ pub mod apis;
 pub mod audit;
 pub mod docs;
 pub mod health;
+pub mod ip_acls;
+pub mod key_groups;
 pub mod keys;
 pub mod org;
 pub mod users;

@@ -1,0 +1,736 @@
+//! Named IP ACLs, key groups, resource patterns and service accounts, over HTTP on SQLite and
+//! PostgreSQL: the verify endpoint and the gateway follow a change of an ACL or a group on the
+//! very next request; what is in use cannot be deleted; resources are checked right after scope;
+//! a service account's keys outlive the person who made them, and it never signs in.
+
+use keyward::config::ServerArgs;
+use serde_json::{Value, json};
+
+use crate::gateway::{gateway_app, get_with, key_of, protected_api, through, upstream};
+use crate::helpers::{Db, TestApp, spawn_app_on};
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn verdict(app: &TestApp, key: &str, extra: Value) -> String {
+    app.verify(key, extra).await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn audit_of(app: &TestApp, target: &str) -> Vec<Value> {
+    app.get("/v1/audit-log?limit=100").await.assert_status(200)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"]["id"] == target || e["target_id"] == target)
+        .cloned()
+        .collect()
+}
+
+async fn a_key_whose_only_allowlist_is_an_acl_follows_every_edit_of_it(db: Db) {
+    let app = spawn_app_on(db).await;
+    let acl = app
+        .post(
+            "/v1/ip-acls",
+            json!({"name": "Office", "entries": ["203.0.113.0/24", "2001:db8::/48"]}),
+        )
+        .await;
+    let acl = acl.assert_status(201).clone();
+    let acl_id = id(&acl);
+    assert!(acl_id.starts_with("acl_"), "{acl}");
+    assert_eq!(acl["entries"], json!(["203.0.113.0/24", "2001:db8::/48"]));
+
+    // Bad input: each field named, nothing stored.
+    let bad = app
+        .post(
+            "/v1/ip-acls",
+            json!({"name": "Bad", "entries": ["203.0.113.0/33", "nope"]}),
+        )
+        .await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(bad.error_fields(), ["entries[0]", "entries[1]"]);
+    app.post("/v1/ip-acls", json!({"name": "Empty", "entries": []}))
+        .await
+        .assert_problem(422, "validation_failed");
+    app.post(
+        "/v1/ip-acls",
+        json!({"name": "Office", "entries": ["192.0.2.1"]}),
+    )
+    .await
+    .assert_problem(409, "conflict");
+    app.get("/v1/ip-acls/acl_0000000000000000")
+        .await
+        .assert_problem(404, "not_found");
+    // Writing needs org:admin; a developer reads, but does not write.
+    let (_, dev) = app.member("developer").await;
+    app.post_as(
+        &dev,
+        "/v1/ip-acls",
+        json!({"name": "Dev", "entries": ["192.0.2.1"]}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let listed = app.get_as(&dev, "/v1/ip-acls").await;
+    assert_eq!(listed.assert_status(200)["data"][0]["id"], acl_id);
+
+    // Keys name it; unknown or malformed ids are a 422.
+    let unknown = app
+        .post(
+            "/v1/keys",
+            json!({"name": "k", "ip_acl_ids": ["acl_0000000000000000", "office"]}),
+        )
+        .await;
+    unknown.assert_problem(422, "validation_failed");
+    assert_eq!(unknown.error_fields(), ["ip_acl_ids[1]"]);
+    let unknown = app
+        .post(
+            "/v1/keys",
+            json!({"name": "k", "ip_acl_ids": ["acl_0000000000000000"]}),
+        )
+        .await;
+    unknown.assert_problem(422, "validation_failed");
+    assert_eq!(unknown.error_fields(), ["ip_acl_ids[0]"]);
+
+    let created = app
+        .create_key(json!({"name": "office only", "ip_acl_ids": [acl_id]}))
+        .await;
+    assert_eq!(created["ip_acl_ids"], json!([acl_id]));
+    assert_eq!(created["ip_allowlist"], json!([]));
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = id(&created);
+    assert_eq!(
+        verdict(&app, &key, json!({"ip": "198.51.100.7"})).await,
+        "IP_NOT_ALLOWED"
+    );
+    assert_eq!(verdict(&app, &key, json!({})).await, "IP_NOT_ALLOWED");
+    assert_eq!(
+        verdict(&app, &key, json!({"ip": "203.0.113.9"})).await,
+        "VALID"
+    );
+    assert_eq!(
+        verdict(&app, &key, json!({"ip": "2001:db8:0:1::5"})).await,
+        "VALID"
+    );
+
+    // An edit flips the verdict on the very next request, cached or not.
+    app.patch(
+        &format!("/v1/ip-acls/{acl_id}"),
+        json!({"entries": ["198.51.100.0/24"]}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        verdict(&app, &key, json!({"ip": "198.51.100.7"})).await,
+        "VALID"
+    );
+    assert_eq!(
+        verdict(&app, &key, json!({"ip": "203.0.113.9"})).await,
+        "IP_NOT_ALLOWED"
+    );
+
+    // The key's own allowlist and its ACLs add up.
+    app.patch(
+        &format!("/v1/keys/{key_id}"),
+        json!({"ip_allowlist": ["192.0.2.1"]}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        verdict(&app, &key, json!({"ip": "192.0.2.1"})).await,
+        "VALID"
+    );
+    assert_eq!(
+        verdict(&app, &key, json!({"ip": "198.51.100.7"})).await,
+        "VALID"
+    );
+    assert_eq!(
+        verdict(&app, &key, json!({"ip": "192.0.2.2"})).await,
+        "IP_NOT_ALLOWED"
+    );
+
+    // In use: 409, and nothing changes.
+    app.delete(&format!("/v1/ip-acls/{acl_id}"))
+        .await
+        .assert_problem(409, "conflict");
+    app.get(&format!("/v1/ip-acls/{acl_id}"))
+        .await
+        .assert_status(200);
+    // Once no key names it, it goes.
+    let edited = app
+        .patch(&format!("/v1/keys/{key_id}"), json!({"ip_acl_ids": []}))
+        .await;
+    assert_eq!(edited.assert_status(200)["ip_acl_ids"], json!([]));
+    app.delete(&format!("/v1/ip-acls/{acl_id}"))
+        .await
+        .assert_status(204);
+    app.get(&format!("/v1/ip-acls/{acl_id}"))
+        .await
+        .assert_problem(404, "not_found");
+
+    // Every change is audited with what changed.
+    let events = audit_of(&app, &acl_id).await;
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"ip_acl.created"), "{actions:?}");
+    assert!(actions.contains(&"ip_acl.deleted"), "{actions:?}");
+    let updated = events
+        .iter()
+        .find(|e| e["action"] == "ip_acl.updated")
+        .expect("the edit is audited");
+    assert_eq!(
+        updated["details"]["entries"],
+        json!({"added": ["198.51.100.0/24"], "removed": ["203.0.113.0/24", "2001:db8::/48"]})
+    );
+    assert_eq!(updated["details"]["keys_affected"], 1);
+    assert!(!app.get("/v1/audit-log?limit=100").await.text.contains(&key));
+}
+
+async fn deleting_an_acl_and_naming_it_at_once_never_leaves_a_key_without_it(db: Db) {
+    let app = spawn_app_on(db).await;
+    for round in 0..4 {
+        let acl = app
+            .post(
+                "/v1/ip-acls",
+                json!({"name": format!("race {round}"), "entries": ["203.0.113.0/24"]}),
+            )
+            .await;
+        let acl_id = id(acl.assert_status(201));
+        let path = format!("/v1/ip-acls/{acl_id}");
+        let (created, deleted) = tokio::join!(
+            app.post("/v1/keys", json!({"name": "racer", "ip_acl_ids": [acl_id]})),
+            app.delete(&path),
+        );
+        match (created.status.as_u16(), deleted.status.as_u16()) {
+            // The key came first: the ACL stays.
+            (201, 409) => {
+                app.get(&path).await.assert_status(200);
+                let key = created.body["key"].as_str().unwrap();
+                assert_eq!(
+                    verdict(&app, key, json!({"ip": "203.0.113.1"})).await,
+                    "VALID"
+                );
+            }
+            // The deletion came first: the key names nothing that is gone.
+            (422, 204) => {
+                app.get(&path).await.assert_problem(404, "not_found");
+            }
+            other => panic!("{other:?}: {} / {}", created.text, deleted.text),
+        }
+    }
+}
+
+async fn a_key_gains_and_loses_scopes_and_its_rate_limit_through_its_group(db: Db) {
+    let app = spawn_app_on(db).await;
+    let api = app
+        .create_api("transcripts", &["transcripts:read", "transcripts:write"])
+        .await;
+    let api_id = id(&api);
+    let bad = app
+        .post(
+            "/v1/key-groups",
+            json!({"name": "g", "api_id": api_id, "scopes": ["transcripts:read", "billing:read"]}),
+        )
+        .await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(bad.error_fields(), ["scopes[1]"]);
+    let bad = app
+        .post(
+            "/v1/key-groups",
+            json!({"name": "g", "api_id": app.management_api_id, "scopes": ["keys:read"]}),
+        )
+        .await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(bad.error_fields(), ["api_id"]);
+    let bad = app
+        .post(
+            "/v1/key-groups",
+            json!({"name": "g", "api_id": api_id, "rate_limit": {"requests": 0, "per_seconds": 60}}),
+        )
+        .await;
+    assert_eq!(bad.error_fields(), ["rate_limit.requests"]);
+
+    let group = app
+        .post(
+            "/v1/key-groups",
+            json!({"name": "Read-only integrations", "api_id": api_id, "scopes": ["transcripts:read"]}),
+        )
+        .await;
+    let group = group.assert_status(201).clone();
+    let group_id = id(&group);
+    assert!(group_id.starts_with("grp_"));
+    assert_eq!(group["rate_limit"], Value::Null);
+
+    // Only keys of the group's API join it.
+    let other_api = app
+        .post("/v1/keys", json!({"name": "k", "group_ids": [group_id]}))
+        .await;
+    other_api.assert_problem(422, "validation_failed");
+    assert_eq!(other_api.error_fields(), ["group_ids[0]"]);
+
+    let created = app
+        .create_key(json!({"name": "member", "api_id": api_id, "group_ids": [group_id]}))
+        .await;
+    assert_eq!(created["scopes"], json!([]));
+    assert_eq!(created["group_ids"], json!([group_id]));
+    assert_eq!(created["effective_scopes"], json!(["transcripts:read"]));
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = id(&created);
+    let read = json!({"required_scopes": ["transcripts:read"]});
+    let write = json!({"required_scopes": ["transcripts:write"]});
+    assert_eq!(verdict(&app, &key, read.clone()).await, "VALID");
+    assert_eq!(
+        verdict(&app, &key, write.clone()).await,
+        "INSUFFICIENT_SCOPE"
+    );
+
+    // The group changes: every member key follows on its next verification.
+    app.patch(
+        &format!("/v1/key-groups/{group_id}"),
+        json!({"scopes": ["transcripts:write"]}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        verdict(&app, &key, read.clone()).await,
+        "INSUFFICIENT_SCOPE"
+    );
+    assert_eq!(verdict(&app, &key, write.clone()).await, "VALID");
+    let shown = app.get(&format!("/v1/keys/{key_id}")).await;
+    assert_eq!(
+        shown.assert_status(200)["effective_scopes"],
+        json!(["transcripts:write"])
+    );
+    let listed = app.get(&format!("/v1/keys?api_id={api_id}")).await;
+    assert_eq!(
+        listed.assert_status(200)["data"][0]["effective_scopes"],
+        json!(["transcripts:write"])
+    );
+
+    // Its rate limit applies to member keys without their own.
+    app.patch(
+        &format!("/v1/key-groups/{group_id}"),
+        json!({"rate_limit": {"requests": 2, "per_seconds": 60}}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(verdict(&app, &key, json!({})).await, "VALID");
+    assert_eq!(verdict(&app, &key, json!({})).await, "VALID");
+    let limited = app.verify(&key, json!({})).await;
+    assert_eq!(limited["code"], "RATE_LIMITED");
+    assert_eq!(limited["ratelimit"]["limit"], 2);
+    // The key's own limit wins over the group's.
+    app.patch(
+        &format!("/v1/keys/{key_id}"),
+        json!({"rate_limit": {"requests": 100, "per_seconds": 60}}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(app.verify(&key, json!({})).await["ratelimit"]["limit"], 100);
+
+    // In use: 409; leaving the group takes its scopes away.
+    app.delete(&format!("/v1/key-groups/{group_id}"))
+        .await
+        .assert_problem(409, "conflict");
+    let left = app
+        .patch(&format!("/v1/keys/{key_id}"), json!({"group_ids": []}))
+        .await;
+    assert_eq!(left.assert_status(200)["effective_scopes"], json!([]));
+    assert_eq!(verdict(&app, &key, write).await, "INSUFFICIENT_SCOPE");
+    app.delete(&format!("/v1/key-groups/{group_id}"))
+        .await
+        .assert_status(204);
+    let events = audit_of(&app, &group_id).await;
+    let scopes_changed = events
+        .iter()
+        .find(|e| e["action"] == "key_group.updated" && !e["details"]["scopes"].is_null())
+        .expect("the scope change is audited");
+    assert_eq!(
+        scopes_changed["details"]["scopes"],
+        json!({"from": ["transcripts:read"], "to": ["transcripts:write"]})
+    );
+}
+
+async fn resource_patterns_match_and_refuse_after_the_scope_check(db: Db) {
+    let app = spawn_app_on(db).await;
+    let api = app
+        .create_api("projects", &["transcripts:read", "transcripts:write"])
+        .await;
+    let api_id = id(&api);
+    let bad = app
+        .post(
+            "/v1/keys",
+            json!({"name": "k", "api_id": api_id, "resources": ["project:acme-*", "project", "Project:x", "project:a*b"]}),
+        )
+        .await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(
+        bad.error_fields(),
+        ["resources[1]", "resources[2]", "resources[3]"]
+    );
+    let many: Vec<String> = (0..51).map(|i| format!("project:p{i}")).collect();
+    let bad = app
+        .post(
+            "/v1/keys",
+            json!({"name": "k", "api_id": api_id, "resources": many}),
+        )
+        .await;
+    assert_eq!(bad.error_fields(), ["resources"]);
+
+    let created = app
+        .create_key(
+            json!({"name": "scoped to acme", "api_id": api_id, "scopes": ["transcripts:read"],
+                           "resources": ["project:acme-*", "team:core"]}),
+        )
+        .await;
+    assert_eq!(created["resources"], json!(["project:acme-*", "team:core"]));
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = id(&created);
+    for (resource, code) in [
+        ("project:acme-web", "VALID"),
+        ("project:acme-", "VALID"),
+        ("team:core", "VALID"),
+        ("team:core2", "RESOURCE_NOT_ALLOWED"),
+        ("project:globex", "RESOURCE_NOT_ALLOWED"),
+        ("dataset:acme-web", "RESOURCE_NOT_ALLOWED"),
+    ] {
+        let v = app.verify(&key, json!({"resource": resource})).await;
+        assert_eq!(v["code"], code, "{resource}");
+        if code != "VALID" {
+            assert_eq!(v["status"], 403);
+            assert_eq!(v["valid"], false);
+        }
+    }
+    // Scope answers before resource.
+    assert_eq!(
+        verdict(
+            &app,
+            &key,
+            json!({"required_scopes": ["transcripts:write"], "resource": "project:globex"})
+        )
+        .await,
+        "INSUFFICIENT_SCOPE"
+    );
+    // A request that names no resource is not refused for one.
+    assert_eq!(verdict(&app, &key, json!({})).await, "VALID");
+    // The requested resource must be well-formed, and is never repeated back.
+    let bad = app
+        .post(
+            "/v1/keys/verify",
+            json!({"key": key, "resource": "project:acme-*"}),
+        )
+        .await;
+    bad.assert_problem(422, "validation_failed");
+    assert_eq!(bad.error_fields(), ["resource"]);
+    // A key without resources reaches every resource.
+    let open = app
+        .create_key(json!({"name": "open", "api_id": api_id}))
+        .await;
+    assert_eq!(
+        verdict(
+            &app,
+            open["key"].as_str().unwrap(),
+            json!({"resource": "project:globex"})
+        )
+        .await,
+        "VALID"
+    );
+    // Emptying the list lifts the restriction on the next request.
+    app.patch(&format!("/v1/keys/{key_id}"), json!({"resources": []}))
+        .await
+        .assert_status(200);
+    assert_eq!(
+        verdict(&app, &key, json!({"resource": "project:globex"})).await,
+        "VALID"
+    );
+}
+
+async fn the_gateway_enforces_acls_and_forwards_resources_and_group_scopes(db: Db) {
+    let app = gateway_app(db, ServerArgs::default()).await;
+    let up = upstream().await;
+    let api_id = protected_api(&app, "speech", json!({"upstream": up.base})).await;
+    let acl = app
+        .post(
+            "/v1/ip-acls",
+            json!({"name": "Elsewhere", "entries": ["10.0.0.0/8"]}),
+        )
+        .await;
+    let acl_id = id(acl.assert_status(201));
+    let group = app
+        .post(
+            "/v1/key-groups",
+            json!({"name": "Readers", "api_id": api_id, "scopes": ["transcripts:read"]}),
+        )
+        .await;
+    let group_id = id(group.assert_status(201));
+    let (key, _) = key_of(
+        &app,
+        &api_id,
+        json!({"ip_acl_ids": [acl_id], "group_ids": [group_id], "scopes": ["transcripts:write"],
+               "resources": ["project:acme-*", "team:core"]}),
+    )
+    .await;
+    // The gateway's client is 127.0.0.1, outside the ACL.
+    get_with(&app, "/api/v3/documents", &key)
+        .await
+        .assert_problem(403, "ip_not_allowed");
+    app.patch(
+        &format!("/v1/ip-acls/{acl_id}"),
+        json!({"entries": ["10.0.0.0/8", "127.0.0.0/8"]}),
+    )
+    .await
+    .assert_status(200);
+    let auth = format!("Bearer {key}");
+    let res = through(
+        &app,
+        reqwest::Method::GET,
+        "/api/v3/documents",
+        &[
+            ("authorization", &auth),
+            ("x-keyward-resources", "project:*"),
+        ],
+    )
+    .await;
+    let echoed = res.assert_status(200);
+    assert_eq!(
+        echoed["headers"]["x-keyward-resources"],
+        json!(["project:acme-* team:core"]),
+        "the key's resources, the client's copy stripped"
+    );
+    assert_eq!(
+        echoed["headers"]["x-keyward-scopes"],
+        json!(["transcripts:write transcripts:read"])
+    );
+
+    // A key without resources sends none, whatever the client claims.
+    let (open, _) = key_of(&app, &api_id, json!({})).await;
+    let auth = format!("Bearer {open}");
+    let res = through(
+        &app,
+        reqwest::Method::GET,
+        "/api/v3/documents",
+        &[
+            ("authorization", &auth),
+            ("x-keyward-resources", "project:*"),
+        ],
+    )
+    .await;
+    assert!(
+        res.assert_status(200)["headers"]
+            .get("x-keyward-resources")
+            .is_none(),
+        "{}",
+        res.text
+    );
+
+    // Route scopes count the group's: a route needing transcripts:read admits the key.
+    app.patch(
+        &format!("/v1/apis/{api_id}"),
+        json!({"routes": [{"path_prefix": "/api/v3", "required_scopes": ["transcripts:read"]}]}),
+    )
+    .await
+    .assert_status(200);
+    let mut ok = false;
+    for _ in 0..40 {
+        if get_with(&app, "/api/v3/documents", &key).await.status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the group's scope satisfies the route");
+    get_with(&app, "/api/v3/documents", &open)
+        .await
+        .assert_problem(403, "insufficient_scope");
+}
+
+async fn a_service_accounts_keys_outlive_the_person_who_made_them(db: Db) {
+    let app = spawn_app_on(db).await;
+    // Bad input.
+    for (body, field) in [
+        (
+            json!({"kind": "service", "name": "CI", "email": "ci@example.com"}),
+            "email",
+        ),
+        (
+            json!({"kind": "service", "name": "CI", "password": "a long enough password"}),
+            "password",
+        ),
+        (json!({"kind": "robot", "name": "CI"}), "kind"),
+        (json!({"name": "Nobody", "role": "developer"}), "email"),
+    ] {
+        let res = app.post("/v1/users", body).await;
+        res.assert_problem(422, "validation_failed");
+        assert_eq!(res.error_fields(), [field]);
+    }
+    // Only owners and admins manage members, service accounts included.
+    let (_, dev) = app.member("developer").await;
+    app.post_as(&dev, "/v1/users", json!({"kind": "service", "name": "CI"}))
+        .await
+        .assert_problem(403, "forbidden");
+
+    let svc = app
+        .post(
+            "/v1/users",
+            json!({"kind": "service", "name": "CI integration"}),
+        )
+        .await;
+    let svc = svc.assert_status(201).clone();
+    assert_eq!(svc["kind"], "service");
+    assert_eq!(svc["email"], Value::Null);
+    assert_eq!(svc["role"], "developer");
+    let svc_id = id(&svc);
+    // Two service accounts may exist: none has an email to clash.
+    app.post(
+        "/v1/users",
+        json!({"kind": "service", "name": "Nightly export"}),
+    )
+    .await
+    .assert_status(201);
+
+    // An admin (a person) sets up the integration: its keys belong to the service account.
+    let (admin_id, admin_key) = app.member("admin").await;
+    let integration = app
+        .post_as(
+            &admin_key,
+            "/v1/keys",
+            json!({"name": "integration", "owner_id": svc_id}),
+        )
+        .await;
+    let integration = integration.assert_status(201).clone();
+    assert_eq!(integration["owner_id"], svc_id);
+    assert_eq!(integration["created_by"], admin_id);
+    let integration_key = integration["key"].as_str().unwrap().to_owned();
+    // A management key owned by the service account acts within its role.
+    let svc_mgmt = app
+        .post_as(
+            &admin_key,
+            "/v1/keys",
+            json!({"name": "svc mgmt", "api_id": app.management_api_id, "owner_id": svc_id,
+                   "scopes": ["keys:read", "users:write"]}),
+        )
+        .await;
+    let svc_mgmt = svc_mgmt.assert_status(201)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.get_as(&svc_mgmt, "/v1/keys").await.assert_status(200);
+    app.post_as(
+        &svc_mgmt,
+        "/v1/users",
+        json!({"kind": "service", "name": "x"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let admins_own = app
+        .post_as(&admin_key, "/v1/keys", json!({"name": "admin's own"}))
+        .await;
+    let admins_own = admins_own.assert_status(201)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The person leaves: their keys stop, the service account's do not.
+    app.delete(&format!("/v1/users/{admin_id}"))
+        .await
+        .assert_status(204);
+    assert_eq!(verdict(&app, &integration_key, json!({})).await, "VALID");
+    assert_eq!(
+        verdict(&app, &admins_own, json!({})).await,
+        "OWNER_DISABLED"
+    );
+    app.get_as(&svc_mgmt, "/v1/keys").await.assert_status(200);
+    let listed = app.get("/v1/users").await;
+    let svc_listed = listed.assert_status(200)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == svc_id)
+        .cloned()
+        .expect("listed");
+    assert_eq!(svc_listed["status"], "active");
+    assert_eq!(svc_listed["kind"], "service");
+    assert!(
+        listed.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["kind"] == "person")
+            .all(|u| u["email"].is_string())
+    );
+
+    // It never signs in: no password can be set, no sign-in link made, an empty email finds
+    // nobody.
+    let user = app
+        .ctx
+        .store
+        .get_user(&svc_id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert!(
+        keyward::service::sessions::create_setup_link(
+            &app.ctx,
+            &user,
+            keyward::service::sessions::Purpose::Invite
+        )
+        .await
+        .is_err()
+    );
+    assert!(app.ctx.store.get_user_by_email("").await.unwrap().is_none());
+    let csrf = app
+        .http
+        .get(app.url("/sign-in"))
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("keyward_csrf="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("a csrf cookie");
+    let signed_in = app
+        .http
+        .post(app.url("/sign-in"))
+        .header("cookie", format!("keyward_csrf={csrf}"))
+        .form(&[("csrf", csrf.as_str()), ("email", ""), ("password", "")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !signed_in
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap_or("").starts_with("keyward_session=")),
+        "no session for a service account"
+    );
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(crate::helpers::Db::Sqlite).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(crate::helpers::Db::Postgres).await; })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_key_whose_only_allowlist_is_an_acl_follows_every_edit_of_it,
+    deleting_an_acl_and_naming_it_at_once_never_leaves_a_key_without_it,
+    a_key_gains_and_loses_scopes_and_its_rate_limit_through_its_group,
+    resource_patterns_match_and_refuse_after_the_scope_check,
+    the_gateway_enforces_acls_and_forwards_resources_and_group_scopes,
+    a_service_accounts_keys_outlive_the_person_who_made_them,
+);
