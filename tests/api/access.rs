@@ -734,3 +734,139 @@ on_both_backends!(
     the_gateway_enforces_acls_and_forwards_resources_and_group_scopes,
     a_service_accounts_keys_outlive_the_person_who_made_them,
 );
+
+/// The dashboard in a real browser: the IP ACL and key group pages, picking an ACL and a group in
+/// the create dialog and seeing them on the key's page, and the members page with its service
+/// accounts; screenshots at 1280, 1024 and 390 px.
+#[tokio::test]
+async fn an_owner_picks_an_acl_and_a_group_in_the_browser_and_sees_them_on_the_keys_page() {
+    use crate::browser::Browser;
+
+    let app = crate::helpers::spawn_app().await;
+    let api = app.default_api_id.clone();
+    app.patch(
+        &format!("/v1/apis/{api}"),
+        json!({"scopes": [
+            {"name": "transcripts:read", "description": "Read transcripts"},
+            {"name": "transcripts:write", "description": "Upload audio"},
+        ]}),
+    )
+    .await
+    .assert_status(200);
+    app.post(
+        "/v1/key-groups",
+        json!({"name": "Readers", "api_id": api, "scopes": ["transcripts:read"],
+               "rate_limit": {"requests": 100, "per_seconds": 60}}),
+    )
+    .await
+    .assert_status(201);
+    app.post(
+        "/v1/users",
+        json!({"kind": "service", "name": "CI integration"}),
+    )
+    .await
+    .assert_status(201);
+
+    let b = Browser::start(&app.base, "access").await;
+    let setup_path = &app.setup_url[app.setup_url.find("/setup/").unwrap()..];
+    b.go(setup_path).await;
+    b.fill("#email", "olivia@example.com").await;
+    b.fill("#name", "Olivia").await;
+    b.fill("#password", "correct horse battery staple").await;
+    b.fill("#password_confirmation", "correct horse battery staple")
+        .await;
+    b.click("form button[type=submit]").await;
+    b.until_text("Your password is set").await;
+
+    // An IP ACL made on its page.
+    b.go("/ip-acls").await;
+    b.until_text("No IP ACLs yet").await;
+    b.click(".page-actions button[data-open='create-acl']")
+        .await;
+    b.until_open("create-acl").await;
+    b.fill("#create-acl-name", "Office").await;
+    b.fill("#create-acl-entries", "203.0.113.0/24\n2001:db8::/48")
+        .await;
+    b.shoot("ip-acl-create").await;
+    b.click("#create-acl button[type=submit]").await;
+    b.until_text("Created Office.").await;
+    assert!(b.text().await.contains("203.0.113.0/24"));
+    b.shoot("ip-acls").await;
+
+    b.go("/key-groups").await;
+    b.until_text("Readers").await;
+    b.shoot("key-groups").await;
+
+    // The create dialog: the ACL and the group picked beside the allowlist.
+    b.go("/keys").await;
+    b.click(".page-actions button[data-open='create-key']")
+        .await;
+    b.until_open("create-key").await;
+    b.fill("#create-name", "Partner integration").await;
+    b.click("label[for='create-acls-0']").await;
+    b.click(&format!("label[for='create-groups-{api}-0']"))
+        .await;
+    b.fill("#create-resources", "project:acme-*").await;
+    b.click("#create-key details.more-options summary").await;
+    b.js("document.getElementById('create-acls-0').scrollIntoView({block: 'center'})")
+        .await;
+    b.shoot("create-key-access").await;
+    b.click("#create-key button[type=submit]").await;
+    b.until_open("key-created").await;
+    let secret = b.value("#new-key").await;
+    let id = format!("key_{}", &secret[8..20]);
+    b.click("#key-created .dialog-footer button[data-close]")
+        .await;
+    b.find(&format!("tr[data-key-id='{id}']")).await;
+    assert!(b.text().await.contains("Groups: Readers"));
+    b.shoot("keys-with-groups").await;
+
+    // The key's page shows its ACLs, groups, resources and effective scopes.
+    b.go(&format!("/keys/{id}")).await;
+    let acls = b.find("#key-acls").await.text().await.unwrap();
+    assert!(
+        acls.contains("Office") && acls.contains("203.0.113.0/24"),
+        "{acls}"
+    );
+    let groups = b.find("#key-groups").await.text().await.unwrap();
+    assert!(groups.contains("Readers"), "{groups}");
+    let effective = b.find("#effective-scopes").await.text().await.unwrap();
+    assert!(effective.contains("transcripts:read"), "{effective}");
+    let resources = b.find("#key-resources").await.text().await.unwrap();
+    assert!(resources.contains("project:acme-*"), "{resources}");
+    b.shoot("key-access").await;
+
+    // What the browser made is what the API enforces.
+    assert_eq!(
+        verdict(
+            &app,
+            &secret,
+            json!({"ip": "203.0.113.4", "required_scopes": ["transcripts:read"],
+                                      "resource": "project:acme-web"})
+        )
+        .await,
+        "VALID"
+    );
+    assert_eq!(
+        verdict(&app, &secret, json!({"ip": "198.51.100.4"})).await,
+        "IP_NOT_ALLOWED"
+    );
+
+    // Members: service accounts apart from people; a new one from its dialog.
+    b.go("/members").await;
+    b.click("#service-accounts button[data-open='new-service-account']")
+        .await;
+    b.until_open("new-service-account").await;
+    b.fill("#service-name", "Nightly export").await;
+    b.click("#new-service-account button[type=submit]").await;
+    b.until_text("Created the service account Nightly export.")
+        .await;
+    let services = b.find("#service-accounts").await.text().await.unwrap();
+    assert!(
+        services.contains("CI integration") && services.contains("Nightly export"),
+        "{services}"
+    );
+    assert!(!services.contains("olivia@example.com"));
+    b.shoot("members-service-accounts").await;
+    b.stop().await;
+}

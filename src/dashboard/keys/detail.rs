@@ -218,7 +218,11 @@ pub(super) fn render_detail(
                     }
                     dt { "Expires" } dd { (expiry_cell(k)) }
                     dt { "Rate limit" } dd {
-                        @match &k.rate_limit { Some(rl) => (rate_limit_text(rl)), None => span class="muted" { "None" } }
+                        @match (&k.rate_limit, &k.linked.group_rate_limit) {
+                            (Some(rl), _) => (rate_limit_text(rl)),
+                            (None, Some(rl)) => { (rate_limit_text(rl)) span class="muted" { " (from its key group)" } },
+                            (None, None) => span class="muted" { "None" },
+                        }
                     }
                     @if let Some(q) = &k.quota {
                         dt { "Quota" } dd {
