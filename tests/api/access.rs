@@ -870,3 +870,155 @@ async fn an_owner_picks_an_acl_and_a_group_in_the_browser_and_sees_them_on_the_k
     b.shoot("members-service-accounts").await;
     b.stop().await;
 }
+
+/// `keyward acls`, `keyward groups` and `keyward keys create --owner --acl --group --resource`
+/// against a running server, as tables and as JSON.
+#[tokio::test]
+async fn acls_groups_and_service_owned_keys_are_managed_from_the_command_line() {
+    let app = crate::helpers::spawn_app().await;
+    let kw = |args: Vec<String>| {
+        let (base, key) = (app.base.clone(), app.admin_key.clone());
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+                .args(&args)
+                .env("KEYWARD_URL", base)
+                .env("KEYWARD_API_KEY", key)
+                .output()
+                .await
+                .expect("the binary runs")
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let api = app
+        .create_api("cli", &["transcripts:read", "transcripts:write"])
+        .await;
+    let api_id = id(&api);
+
+    let out = kw(args(&[
+        "acls",
+        "create",
+        "--name",
+        "Office",
+        "--entry",
+        "203.0.113.0/24",
+        "--json",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acl: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acl_id = id(&acl);
+    let out = kw(args(&[
+        "acls",
+        "edit",
+        &acl_id,
+        "--entry",
+        "198.51.100.0/24",
+        "--entry",
+        "192.0.2.1",
+    ]))
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.starts_with("ID") && table.contains("198.51.100.0/24,192.0.2.1/32"),
+        "{table}"
+    );
+    let bad = kw(args(&["acls", "edit", &acl_id, "--entry", "nope"])).await;
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("422 validation_failed") && err.contains("entries[0]"),
+        "{err}"
+    );
+
+    let out = kw(args(&[
+        "groups",
+        "create",
+        "--name",
+        "Readers",
+        "--api",
+        &api_id,
+        "--scope",
+        "transcripts:read",
+        "--rate-limit",
+        "100/60",
+        "--json",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let group_id = id(&serde_json::from_slice::<Value>(&out.stdout).unwrap());
+    let list = String::from_utf8_lossy(&kw(args(&["groups", "list"])).await.stdout).into_owned();
+    assert!(
+        list.contains("Readers") && list.contains("100/60s"),
+        "{list}"
+    );
+
+    let svc = app
+        .post("/v1/users", json!({"kind": "service", "name": "CI"}))
+        .await;
+    let svc_id = id(svc.assert_status(201));
+    let out = kw(args(&[
+        "keys",
+        "create",
+        "--name",
+        "ci",
+        "--api",
+        &api_id,
+        "--owner",
+        &svc_id,
+        "--acl",
+        &acl_id,
+        "--group",
+        &group_id,
+        "--resource",
+        "project:acme-*",
+        "--json",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(key["owner_id"], svc_id);
+    assert_eq!(key["ip_acl_ids"], json!([acl_id]));
+    assert_eq!(key["group_ids"], json!([group_id]));
+    assert_eq!(key["effective_scopes"], json!(["transcripts:read"]));
+    assert_eq!(key["resources"], json!(["project:acme-*"]));
+
+    // In use: the server's 409 comes through; once free, deleted.
+    let busy = kw(args(&["acls", "delete", &acl_id])).await;
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("409"));
+    app.patch(
+        &format!("/v1/keys/{}", id(&key)),
+        json!({"ip_acl_ids": [], "group_ids": []}),
+    )
+    .await
+    .assert_status(200);
+    assert!(
+        kw(args(&["acls", "delete", &acl_id]))
+            .await
+            .status
+            .success()
+    );
+    assert!(
+        kw(args(&["groups", "delete", &group_id]))
+            .await
+            .status
+            .success()
+    );
+    let left = kw(args(&["acls", "list", "--json"])).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&left.stdout).unwrap()["data"],
+        json!([])
+    );
+}
