@@ -713,6 +713,104 @@ async fn a_service_accounts_keys_outlive_the_person_who_made_them(db: Db) {
     );
 }
 
+async fn another_instance_follows_acl_and_group_changes_within_seconds(db: Db) {
+    let app = spawn_app_on(db).await;
+    let api = app
+        .create_api("shared", &["transcripts:read", "transcripts:write"])
+        .await;
+    let api_id = id(&api);
+    let acl = app
+        .post(
+            "/v1/ip-acls",
+            json!({"name": "Office", "entries": ["203.0.113.0/24"]}),
+        )
+        .await;
+    let acl_id = id(acl.assert_status(201));
+    let group = app
+        .post(
+            "/v1/key-groups",
+            json!({"name": "Readers", "api_id": api_id, "scopes": ["transcripts:read"]}),
+        )
+        .await;
+    let group_id = id(group.assert_status(201));
+    let key = app
+        .create_key(json!({"name": "shared", "api_id": api_id, "ip_acl_ids": [acl_id], "group_ids": [group_id]}))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A second instance on the same database: a fresh process reads what the first stored.
+    let mut config = app.config.clone();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let second = keyward::Application::build(config).await.unwrap();
+    let second_base = format!("http://{}", second.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(second.run_until(async {
+        let _ = stopped.await;
+    }));
+    let on_second = |extra: Value| {
+        let (http, base, admin, key) = (
+            app.http.clone(),
+            second_base.clone(),
+            app.admin_key.clone(),
+            key.clone(),
+        );
+        async move {
+            let mut body = json!({"key": key});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let v: Value = http
+                .post(format!("{base}/v1/keys/verify"))
+                .bearer_auth(admin)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["code"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let inside = json!({"ip": "203.0.113.5", "required_scopes": ["transcripts:read"]});
+    let moved = json!({"ip": "198.51.100.5", "required_scopes": ["transcripts:read"]});
+    // Cached on the second instance.
+    assert_eq!(on_second(inside.clone()).await, "VALID");
+    assert_eq!(on_second(moved.clone()).await, "IP_NOT_ALLOWED");
+    app.patch(
+        &format!("/v1/ip-acls/{acl_id}"),
+        json!({"entries": ["198.51.100.0/24"]}),
+    )
+    .await
+    .assert_status(200);
+    let changed = std::time::Instant::now();
+    while on_second(moved.clone()).await != "VALID" {
+        assert!(
+            changed.elapsed() < std::time::Duration::from_secs(3),
+            "the ACL edit reaches the other instance"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(on_second(inside.clone()).await, "IP_NOT_ALLOWED");
+    app.patch(
+        &format!("/v1/key-groups/{group_id}"),
+        json!({"scopes": ["transcripts:write"]}),
+    )
+    .await
+    .assert_status(200);
+    let changed = std::time::Instant::now();
+    while on_second(moved.clone()).await != "INSUFFICIENT_SCOPE" {
+        assert!(
+            changed.elapsed() < std::time::Duration::from_secs(3),
+            "the group change reaches the other instance"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -733,6 +831,7 @@ on_both_backends!(
     resource_patterns_match_and_refuse_after_the_scope_check,
     the_gateway_enforces_acls_and_forwards_resources_and_group_scopes,
     a_service_accounts_keys_outlive_the_person_who_made_them,
+    another_instance_follows_acl_and_group_changes_within_seconds,
 );
 
 /// The dashboard in a real browser: the IP ACL and key group pages, picking an ACL and a group in
