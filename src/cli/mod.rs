@@ -100,6 +100,23 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+/// Who owns a new key and the shared rules it takes.
+#[derive(Debug, Clone, Args)]
+pub struct KeyAccessArgs {
+    /// The member who owns the key, e.g. a service account (usr_...); default: the caller.
+    #[arg(long)]
+    owner: Option<String>,
+    /// A named IP ACL (acl_...) whose entries join the allowlist; repeat for more.
+    #[arg(long = "acl")]
+    acls: Vec<String>,
+    /// A key group (grp_...) of the key's API; repeat for more.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// A resource pattern, type:id with an optional trailing '*'; repeat for more.
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Mint a management key (every scope, acting within the member's role) for an active member,
@@ -138,18 +155,8 @@ pub enum KeysCommand {
         /// REQUESTS/SECONDS, e.g. 100/60.
         #[arg(long)]
         rate_limit: Option<String>,
-        /// The member who owns the key, e.g. a service account (usr_...); default: the caller.
-        #[arg(long)]
-        owner: Option<String>,
-        /// A named IP ACL (acl_...) whose entries join the allowlist; repeat for more.
-        #[arg(long = "acl")]
-        acls: Vec<String>,
-        /// A key group (grp_...) of the key's API; repeat for more.
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// A resource pattern, type:id with an optional trailing '*'; repeat for more.
-        #[arg(long = "resource")]
-        resources: Vec<String>,
+        #[command(flatten)]
+        access: Box<KeyAccessArgs>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -444,12 +451,15 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<i32> {
             environment,
             description,
             rate_limit,
-            owner,
-            acls,
-            groups,
-            resources,
+            access,
             client,
         } => {
+            let KeyAccessArgs {
+                owner,
+                acls,
+                groups,
+                resources,
+            } = *access;
             let c = Client::new(&client)?;
             let mut body = serde_json::json!({"name": name});
             let obj = body.as_object_mut().expect("an object");
