@@ -148,6 +148,10 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateIpAcl) ->
     if let Some(list) = entries {
         acl.entries = list;
     }
+    if acl.name == before.name && acl.entries == before.entries {
+        // Nothing changes: nothing is written, nor audited.
+        return Ok(before);
+    }
     acl.updated_at = now.max(before.updated_at + 1);
     tx.update_ip_acl(&acl).await.map_err(name_taken)?;
     let mut details = serde_json::Map::new();

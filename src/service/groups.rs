@@ -183,6 +183,13 @@ pub async fn update(
     if let Some(rl) = input.rate_limit {
         group.rate_limit = rl;
     }
+    if group.name == before.name
+        && group.scopes == before.scopes
+        && group.rate_limit == before.rate_limit
+    {
+        // Nothing changes: nothing is written, nor audited.
+        return Ok(before);
+    }
     group.updated_at = now.max(before.updated_at + 1);
     tx.update_key_group(&group).await.map_err(name_taken)?;
     let mut details = serde_json::Map::new();

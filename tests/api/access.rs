@@ -151,6 +151,13 @@ async fn a_key_whose_only_allowlist_is_an_acl_follows_every_edit_of_it(db: Db) {
         "IP_NOT_ALLOWED"
     );
 
+    // An edit that changes nothing is not recorded.
+    let before = audit_of(&app, &acl_id).await.len();
+    app.patch(&format!("/v1/ip-acls/{acl_id}"), json!({}))
+        .await
+        .assert_status(200);
+    assert_eq!(audit_of(&app, &acl_id).await.len(), before);
+
     // In use: 409, and nothing changes.
     app.delete(&format!("/v1/ip-acls/{acl_id}"))
         .await
