@@ -818,6 +818,74 @@ async fn another_instance_follows_acl_and_group_changes_within_seconds(db: Db) {
     server.await.unwrap().unwrap();
 }
 
+async fn another_organization_sees_and_uses_none_of_them(db: Db) {
+    let app = spawn_app_on(db).await;
+    let other =
+        keyward::service::bootstrap::create_org(&app.ctx, "Other", "owner@other.example", "pro")
+            .await
+            .unwrap();
+    let b = other.secret.expose().to_owned();
+    let api = app.create_api("mine", &["transcripts:read"]).await;
+    let acl_id = id(app
+        .post(
+            "/v1/ip-acls",
+            json!({"name": "Office", "entries": ["203.0.113.0/24"]}),
+        )
+        .await
+        .assert_status(201));
+    let group_id = id(app
+        .post(
+            "/v1/key-groups",
+            json!({"name": "Readers", "api_id": id(&api), "scopes": ["transcripts:read"]}),
+        )
+        .await
+        .assert_status(201));
+    // Same names in another organization: no conflict.
+    app.post_as(
+        &b,
+        "/v1/ip-acls",
+        json!({"name": "Office", "entries": ["192.0.2.0/24"]}),
+    )
+    .await
+    .assert_status(201);
+    for path in [
+        format!("/v1/ip-acls/{acl_id}"),
+        format!("/v1/key-groups/{group_id}"),
+    ] {
+        app.get_as(&b, &path).await.assert_problem(404, "not_found");
+        app.patch_as(&b, &path, json!({"name": "taken"}))
+            .await
+            .assert_problem(404, "not_found");
+        app.delete_as(&b, &path)
+            .await
+            .assert_problem(404, "not_found");
+    }
+    let listed = app.get_as(&b, "/v1/ip-acls").await;
+    assert!(!listed.text.contains(&acl_id));
+    assert_eq!(
+        app.get_as(&b, "/v1/key-groups").await.assert_status(200)["data"],
+        json!([])
+    );
+    // Its keys cannot name them.
+    let refused = app
+        .post_as(&b, "/v1/keys", json!({"name": "k", "ip_acl_ids": [acl_id]}))
+        .await;
+    refused.assert_problem(422, "validation_failed");
+    assert_eq!(refused.error_fields(), ["ip_acl_ids[0]"]);
+    // Nor may a developer of this one write them.
+    let (_, dev) = app.member("developer").await;
+    app.post_as(
+        &dev,
+        "/v1/key-groups",
+        json!({"name": "Mine", "api_id": id(&api)}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    app.delete_as(&dev, &format!("/v1/key-groups/{group_id}"))
+        .await
+        .assert_problem(403, "forbidden");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -839,6 +907,7 @@ on_both_backends!(
     the_gateway_enforces_acls_and_forwards_resources_and_group_scopes,
     a_service_accounts_keys_outlive_the_person_who_made_them,
     another_instance_follows_acl_and_group_changes_within_seconds,
+    another_organization_sees_and_uses_none_of_them,
 );
 
 /// The dashboard in a real browser: the IP ACL and key group pages, picking an ACL and a group in
