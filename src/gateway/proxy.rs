@@ -513,7 +513,15 @@ fn request_headers(
         (&KEY_ID, text(&key.id)),
         (&OWNER_ID, text(&key.owner_id)),
         (&KEY_TYPE, text(&key.token_type)),
-        (&SCOPES, text(&key.effective_scopes().join(" "))),
+        (
+            &SCOPES,
+            // Its groups' scopes too; a key in no group costs no more than before.
+            text(&if key.linked.group_scopes.is_empty() {
+                key.scopes.join(" ")
+            } else {
+                key.effective_scopes().join(" ")
+            }),
+        ),
         // Resource patterns hold no spaces; the upstream decides what a request reaches. A key
         // without any reaches everything, and sends no header.
         (
