@@ -310,6 +310,22 @@ async fn check_links(tx: &mut StoreTx, key: &Key) -> Result<()> {
     Ok(e.finish(())?)
 }
 
+/// What `key.updated` records: the fields changed, and the new ACLs, groups and resources when
+/// they changed (ids and patterns, never a secret).
+fn updated_details(key: &Key, changed: &[&str]) -> serde_json::Value {
+    let mut details = json!({ "fields": changed });
+    for (field, value) in [
+        ("ip_acl_ids", &key.ip_acl_ids),
+        ("group_ids", &key.group_ids),
+        ("resources", &key.resources),
+    ] {
+        if changed.contains(&field) {
+            details[field] = json!(value);
+        }
+    }
+    details
+}
+
 /// The key as stored now, its ACLs and groups resolved (after a change).
 async fn reread(ctx: &Ctx, key: Key) -> Result<Key> {
     Ok(ctx.store.get_key(&key.id).await?.unwrap_or(key))
@@ -827,7 +843,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
         caller,
         "key.updated",
         &key,
-        json!({ "fields": changed }),
+        updated_details(&key, &changed),
     )
     .await?;
     tx.commit().await?;

@@ -170,6 +170,12 @@ async fn a_key_whose_only_allowlist_is_an_acl_follows_every_edit_of_it(db: Db) {
         .patch(&format!("/v1/keys/{key_id}"), json!({"ip_acl_ids": []}))
         .await;
     assert_eq!(edited.assert_status(200)["ip_acl_ids"], json!([]));
+    let key_events = audit_of(&app, &key_id).await;
+    assert!(
+        key_events.iter().any(|e| e["action"] == "key.updated"
+            && e["details"] == json!({"fields": ["ip_acl_ids"], "ip_acl_ids": []})),
+        "{key_events:?}"
+    );
     app.delete(&format!("/v1/ip-acls/{acl_id}"))
         .await
         .assert_status(204);
