@@ -1,7 +1,9 @@
-//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `verify`, `events` and `usage` commands
+//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `acls`, `groups`,
+//! `verify`, `events` and `usage` commands
 //! that talk HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
 //! the edge; a missing or wrong setting is a one-line error naming it.
 
+mod access;
 mod apis;
 mod client;
 mod events;
@@ -44,6 +46,12 @@ pub enum Command {
     /// Manage protected APIs and their gateway routes through a running server.
     #[command(subcommand)]
     Apis(apis::ApisCommand),
+    /// Manage named IP ACLs (shared allowlists) through a running server.
+    #[command(subcommand)]
+    Acls(access::AclsCommand),
+    /// Manage key groups (shared scopes and rate limits) through a running server.
+    #[command(subcommand)]
+    Groups(access::GroupsCommand),
     /// Verify a key through a running server.
     Verify(VerifyArgs),
     /// List the organization's security events through a running server, newest first.
@@ -99,6 +107,23 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+/// Who owns a new key and the shared rules it takes.
+#[derive(Debug, Clone, Args)]
+pub struct KeyAccessArgs {
+    /// The member who owns the key, e.g. a service account (usr_...); default: the caller.
+    #[arg(long)]
+    owner: Option<String>,
+    /// A named IP ACL (acl_...) whose entries join the allowlist; repeat for more.
+    #[arg(long = "acl")]
+    acls: Vec<String>,
+    /// A key group (grp_...) of the key's API; repeat for more.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// A resource pattern, type:id with an optional trailing '*'; repeat for more.
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Mint a management key (every scope, acting within the member's role) for an active member,
@@ -137,6 +162,8 @@ pub enum KeysCommand {
         /// REQUESTS/SECONDS, e.g. 100/60.
         #[arg(long)]
         rate_limit: Option<String>,
+        #[command(flatten)]
+        access: Box<KeyAccessArgs>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -273,6 +300,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Keys(cmd) => keys(cmd).await,
         Command::Apis(cmd) => apis::run(cmd).await,
+        Command::Acls(cmd) => access::acls(cmd).await,
+        Command::Groups(cmd) => access::groups(cmd).await,
         Command::Verify(args) => verify(args).await,
         Command::Events(args) => events::run(args).await,
         Command::Usage(args) => usage::run(args).await,
@@ -431,8 +460,15 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<i32> {
             environment,
             description,
             rate_limit,
+            access,
             client,
         } => {
+            let KeyAccessArgs {
+                owner,
+                acls,
+                groups,
+                resources,
+            } = *access;
             let c = Client::new(&client)?;
             let mut body = serde_json::json!({"name": name});
             let obj = body.as_object_mut().expect("an object");
@@ -463,6 +499,18 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<i32> {
             }
             if let Some(r) = rate_limit {
                 obj.insert("rate_limit".into(), parse_rate_limit(&r)?);
+            }
+            if let Some(o) = owner {
+                obj.insert("owner_id".into(), o.into());
+            }
+            if !acls.is_empty() {
+                obj.insert("ip_acl_ids".into(), acls.into());
+            }
+            if !groups.is_empty() {
+                obj.insert("group_ids".into(), groups.into());
+            }
+            if !resources.is_empty() {
+                obj.insert("resources".into(), resources.into());
             }
             let key = c.post("/v1/keys", &body).await?;
             if client.json {

@@ -19,6 +19,8 @@ pub enum Nav {
     Members,
     Org,
     Apis,
+    IpAcls,
+    KeyGroups,
     Profile,
     /// A page of no section (not found).
     None,
@@ -80,6 +82,8 @@ pub fn shell(m: &Member, nav: Nav, title: &str, content: Markup) -> Markup {
                                 (item(Nav::Members, "/members", "Members"))
                                 (item(Nav::Org, "/org", "Organization"))
                                 (item(Nav::Apis, "/apis", "APIs"))
+                                (item(Nav::IpAcls, "/ip-acls", "IP ACLs"))
+                                (item(Nav::KeyGroups, "/key-groups", "Key groups"))
                             }
                         }
                         div class="account" {

@@ -116,9 +116,10 @@ fn render_page(
     link: Option<&Link<'_>>,
 ) -> Markup {
     let can_write = m.actions.manage_members;
+    let services: Vec<&User> = list.iter().filter(|u| u.is_service()).collect();
     let content = html! {
         (page_header("Members", Some(html! {
-            "People who can sign in to this dashboard. Disabling or removing a member revokes their keys."
+            "People who can sign in to this dashboard, and service accounts that own integration keys. Disabling or removing a member revokes their keys."
         }), html! {
             @if can_write { button type="button" class="btn primary" data-open="invite-member" { "+ Invite member" } }
         }))
@@ -130,55 +131,28 @@ fn render_page(
                     th scope="col" { "Added" } th scope="col" { span class="visually-hidden" { "Actions" } }
                 } }
                 tbody {
-                    @for u in list {
-                        @let may = authz::member_actions(&m.caller, u);
-                        tr {
-                            td data-label="Member" {
-                                strong { (u.name) }
-                                @if u.id == m.caller.user.id { " " span class="badge neutral" { "you" } }
-                                div class="muted small" { (u.email) }
-                            }
-                            td data-label="Role" { (u.role.as_str()) }
-                            td data-label="Status" { (status_badge(u, pending, m.now)) }
-                            td data-label="Added" { (time_date(u.created_at)) }
-                            td class="row-actions" {
-                                @if may.any() {
-                                    details class="menu" {
-                                        summary class="btn small ghost icon-menu" aria-label={ "Actions for " (u.email) } title="Actions" { "⋯" }
-                                        div class="menu-items" {
-                                            @if may.change_role {
-                                                button type="button" data-open="role-member" data-fill-name=(u.email)
-                                                    data-fill-role=(u.role.as_str())
-                                                    data-fill-action={ "/members/" (u.id) "/role" } { "Change role" }
-                                            }
-                                            @if may.new_sign_in_link {
-                                                form method="post" action={ "/members/" (u.id) "/invite" } {
-                                                    (csrf_field(m))
-                                                    button type="submit" {
-                                                        @if pending.contains_key(&u.id) { "New invitation link" } @else { "New sign-in link" }
-                                                    }
-                                                }
-                                            }
-                                            @if may.disable {
-                                                button type="button" data-open="disable-member" data-fill-name=(u.email)
-                                                    data-fill-action={ "/members/" (u.id) "/status" } { "Disable" }
-                                            }
-                                            @if may.enable {
-                                                form method="post" action={ "/members/" (u.id) "/status" } {
-                                                    (csrf_field(m))
-                                                    input type="hidden" name="status" value="active";
-                                                    button type="submit" { "Enable" }
-                                                }
-                                            }
-                                            @if may.remove {
-                                                button type="button" class="danger-text" data-open="remove-member"
-                                                    data-fill-name=(u.email)
-                                                    data-fill-action={ "/members/" (u.id) "/delete" } { "Remove" }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
+                    @for u in list.iter().filter(|u| !u.is_service()) { (member_row(m, u, pending)) }
+                }
+            }
+        }
+        section class="card" aria-labelledby="service-accounts-title" id="service-accounts" {
+            div class="card-header" {
+                h2 id="service-accounts-title" { "Service accounts" }
+                @if can_write { button type="button" class="btn small" data-open="new-service-account" { "+ New service account" } }
+            }
+            p class="hint" { "Owners of integration keys. A service account never signs in, and its keys keep working when the person who set them up leaves." }
+            @if services.is_empty() {
+                p class="muted" { "No service accounts yet." }
+            } @else {
+                div class="table-wrap" {
+                    table class="table members-table" {
+                        caption class="visually-hidden" { "Service accounts" }
+                        thead { tr {
+                            th scope="col" { "Service account" } th scope="col" { "Role" } th scope="col" { "Status" }
+                            th scope="col" { "Added" } th scope="col" { span class="visually-hidden" { "Actions" } }
+                        } }
+                        tbody {
+                            @for u in &services { (member_row(m, u, pending)) }
                         }
                     }
                 }
@@ -193,6 +167,7 @@ fn render_page(
         }
         @if can_write {
             (invite_dialog(m, invite))
+            (service_dialog(m, invite))
             (role_dialog(m))
             (confirm_dialog(m, "disable-member", "Disable member", "Disable",
                 html! { "Disable " strong data-fill="name" {} "? They can no longer sign in, and every key they own is revoked at once. Enabling them later does not bring the keys back." },
@@ -206,6 +181,61 @@ fn render_page(
     layout::shell(m, Nav::Members, "Members", content)
 }
 
+fn member_row(m: &Member, u: &User, pending: &HashMap<String, Option<Millis>>) -> Markup {
+    let may = authz::member_actions(&m.caller, u);
+    html! {
+                tr {
+                    td data-label="Member" {
+                        strong { (u.name) }
+                        @if u.id == m.caller.user.id { " " span class="badge neutral" { "you" } }
+                        div class="muted small" { @if u.is_service() { "service account" } @else { (u.label()) } }
+                    }
+                    td data-label="Role" { (u.role.as_str()) }
+                    td data-label="Status" { (status_badge(u, pending, m.now)) }
+                    td data-label="Added" { (time_date(u.created_at)) }
+                    td class="row-actions" {
+                        @if may.any() {
+                            details class="menu" {
+                                summary class="btn small ghost icon-menu" aria-label={ "Actions for " (u.label()) } title="Actions" { "⋯" }
+                                div class="menu-items" {
+                                    @if may.change_role {
+                                        button type="button" data-open="role-member" data-fill-name=(u.label())
+                                            data-fill-role=(u.role.as_str())
+                                            data-fill-action={ "/members/" (u.id) "/role" } { "Change role" }
+                                    }
+                                    @if may.new_sign_in_link {
+                                        form method="post" action={ "/members/" (u.id) "/invite" } {
+                                            (csrf_field(m))
+                                            button type="submit" {
+                                                @if pending.contains_key(&u.id) { "New invitation link" } @else { "New sign-in link" }
+                                            }
+                                        }
+                                    }
+                                    @if may.disable {
+                                        button type="button" data-open="disable-member" data-fill-name=(u.label())
+                                            data-fill-action={ "/members/" (u.id) "/status" } { "Disable" }
+                                    }
+                                    @if may.enable {
+                                        form method="post" action={ "/members/" (u.id) "/status" } {
+                                            (csrf_field(m))
+                                            input type="hidden" name="status" value="active";
+                                            button type="submit" { "Enable" }
+                                        }
+                                    }
+                                    @if may.remove {
+                                        button type="button" class="danger-text" data-open="remove-member"
+                                            data-fill-name=(u.label())
+                                            data-fill-action={ "/members/" (u.id) "/delete" } { "Remove" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+
+    }
+}
+
 fn invite_dialog(m: &Member, state: Option<&InviteState<'_>>) -> Markup {
     let empty = FormData::default();
     let none = FieldErrors::default();
@@ -217,7 +247,7 @@ fn invite_dialog(m: &Member, state: Option<&InviteState<'_>>) -> Markup {
     dialog(
         "invite-member",
         "Invite member",
-        state.is_some(),
+        state.is_some_and(|s| s.form.get("kind") != Some("service")),
         false,
         html! {
             form method="post" action="/members" class="dialog-form" novalidate {
@@ -240,6 +270,48 @@ fn invite_dialog(m: &Member, state: Option<&InviteState<'_>>) -> Markup {
                 div class="dialog-footer" {
                     button type="button" class="btn" data-close { "Cancel" }
                     button type="submit" class="btn primary" { "Invite" }
+                }
+            }
+        },
+    )
+}
+
+/// The dialog that adds a service account: a name and a role, no email, no password.
+fn service_dialog(m: &Member, state: Option<&InviteState<'_>>) -> Markup {
+    let empty = FormData::default();
+    let none = FieldErrors::default();
+    let state = state.filter(|s| s.form.get("kind") == Some("service"));
+    let (form, errors) = match state {
+        Some(s) => (s.form, &s.errors),
+        None => (&empty, &none),
+    };
+    let role = form.get("role").unwrap_or("developer");
+    dialog(
+        "new-service-account",
+        "New service account",
+        state.is_some(),
+        false,
+        html! {
+            form method="post" action="/members" class="dialog-form" novalidate {
+                div class="dialog-body" {
+                    (csrf_field(m))
+                    input type="hidden" name="kind" value="service";
+                    (form_errors(&errors.others(&["name", "role"])))
+                    (input("service-name", "name", "Name", form.text("name"), errors, Input {
+                        required: true, maxlength: Some(100), autofocus: true,
+                        placeholder: Some("e.g. CI integration"), ..Input::default() }))
+                    (field("service-role", "Role", Some("A management key it owns acts within this role."), errors, "role", html! {
+                        select id="service-role" name="role" aria-describedby=(described_by("service-role", true)) {
+                            @for (r, d) in grantable(m) {
+                                option value=(r.as_str()) selected[role == r.as_str()] { (r.as_str()) " — " (d) }
+                            }
+                        }
+                    }))
+                    p class="hint" { "It has no email and no password and never signs in. Give it keys from the create-key dialog (More options → Owner)." }
+                }
+                div class="dialog-footer" {
+                    button type="button" class="btn" data-close { "Cancel" }
+                    button type="submit" class="btn primary" { "Create service account" }
                 }
             }
         },
@@ -332,13 +404,22 @@ async fn invite(
     State(state): State<Arc<AppState>>,
     Submitted { member: m, form }: Submitted,
 ) -> Response {
+    let service = form.get("kind") == Some("service");
     let input = CreateUser {
-        email: form.text("email").to_owned(),
+        kind: service.then(|| "service".to_owned()),
+        email: (!service).then(|| form.text("email").to_owned()),
         name: form.text("name").to_owned(),
-        role: form.text("role").to_owned(),
+        role: Some(form.text("role").to_owned()),
         password: None,
     };
     let errors: FieldErrors = match users::create(&state.ctx, &m.caller, input).await {
+        Ok(user) if user.is_service() => {
+            return redirect_with_notice(
+                &m,
+                "/members#service-accounts",
+                &format!("Created the service account {}.", user.name),
+            );
+        }
         Ok(user) => return link_page(&state, &m, &user).await,
         Err(ServiceError::Validation(e)) => e.into(),
         Err(ServiceError::Conflict(d)) => {
@@ -400,7 +481,7 @@ async fn change_role(
         Ok(u) => redirect_with_notice(
             &m,
             "/members",
-            &format!("{} is now {}.", u.email, u.role.as_str()),
+            &format!("{} is now {}.", u.label(), u.role.as_str()),
         ),
         Err(e) => error_page(Some(&m), e),
     }
@@ -419,9 +500,9 @@ async fn change_status(
         Ok(u) => {
             // A disabled member's sessions end too: every request checks the member's status.
             let notice = if u.status == UserStatus::Active {
-                format!("Enabled {}; they can sign in again.", u.email)
+                format!("Enabled {}; they can sign in again.", u.label())
             } else {
-                format!("Disabled {}; their keys are revoked.", u.email)
+                format!("Disabled {}; their keys are revoked.", u.label())
             };
             redirect_with_notice(&m, "/members", &notice)
         }
@@ -442,7 +523,7 @@ async fn remove(
         Ok(()) => redirect_with_notice(
             &m,
             "/members",
-            &format!("Removed {}; their keys are revoked.", user.email),
+            &format!("Removed {}; their keys are revoked.", user.label()),
         ),
         Err(e) => error_page(Some(&m), e),
     }

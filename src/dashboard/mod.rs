@@ -8,6 +8,7 @@
 //! `X-Frame-Options: DENY`. Every form carries a CSRF token: the session's for signed-in pages,
 //! a double-submit cookie's for the sign-in and setup forms.
 
+mod access;
 mod apis;
 mod assets;
 mod audit;
@@ -56,6 +57,7 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .merge(members::router())
         .merge(org::router())
         .merge(apis::router())
+        .merge(access::router())
         .merge(profile::router())
         .merge(usage::router())
         .layer(middleware::map_response(page_headers))

@@ -28,6 +28,8 @@ pub enum Denial {
     InsufficientScope {
         scope: Option<String>,
     },
+    /// The key carries resource patterns and none matches the requested resource.
+    ResourceNotAllowed,
     RateLimited(RateDecision),
     QuotaExceeded,
 }
@@ -45,7 +47,8 @@ impl Denial {
             Denial::PlanInactive
             | Denial::IpNotAllowed
             | Denial::WrongTokenType { .. }
-            | Denial::InsufficientScope { .. } => 403,
+            | Denial::InsufficientScope { .. }
+            | Denial::ResourceNotAllowed => 403,
             Denial::RateLimited(_) | Denial::QuotaExceeded => 429,
         }
     }
@@ -63,6 +66,7 @@ impl Denial {
             Denial::IpNotAllowed => "ip_not_allowed",
             Denial::WrongTokenType { .. } => "wrong_token_type",
             Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::ResourceNotAllowed => "resource_not_allowed",
             Denial::RateLimited(_) => "rate_limited",
             Denial::QuotaExceeded => "quota_exceeded",
         }
@@ -80,6 +84,7 @@ impl Denial {
             Denial::IpNotAllowed => "IP_NOT_ALLOWED",
             Denial::WrongTokenType { .. } => "WRONG_TOKEN_TYPE",
             Denial::InsufficientScope { .. } => "INSUFFICIENT_SCOPE",
+            Denial::ResourceNotAllowed => "RESOURCE_NOT_ALLOWED",
             Denial::RateLimited(_) => "RATE_LIMITED",
             Denial::QuotaExceeded => "QUOTA_EXCEEDED",
         }
@@ -117,6 +122,9 @@ impl Denial {
             }
             Denial::InsufficientScope { scope: None } => {
                 "This API key lacks a scope this request needs.".into()
+            }
+            Denial::ResourceNotAllowed => {
+                "This API key has no access to the requested resource.".into()
             }
             Denial::RateLimited(d) => format!(
                 "Rate limit of {} requests exceeded; retry in {} s.",
@@ -157,11 +165,14 @@ pub struct Requirements<'a> {
     /// The key's type must be one of these (a gateway route's types); empty: any.
     pub token_types: &'a [String],
     pub scopes: &'a [String],
+    /// The resource the request reaches (`type:id`), checked against the key's patterns.
+    pub resource: Option<&'a str>,
     /// Keys of the built-in management API are never refused for the plan.
     pub skip_plan: bool,
 }
 
-/// Runs the stateless checks, in contract order: key state, owner, plan, IP, token type, scope.
+/// Runs the stateless checks, in contract order: key state, owner, plan, IP, token type, scope,
+/// resource. The key's ACLs and groups count as resolved when it was read (`key.linked`).
 pub fn check_key(
     key: &Key,
     owner: Option<&User>,
@@ -189,10 +200,11 @@ pub fn check_key(
     if !req.skip_plan && !org.has_api_access(plans_without_access) {
         return Err(Denial::PlanInactive);
     }
-    if !key.ip_allowlist.is_empty() {
+    if key.restricts_ip() {
         let allowed = req.client_ip.map(normalize_ip).is_some_and(|ip| {
             key.ip_allowlist
                 .iter()
+                .chain(&key.linked.acl_nets)
                 .any(|net| net.contains(&ip) || net.contains(&normalize_ip_net_peer(ip)))
         });
         if !allowed {
@@ -219,10 +231,15 @@ pub fn check_key(
         });
     }
     for scope in req.scopes {
-        if !key.scopes.iter().any(|s| s == scope) {
+        if !key.has_scope(scope) {
             return Err(Denial::InsufficientScope {
                 scope: Some(scope.clone()),
             });
+        }
+    }
+    if let Some(resource) = req.resource {
+        if !super::resource::allowed(&key.resources, resource) {
+            return Err(Denial::ResourceNotAllowed);
         }
     }
     Ok(())
@@ -321,6 +338,7 @@ mod tests {
             name: "A".into(),
             role: Role::Developer,
             status,
+            kind: UserKind::Person,
             created_at: 0,
         }
     }
@@ -361,6 +379,10 @@ mod tests {
             exposed_at: None,
             recoverable: false,
             encrypted_secret: None,
+            ip_acl_ids: Vec::new(),
+            group_ids: Vec::new(),
+            resources: Vec::new(),
+            linked: Default::default(),
         }
     }
 
@@ -370,8 +392,56 @@ mod tests {
             token_type: ty,
             token_types: &[],
             scopes,
+            resource: None,
             skip_plan: false,
         }
+    }
+
+    #[test]
+    fn acls_join_the_allowlist_and_fail_closed_when_unresolved() {
+        let u = user(UserStatus::Active);
+        let mut k = key();
+        k.ip_allowlist.clear();
+        k.ip_acl_ids = vec!["acl_1".into()];
+        let check = |k: &Key, ip: &str| check_key(k, Some(&u), &org(), &[], &req(ip, None, &[]), 1);
+        assert_eq!(check(&k, "198.51.100.1"), Err(Denial::IpNotAllowed));
+        k.linked.acl_nets = vec!["198.51.100.0/24".parse().unwrap()];
+        assert_eq!(check(&k, "198.51.100.1"), Ok(()));
+        k.ip_allowlist = vec!["203.0.113.0/24".parse().unwrap()];
+        assert_eq!(check(&k, "203.0.113.5"), Ok(()), "the union of both lists");
+        assert_eq!(check(&k, "192.0.2.1"), Err(Denial::IpNotAllowed));
+    }
+
+    #[test]
+    fn groups_add_scopes_and_resources_are_checked_after_scope() {
+        let u = user(UserStatus::Active);
+        let mut k = key();
+        k.ip_allowlist.clear();
+        let want = vec!["transcripts:write".to_string()];
+        let mut r = req("203.0.113.1", None, &want);
+        r.resource = Some("project:globex");
+        k.resources = vec!["project:acme-*".into()];
+        assert_eq!(
+            check_key(&k, Some(&u), &org(), &[], &r, 1)
+                .unwrap_err()
+                .code(),
+            "insufficient_scope",
+            "scope before resource"
+        );
+        k.linked.group_scopes = vec!["transcripts:write".into()];
+        assert_eq!(
+            check_key(&k, Some(&u), &org(), &[], &r, 1).unwrap_err(),
+            Denial::ResourceNotAllowed
+        );
+        r.resource = Some("project:acme-web");
+        assert_eq!(check_key(&k, Some(&u), &org(), &[], &r, 1), Ok(()));
+        assert_eq!(
+            (
+                Denial::ResourceNotAllowed.status(),
+                Denial::ResourceNotAllowed.verify_code()
+            ),
+            (403, "RESOURCE_NOT_ALLOWED")
+        );
     }
 
     #[test]

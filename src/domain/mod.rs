@@ -5,6 +5,7 @@ pub mod check;
 pub mod key;
 pub mod model;
 pub mod path;
+pub mod resource;
 pub mod schema;
 pub mod seal;
 pub mod security;

@@ -114,15 +114,61 @@ impl UserStatus {
     }
 }
 
+/// A person signs in; a service account only owns keys (integrations), so that they survive any
+/// person leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserKind {
+    #[default]
+    Person,
+    Service,
+}
+
+impl UserKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Person => "person",
+            UserKind::Service => "service",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UserKind> {
+        Some(match s {
+            "person" => UserKind::Person,
+            "service" => UserKind::Service,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: String,
     pub org_id: String,
+    /// Empty for a service account.
     pub email: String,
     pub name: String,
     pub role: Role,
     pub status: UserStatus,
+    pub kind: UserKind,
     pub created_at: Millis,
+}
+
+impl User {
+    /// Whether the member is a service account (never signs in).
+    pub fn is_service(&self) -> bool {
+        self.kind == UserKind::Service
+    }
+
+    /// How the member appears in the audit log and lists: a person by email, a service account
+    /// by name.
+    pub fn label(&self) -> &str {
+        if self.is_service() {
+            &self.name
+        } else {
+            &self.email
+        }
+    }
 }
 
 /// Key policies an organization sets (contract section 6).
@@ -456,6 +502,50 @@ pub struct Key {
     pub recoverable: bool,
     /// AES-256-GCM ciphertext of the full key, for recoverable keys only.
     pub encrypted_secret: Option<String>,
+    /// Named IP ACLs whose entries join the key's own allowlist.
+    pub ip_acl_ids: Vec<String>,
+    /// Key groups (of the key's API) whose scopes and rate limit the key takes.
+    pub group_ids: Vec<String>,
+    /// `type:id` patterns of what the key may reach (a trailing `*` matches any suffix); empty:
+    /// everything.
+    pub resources: Vec<String>,
+    /// What the ACLs and groups above resolve to, read with the key: never stored on it.
+    pub linked: Linked,
+}
+
+/// The resolved ACLs and groups of a key, as they were when the key was read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Linked {
+    /// Every entry of every ACL the key names.
+    pub acl_nets: Vec<IpNet>,
+    /// Scopes the key's groups grant beyond its own.
+    pub group_scopes: Vec<String>,
+    /// The rate limit of the first of the key's groups (in `group_ids` order) that sets one.
+    pub group_rate_limit: Option<RateLimit>,
+}
+
+/// A named list of networks shared by many keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpAcl {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub entries: Vec<IpNet>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Scopes and a rate limit shared by the keys of one API that join the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGroup {
+    pub id: String,
+    pub org_id: String,
+    pub api_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }
 
 impl Key {
@@ -481,6 +571,29 @@ impl Key {
         } else {
             KeyStatus::Active
         }
+    }
+
+    /// The key's own scopes and those its groups grant.
+    pub fn effective_scopes(&self) -> Vec<String> {
+        let mut all = self.scopes.clone();
+        for s in &self.linked.group_scopes {
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+        }
+        all
+    }
+
+    /// Whether the key holds `scope`, itself or through a group.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+            || self.linked.group_scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the key is limited to some addresses: by its own allowlist or by an ACL. A key
+    /// naming an ACL is limited even if the ACL could not be read: it fails closed.
+    pub fn restricts_ip(&self) -> bool {
+        !self.ip_allowlist.is_empty() || !self.ip_acl_ids.is_empty()
     }
 
     /// Whether the key is neither revoked nor deleted: whether it is still in use, or could be

@@ -102,3 +102,33 @@ pub enum KeyStatusFilter {
     Expired,
     All,
 }
+
+/// A resource a request reaches: `type:id`.
+#[derive(ToSchema)]
+#[schema(pattern = r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9._:/@+-]{1,200}$")]
+pub struct Resource(String);
+
+/// A resource pattern a key carries: `type:id`, optionally ending in `*` to match any suffix.
+#[derive(ToSchema)]
+#[schema(
+    pattern = r"^[a-z][a-z0-9_-]{0,31}:([A-Za-z0-9._:/@+-]{1,200}\*?|[A-Za-z0-9._:/@+-]{0,200}\*)$"
+)]
+pub struct ResourcePattern(String);
+
+/// A member's kind.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum MemberKind {
+    Person,
+    Service,
+}
+
+/// The id of an IP ACL.
+#[derive(ToSchema)]
+#[schema(pattern = r"^acl_[0-9a-f]{16}$")]
+pub struct IpAclId(String);
+
+/// The id of a key group.
+#[derive(ToSchema)]
+#[schema(pattern = r"^grp_[0-9a-f]{16}$")]
+pub struct KeyGroupId(String);

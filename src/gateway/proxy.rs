@@ -44,6 +44,7 @@ static ORG_ID: HeaderName = HeaderName::from_static("x-keyward-org-id");
 static OWNER_ID: HeaderName = HeaderName::from_static("x-keyward-owner-id");
 static KEY_TYPE: HeaderName = HeaderName::from_static("x-keyward-key-type");
 static SCOPES: HeaderName = HeaderName::from_static("x-keyward-scopes");
+static RESOURCES: HeaderName = HeaderName::from_static("x-keyward-resources");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -221,6 +222,7 @@ impl Gateway {
                     token_type: None,
                     token_types,
                     scopes,
+                    resource: None,
                     skip_plan: false,
                 },
                 cost: 1,
@@ -526,7 +528,23 @@ fn request_headers(
         (&KEY_ID, text(&key.id)),
         (&OWNER_ID, text(&key.owner_id)),
         (&KEY_TYPE, text(&key.token_type)),
-        (&SCOPES, text(&key.scopes.join(" "))),
+        (
+            &SCOPES,
+            // Its groups' scopes too; a key in no group costs no more than before.
+            text(&if key.linked.group_scopes.is_empty() {
+                key.scopes.join(" ")
+            } else {
+                key.effective_scopes().join(" ")
+            }),
+        ),
+        // Resource patterns hold no spaces; the upstream decides what a request reaches. A key
+        // without any reaches everything, and sends no header.
+        (
+            &RESOURCES,
+            (!key.resources.is_empty())
+                .then(|| text(&key.resources.join(" ")))
+                .flatten(),
+        ),
     ] {
         if let Some(value) = value {
             headers.insert(name.clone(), value);

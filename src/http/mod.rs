@@ -48,6 +48,8 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .merge(api::audit::router())
         .merge(api::events::router())
         .merge(api::users::router())
+        .merge(api::ip_acls::router())
+        .merge(api::key_groups::router())
         .merge(api::org::router())
         .merge(api::usage::router())
         .merge(api::health::router())

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use crate::domain::model::{Api, Key, Millis, RateLimit, Refill, Route, ScopeDef};
+use crate::domain::model::{Api, IpAcl, Key, KeyGroup, Millis, RateLimit, Refill, Route, ScopeDef};
 
 /// RFC 3339 in UTC, e.g. `2028-11-22T10:00:00Z` (fractions of a second when not whole seconds).
 pub fn rfc3339(ms: Millis) -> String {
@@ -95,6 +95,14 @@ pub struct KeyRecordView<'a> {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub exposed_at: Option<Instant>,
     pub recoverable: bool,
+    /// Named IP ACLs whose entries join `ip_allowlist`.
+    pub ip_acl_ids: &'a [String],
+    /// Key groups the key belongs to.
+    pub group_ids: &'a [String],
+    /// Its own scopes plus those of its groups.
+    pub effective_scopes: Vec<String>,
+    /// `type:id` patterns of what the key may reach; empty: everything.
+    pub resources: &'a [String],
 }
 
 /// The fields of a key that change with time and use.
@@ -135,6 +143,10 @@ impl<'a> KeyRecordView<'a> {
             deleted_at: opt_time(k.deleted_at),
             exposed_at: opt_time(k.exposed_at),
             recoverable: k.recoverable,
+            ip_acl_ids: &k.ip_acl_ids,
+            group_ids: &k.group_ids,
+            effective_scopes: k.effective_scopes(),
+            resources: &k.resources,
         }
     }
 
@@ -259,6 +271,64 @@ pub struct ApiList {
     pub data: Vec<ApiView>,
 }
 
+/// A named IP ACL as returned.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IpAclView {
+    pub id: String,
+    pub name: String,
+    pub entries: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&IpAcl> for IpAclView {
+    fn from(a: &IpAcl) -> Self {
+        IpAclView {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            entries: a.entries.iter().map(|n| n.to_string()).collect(),
+            created_at: rfc3339(a.created_at),
+            updated_at: rfc3339(a.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IpAclList {
+    pub data: Vec<IpAclView>,
+}
+
+/// A key group as returned.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyGroupView {
+    pub id: String,
+    pub name: String,
+    pub api_id: String,
+    pub scopes: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&KeyGroup> for KeyGroupView {
+    fn from(g: &KeyGroup) -> Self {
+        KeyGroupView {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            api_id: g.api_id.clone(),
+            scopes: g.scopes.clone(),
+            rate_limit: g.rate_limit,
+            created_at: rfc3339(g.created_at),
+            updated_at: rfc3339(g.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyGroupList {
+    pub data: Vec<KeyGroupView>,
+}
+
 /// Encodes a (time, id) position as an opaque cursor.
 pub fn encode_cursor(t: Millis, id: &str) -> String {
     hex::encode(format!("{t}|{id}"))
@@ -336,6 +406,10 @@ pub(crate) mod tests {
             exposed_at: None,
             recoverable: false,
             encrypted_secret: None,
+            ip_acl_ids: Vec::new(),
+            group_ids: Vec::new(),
+            resources: Vec::new(),
+            linked: Default::default(),
         }
     }
 

@@ -26,6 +26,8 @@ pub const MANAGE_MEMBERS: &str = "users:write";
 pub const WRITE_APIS: &str = "apis:write";
 /// Changing the organization's name, plan, API access and key policies.
 pub const UPDATE_ORG: &str = "org:admin";
+/// Creating, changing and deleting IP ACLs and key groups (which change many keys at once).
+pub const MANAGE_ACCESS: &str = "org:admin";
 
 /// What the caller may do in the organization, before any one key, member or API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,9 +248,15 @@ pub fn assignable_roles(caller: &Caller) -> Vec<Role> {
         .collect()
 }
 
-/// Whether `member` may be given a sign-in link: a disabled member is enabled first.
+/// Whether `member` may be given a sign-in link: a disabled member is enabled first, and a
+/// service account never signs in.
 pub fn may_get_sign_in_link(member: &User) -> bool {
-    member.status == UserStatus::Active
+    member.status == UserStatus::Active && !member.is_service()
+}
+
+/// Whether the caller may create, change or delete IP ACLs and key groups.
+pub fn may_manage_access(caller: &Caller) -> bool {
+    caller.can(MANAGE_ACCESS)
 }
 
 fn owners_only(caller: &Caller, role: Role) -> bool {
@@ -293,6 +301,7 @@ mod tests {
             name: id.into(),
             role,
             status: UserStatus::Active,
+            kind: crate::domain::model::UserKind::Person,
             created_at: 0,
         }
     }
@@ -360,6 +369,10 @@ mod tests {
             exposed_at: None,
             recoverable: false,
             encrypted_secret: None,
+            ip_acl_ids: Vec::new(),
+            group_ids: Vec::new(),
+            resources: Vec::new(),
+            linked: Default::default(),
         }
     }
 

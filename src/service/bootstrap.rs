@@ -49,6 +49,7 @@ pub async fn create_org(
         name: "Owner".into(),
         role: Role::Owner,
         status: UserStatus::Active,
+        kind: crate::domain::model::UserKind::Person,
         created_at: now,
     };
     let management_api = Api {
@@ -169,6 +170,10 @@ fn management_key(
         exposed_at: None,
         recoverable: false,
         encrypted_secret: None,
+        ip_acl_ids: Vec::new(),
+        group_ids: Vec::new(),
+        resources: Vec::new(),
+        linked: Default::default(),
     };
     (key, secret)
 }

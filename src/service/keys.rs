@@ -12,6 +12,7 @@ use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, authz, double_option};
 use crate::domain::key::{self, SecretKey};
 use crate::domain::model::{Api, Environment, Key, Millis, Quota, RateLimit, Refill, User};
+use crate::domain::resource;
 use crate::domain::strict;
 use crate::domain::validate::{self, Errors};
 use crate::store::{KeyFilter, StoreError, StoreTx};
@@ -64,7 +65,18 @@ pub struct CreateKey {
     /// A JSON object of at most 4 KiB.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Default: the caller.
+    /// Named IP ACLs whose entries join `ip_allowlist` (the effective allowlist is the union).
+    #[schema(value_type = Option<Vec<crate::domain::schema::IpAclId>>, max_items = 20)]
+    pub ip_acl_ids: Option<Vec<String>>,
+    /// Key groups of the key's API: the key takes their scopes, and the first one's rate limit
+    /// when it sets none of its own.
+    #[schema(value_type = Option<Vec<crate::domain::schema::KeyGroupId>>, max_items = 20)]
+    pub group_ids: Option<Vec<String>>,
+    /// What the key may reach, `type:id` patterns (a trailing `*` matches any suffix); empty:
+    /// everything.
+    #[schema(value_type = Option<Vec<crate::domain::schema::ResourcePattern>>, max_items = 50)]
+    pub resources: Option<Vec<String>>,
+    /// Default: the caller. May name a service account.
     #[schema(pattern = r"^usr_[0-9a-f]{16}$")]
     pub owner_id: Option<String>,
     /// Keep the secret encrypted so that it can be revealed later (policy permitting).
@@ -107,6 +119,17 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "strict::double_option_object")]
     #[schema(value_type = Option<RateLimit>)]
     pub rate_limit: Option<Option<RateLimit>>,
+    /// Replaces the list. Named IP ACLs whose entries join `ip_allowlist` (the effective allowlist is the union).
+    #[schema(value_type = Option<Vec<crate::domain::schema::IpAclId>>, max_items = 20)]
+    pub ip_acl_ids: Option<Vec<String>>,
+    /// Replaces the list. Key groups of the key's API: the key takes their scopes, and the first one's rate limit
+    /// when it sets none of its own.
+    #[schema(value_type = Option<Vec<crate::domain::schema::KeyGroupId>>, max_items = 20)]
+    pub group_ids: Option<Vec<String>>,
+    /// Replaces the list. What the key may reach, `type:id` patterns (a trailing `*` matches any suffix); empty:
+    /// everything.
+    #[schema(value_type = Option<Vec<crate::domain::schema::ResourcePattern>>, max_items = 50)]
+    pub resources: Option<Vec<String>>,
 }
 
 /// Body of `POST /v1/keys/{id}/rotate`.
@@ -180,7 +203,12 @@ pub async fn resolve_api(
     }
 }
 
-fn check_scopes(errors: &mut Errors, field: &str, api: &Api, scopes: &[String]) -> Vec<String> {
+pub(super) fn check_scopes(
+    errors: &mut Errors,
+    field: &str,
+    api: &Api,
+    scopes: &[String],
+) -> Vec<String> {
     if scopes.len() > validate::SCOPES_MAX {
         errors.add(
             field,
@@ -199,6 +227,108 @@ fn check_scopes(errors: &mut Errors, field: &str, api: &Api, scopes: &[String]) 
         }
     }
     out
+}
+
+/// Most ACLs, and most groups, one key names.
+pub const LINKS_MAX: usize = 20;
+
+/// Well-formed, distinct ids of one kind (`acl`, `grp`), or field errors.
+fn check_link_ids(e: &mut Errors, field: &str, kind: &str, ids: &[String]) -> Vec<String> {
+    if ids.len() > LINKS_MAX {
+        e.add(field, format!("must have at most {LINKS_MAX} entries"));
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let well_formed = id
+            .strip_prefix(kind)
+            .and_then(|r| r.strip_prefix('_'))
+            .is_some_and(|hex| {
+                hex.len() == 16
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+        if !well_formed {
+            e.add(
+                format!("{field}[{i}]"),
+                format!("must be an id like {kind}_ and 16 hex digits"),
+            );
+        } else if !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    out
+}
+
+/// Well-formed, distinct resource patterns, or field errors.
+fn check_resources(e: &mut Errors, patterns: &[String]) -> Vec<String> {
+    if patterns.len() > resource::RESOURCES_MAX {
+        e.add(
+            "resources",
+            format!("must have at most {} entries", resource::RESOURCES_MAX),
+        );
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::with_capacity(patterns.len());
+    for (i, p) in patterns.iter().enumerate() {
+        if !resource::is_valid_pattern(p) {
+            e.add(format!("resources[{i}]"), resource::PATTERN_RULE);
+        } else if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Checks, in the unit of work that stores the key (under the organization's lock, so that none
+/// is deleted meanwhile), that every ACL and group the key names exists, and that its groups are
+/// of the key's API.
+async fn check_links(tx: &mut StoreTx, key: &Key) -> Result<()> {
+    let mut e = Errors::default();
+    for (i, id) in key.ip_acl_ids.iter().enumerate() {
+        if tx.get_ip_acl(&key.org_id, id).await?.is_none() {
+            e.add(
+                format!("ip_acl_ids[{i}]"),
+                "no such IP ACL in this organization",
+            );
+        }
+    }
+    for (i, id) in key.group_ids.iter().enumerate() {
+        match tx.get_key_group(&key.org_id, id).await? {
+            None => e.add(
+                format!("group_ids[{i}]"),
+                "no such key group in this organization",
+            ),
+            Some(g) if g.api_id != key.api_id => e.add(
+                format!("group_ids[{i}]"),
+                "the group is for another API than the key's",
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(e.finish(())?)
+}
+
+/// What `key.updated` records: the fields changed, and the new ACLs, groups and resources when
+/// they changed (ids and patterns, never a secret).
+fn updated_details(key: &Key, changed: &[&str]) -> serde_json::Value {
+    let mut details = json!({ "fields": changed });
+    for (field, value) in [
+        ("ip_acl_ids", &key.ip_acl_ids),
+        ("group_ids", &key.group_ids),
+        ("resources", &key.resources),
+    ] {
+        if changed.contains(&field) {
+            details[field] = json!(value);
+        }
+    }
+    details
+}
+
+/// The key as stored now, its ACLs and groups resolved (after a change).
+async fn reread(ctx: &Ctx, key: Key) -> Result<Key> {
+    Ok(ctx.store.get_key(&key.id).await?.unwrap_or(key))
 }
 
 fn ensure_manageable(caller: &Caller, key: &Key) -> Result<()> {
@@ -379,6 +509,19 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
     }
     let metadata = input.metadata.unwrap_or_default();
     validate::metadata(&mut e, &metadata);
+    let ip_acl_ids = check_link_ids(
+        &mut e,
+        "ip_acl_ids",
+        "acl",
+        &input.ip_acl_ids.unwrap_or_default(),
+    );
+    let group_ids = check_link_ids(
+        &mut e,
+        "group_ids",
+        "grp",
+        &input.group_ids.unwrap_or_default(),
+    );
+    let resources = check_resources(&mut e, &input.resources.unwrap_or_default());
     let recoverable = input.recoverable.unwrap_or(false);
     if recoverable {
         if let Err(why) = authz::recoverable_keys(&org.policies, ctx.sealer.is_some()) {
@@ -435,6 +578,10 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
         exposed_at: None,
         recoverable,
         encrypted_secret: None,
+        ip_acl_ids,
+        group_ids,
+        resources,
+        linked: Default::default(),
     };
     let pepper = ctx.verifier.peppers().current().clone();
     for _ in 0..5 {
@@ -448,6 +595,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
             .await?
             .ok_or(ServiceError::NotFound("organization"))?
             .policies;
+        check_links(&mut tx, &key).await?;
         let revoked = if policies.single_active_key {
             tx.revoke_active_keys(&caller.org_id, &api.id, &owner.id, now, REPLACED)
                 .await?
@@ -489,7 +637,9 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
             "key.created",
             &key,
             json!({"name": key.name, "api_id": key.api_id, "type": key.token_type, "scopes": key.scopes,
-                   "owner_id": key.owner_id, "expires_at": key.expires_at}),
+                   "owner_id": key.owner_id, "expires_at": key.expires_at,
+                   "ip_acl_ids": key.ip_acl_ids, "group_ids": key.group_ids,
+                   "resources": key.resources}),
         )
         .await?;
         tx.commit().await?;
@@ -497,6 +647,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateKey) -> Result<Crea
         for (id, _) in &revoked {
             ctx.verifier.invalidate_key(id);
         }
+        let key = reread(ctx, key).await?;
         return Ok(Created {
             key,
             secret,
@@ -657,9 +808,30 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
             changed.push("scopes");
         }
     }
+    if let Some(ids) = &patch.ip_acl_ids {
+        key.ip_acl_ids = check_link_ids(&mut e, "ip_acl_ids", "acl", ids);
+        changed.push("ip_acl_ids");
+    }
+    if let Some(ids) = &patch.group_ids {
+        key.group_ids = check_link_ids(&mut e, "group_ids", "grp", ids);
+        changed.push("group_ids");
+    }
+    if let Some(patterns) = &patch.resources {
+        key.resources = check_resources(&mut e, patterns);
+        changed.push("resources");
+    }
     e.finish(())?;
     key.updated_at = now;
-    let mut tx = ctx.store.begin().await?;
+    let links_changed = changed.contains(&"ip_acl_ids") || changed.contains(&"group_ids");
+    // A key that starts naming an ACL or group holds the organization's lock, so that what it
+    // names cannot be deleted meanwhile.
+    let mut tx = if links_changed {
+        let mut tx = ctx.store.begin_for_org(&caller.org_id).await?;
+        check_links(&mut tx, &key).await?;
+        tx
+    } else {
+        ctx.store.begin().await?
+    };
     if !tx.update_key_settings(&key, now).await? {
         return Err(ServiceError::Conflict(
             "The key was revoked or deleted meanwhile; it cannot be edited.".into(),
@@ -671,14 +843,16 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, patch: UpdateKey) -> R
         caller,
         "key.updated",
         &key,
-        json!({ "fields": changed }),
+        updated_details(&key, &changed),
     )
     .await?;
     tx.commit().await?;
     ctx.verifier.invalidate_key(&key.id);
-    if changed.contains(&"rate_limit") {
+    if changed.contains(&"rate_limit") || changed.contains(&"group_ids") {
         ctx.verifier.reset_rate_limit(&key.id);
     }
+    let mut key = reread(ctx, key).await?;
+    overlay_usage(ctx, &mut key);
     Ok(key)
 }
 

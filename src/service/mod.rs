@@ -2,10 +2,12 @@
 //! authorization, policies, audit records and cache invalidation in one place. HTTP handlers and
 //! dashboard pages are thin adapters over these functions.
 
+pub mod acls;
 pub mod apis;
 pub mod audit;
 pub mod authz;
 pub mod bootstrap;
+pub mod groups;
 pub mod keys;
 pub mod org;
 pub mod passwords;

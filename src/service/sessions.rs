@@ -293,7 +293,7 @@ pub async fn authenticate(ctx: &Ctx, token: &str, client: &Client) -> Result<Opt
         .store
         .get_user_in_org(&session.org_id, &session.user_id)
         .await?
-        .filter(|u| u.status == UserStatus::Active);
+        .filter(|u| u.status == UserStatus::Active && !u.is_service());
     let Some(user) = user else {
         ctx.store.delete_session(&hash).await?;
         return Ok(None);
@@ -545,6 +545,11 @@ pub(super) async fn setup_link_in(
     user: &User,
     purpose: Purpose,
 ) -> Result<Token> {
+    if user.is_service() {
+        return Err(ServiceError::Forbidden(
+            "A service account never signs in: it has no password to set.".into(),
+        ));
+    }
     let now = ctx.now();
     tx.void_setup_tokens(&user.id, now).await?;
     let token = Token::generate();
@@ -620,7 +625,7 @@ pub async fn open_setup_link(ctx: &Ctx, token: &str) -> Result<Option<OpenSetupL
         .store
         .get_user_in_org(&record.org_id, &record.user_id)
         .await?
-        .filter(|u| u.status == UserStatus::Active);
+        .filter(|u| u.status == UserStatus::Active && !u.is_service());
     Ok(user.map(|user| OpenSetupLink {
         purpose: if record.purpose == "setup" {
             Purpose::Setup

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::audit::{self, Target};
 use super::{Caller, Ctx, Result, ServiceError, authz, passwords};
-use crate::domain::model::{Millis, Role, User, UserStatus};
+use crate::domain::model::{Millis, Role, User, UserKind, UserStatus};
 use crate::domain::new_id;
 use crate::domain::validate::{self, Errors};
 use crate::store::{StoreError, StoreTx};
@@ -23,22 +23,31 @@ use crate::store::{StoreError, StoreTx};
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    /// One address a person signs in with, across the whole service.
+    /// `person` (default) signs in; `service` is a service account that only owns keys (for
+    /// integrations): it has no email and no password, never signs in, and its keys survive any
+    /// person leaving.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::domain::schema::MemberKind>)]
+    pub kind: Option<String>,
+    /// One address a person signs in with, across the whole service. Required for a person; a
+    /// service account has none.
     #[schema(
         max_length = 254,
         pattern = r"^[^\s@\u0000-\u001F\u007F-\u009F]+@[^\s@\u0000-\u001F\u007F-\u009F]+$"
     )]
-    pub email: String,
+    pub email: Option<String>,
     #[schema(
         min_length = 1,
         max_length = 100,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
     )]
     pub name: String,
-    #[schema(value_type = crate::domain::schema::RoleName)]
-    pub role: String,
-    /// For dashboard sign-in; 10 to 256 characters. Without it the member signs in only after a
-    /// password is set.
+    /// Required for a person; a service account defaults to `developer`. A management key owned
+    /// by a service account acts within this role.
+    #[schema(value_type = Option<crate::domain::schema::RoleName>)]
+    pub role: Option<String>,
+    /// For dashboard sign-in (people only); 10 to 256 characters. Without it the member signs in
+    /// only after a password is set.
     #[schema(min_length = 10, max_length = 256)]
     pub password: Option<String>,
 }
@@ -127,7 +136,7 @@ pub async fn rename_self(ctx: &Ctx, caller: &Caller, name: &str) -> Result<User>
         Target {
             kind: "user",
             id: &user.id,
-            label: &user.email,
+            label: user.label(),
         },
         json!({"fields": ["name"]}),
     )
@@ -172,10 +181,46 @@ fn only_owners(allowed: bool, what: &str) -> Result<()> {
 pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<User> {
     caller.require(authz::MANAGE_MEMBERS)?;
     let mut e = Errors::default();
-    let email = check_email(&mut e, "email", &input.email);
+    // An unknown kind is the one error: what the other fields need depends on it.
+    let kind = match input.kind.as_deref() {
+        None => Some(UserKind::Person),
+        Some(k) => UserKind::parse(k).or_else(|| {
+            e.add("kind", "must be person or service");
+            None
+        }),
+    };
+    let email = match (kind, input.email.as_deref()) {
+        (Some(UserKind::Person), Some(email)) => check_email(&mut e, "email", email),
+        (Some(UserKind::Person), None) => {
+            e.add("email", "is required for a person");
+            String::new()
+        }
+        (Some(UserKind::Service), Some(_)) => {
+            e.add("email", "a service account has no email: it never signs in");
+            String::new()
+        }
+        _ => String::new(),
+    };
     let name = validate::text(&mut e, "name", &input.name, validate::NAME_MAX);
-    let role = parse_role(&mut e, &input.role);
-    if let Some(p) = &input.password {
+    let role = match (kind, input.role.as_deref()) {
+        (_, Some(r)) => parse_role(&mut e, r),
+        (Some(UserKind::Person), None) => {
+            e.add(
+                "role",
+                "is required: one of owner, admin, developer, viewer",
+            );
+            None
+        }
+        _ => Some(Role::Developer),
+    };
+    if kind == Some(UserKind::Service) && input.password.is_some() {
+        e.add(
+            "password",
+            "a service account has no password: it never signs in",
+        );
+    }
+    let kind = kind.unwrap_or_default();
+    if let Some(p) = input.password.as_ref().filter(|_| kind == UserKind::Person) {
         if let Err(ServiceError::Validation(errors)) = passwords::check_new("password", p) {
             e.0.extend(errors);
         }
@@ -193,6 +238,7 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<Use
         name,
         role,
         status: UserStatus::Active,
+        kind,
         created_at: ctx.now(),
     };
     let mut tx = ctx.store.begin().await?;
@@ -213,9 +259,10 @@ pub async fn create(ctx: &Ctx, caller: &Caller, input: CreateUser) -> Result<Use
         Target {
             kind: "user",
             id: &user.id,
-            label: &user.email,
+            label: user.label(),
         },
-        json!({"role": user.role.as_str(), "password_set": password_hash.is_some()}),
+        json!({"role": user.role.as_str(), "kind": user.kind.as_str(),
+               "password_set": password_hash.is_some()}),
     )
     .await?;
     tx.commit().await?;
@@ -290,7 +337,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
             Target {
                 kind: "user",
                 id: &user.id,
-                label: &user.email,
+                label: user.label(),
             },
             json!({"from": before.role.as_str(), "to": user.role.as_str()}),
         )
@@ -312,7 +359,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
             Target {
                 kind: "user",
                 id: &user.id,
-                label: &user.email,
+                label: user.label(),
             },
             details,
         )
@@ -327,7 +374,7 @@ pub async fn update(ctx: &Ctx, caller: &Caller, id: &str, input: UpdateUser) -> 
             Target {
                 kind: "user",
                 id: &user.id,
-                label: &user.email,
+                label: user.label(),
             },
             json!({"fields": ["name"]}),
         )
@@ -358,7 +405,7 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<()> {
         Target {
             kind: "user",
             id: &user.id,
-            label: &user.email,
+            label: user.label(),
         },
         json!({"keys_revoked": revoked}),
     )

@@ -196,7 +196,7 @@ const KEY_COLUMNS: &str = "id, org_id, api_id, name, description, key_prefix, to
      ip_allowlist, expires_at, enabled, hash, pepper_version, owner_id, created_by, created_at, updated_at, \
      last_used_at, last_used_ip, rate_limit_requests, rate_limit_per_seconds, quota_remaining, quota_refill, \
      quota_refilled_at, metadata, replaces, replaced_by, revoked_at, revoke_reason, deleted_at, exposed_at, \
-     recoverable, encrypted_secret";
+     recoverable, encrypted_secret, ip_acl_ids, group_ids, resources";
 
 impl Store {
     pub async fn create_key(&self, key: &Key) -> Result<()> {
@@ -257,7 +257,17 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| key_from_row(&r)).transpose()
+        self.linked(row.map(|r| key_from_row(&r)).transpose()?)
+            .await
+    }
+
+    /// A key read alone, with its ACLs and groups resolved.
+    async fn linked(&self, key: Option<Key>) -> Result<Option<Key>> {
+        let Some(key) = key else { return Ok(None) };
+        let mut one = [key];
+        self.link_keys(&mut one).await?;
+        let [key] = one;
+        Ok(Some(key))
     }
 
     /// The key whose stored hash is one of `hashes` (one per configured pepper), whatever its
@@ -276,7 +286,8 @@ impl Store {
             q = q.bind(hash.to_hex());
         }
         let row = q.fetch_optional(&self.pool).await?;
-        row.map(|r| key_from_row(&r)).transpose()
+        self.linked(row.map(|r| key_from_row(&r)).transpose()?)
+            .await
     }
 
     pub async fn get_key_in_org(&self, org_id: &str, id: &str) -> Result<Option<Key>> {
@@ -303,7 +314,9 @@ impl Store {
         let rows = bind_all(sqlx::query(&text), args)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(key_from_row).collect()
+        let mut keys = rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?;
+        self.link_keys(&mut keys).await?;
+        Ok(keys)
     }
 
     /// How many of the organization's keys match `f`, whatever its page.
@@ -342,7 +355,9 @@ impl Store {
         .bind(owner_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect()
+        let mut keys = rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?;
+        self.link_keys(&mut keys).await?;
+        Ok(keys)
     }
 
     /// Keys that count against the organization's key limit: not deleted, not revoked.
@@ -628,7 +643,8 @@ impl StoreTx {
     pub async fn update_key_settings(&mut self, key: &Key, now: Millis) -> Result<bool> {
         let changed = sqlx::query(
             "UPDATE keys SET name = $1, description = $2, scopes = $3, ip_allowlist = $4, metadata = $5, \
-             enabled = $6, rate_limit_requests = $7, rate_limit_per_seconds = $8, updated_at = $9 \
+             enabled = $6, rate_limit_requests = $7, rate_limit_per_seconds = $8, updated_at = $9, \
+             ip_acl_ids = $12, group_ids = $13, resources = $14 \
              WHERE id = $10 AND org_id = $11 AND deleted_at IS NULL AND (revoked_at IS NULL OR revoked_at > $9)",
         )
         .bind(&key.name)
@@ -642,6 +658,9 @@ impl StoreTx {
         .bind(now)
         .bind(&key.id)
         .bind(&key.org_id)
+        .bind(to_json(&key.ip_acl_ids))
+        .bind(to_json(&key.group_ids))
+        .bind(to_json(&key.resources))
         .execute(self.conn())
         .await?
         .rows_affected();
@@ -739,7 +758,8 @@ pub(super) async fn insert_key(conn: &mut AnyConnection, k: &Key) -> Result<()> 
     };
     sqlx::query(&format!(
         "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-         $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)"
+         $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, \
+         $35, $36, $37)"
     ))
     .bind(&k.id)
     .bind(&k.org_id)
@@ -775,6 +795,9 @@ pub(super) async fn insert_key(conn: &mut AnyConnection, k: &Key) -> Result<()> 
     .bind(k.exposed_at)
     .bind(i64::from(k.recoverable))
     .bind(&k.encrypted_secret)
+    .bind(to_json(&k.ip_acl_ids))
+    .bind(to_json(&k.group_ids))
+    .bind(to_json(&k.resources))
     .execute(conn)
     .await
     .map_err(|e| unique(e, "a key with this id"))?;
@@ -841,5 +864,9 @@ fn key_from_row(r: &AnyRow) -> Result<Key> {
         exposed_at: r.try_get("exposed_at")?,
         recoverable: r.try_get::<i64, _>("recoverable")? != 0,
         encrypted_secret: r.try_get("encrypted_secret")?,
+        ip_acl_ids: from_json(&r.try_get::<String, _>("ip_acl_ids")?)?,
+        group_ids: from_json(&r.try_get::<String, _>("group_ids")?)?,
+        resources: from_json(&r.try_get::<String, _>("resources")?)?,
+        linked: Default::default(),
     })
 }

@@ -11,6 +11,7 @@
 //! aggregate holds its SQL, as `impl Store` (reads, and single changes made on their own) and
 //! `impl StoreTx` (writes inside a unit of work).
 
+mod access;
 mod apis;
 mod audit;
 mod events;
@@ -22,6 +23,7 @@ mod sqlite;
 mod usage;
 mod users;
 
+pub use access::LinkKind;
 pub use audit::AuditFilter;
 pub use events::EventFilter;
 pub use keys::{KeyFilter, KeyOrder, KeySort, StatusFilter, UsageTouch};

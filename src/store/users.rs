@@ -4,9 +4,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyExecutor, Row};
 
 use super::{Result, Store, StoreTx, corrupt, unique};
-use crate::domain::model::{Millis, Role, User, UserStatus};
+use crate::domain::model::{Millis, Role, User, UserKind, UserStatus};
 
-const USER_COLUMNS: &str = "id, org_id, email, name, role, status, created_at";
+const USER_COLUMNS: &str = "id, org_id, email, name, role, status, kind, created_at";
 
 impl Store {
     pub async fn get_user(&self, id: &str) -> Result<Option<User>> {
@@ -17,10 +17,12 @@ impl Store {
         Ok(self.get_user(id).await?.filter(|u| u.org_id == org_id))
     }
 
-    /// A user and their password hash, for sign-in.
+    /// A person and their password hash, for sign-in. Service accounts have no email and are
+    /// never found here.
     pub async fn get_user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1 AND status <> 'deleted'"
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1 AND status <> 'deleted' \
+             AND kind = 'person'"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -50,7 +52,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT u.id AS id, MAX(t.expires_at) AS link_expires_at FROM users u \
              LEFT JOIN setup_tokens t ON t.user_id = u.id AND t.used_at IS NULL \
-             WHERE u.org_id = $1 AND u.status = 'active' AND u.password_hash IS NULL \
+             WHERE u.org_id = $1 AND u.status = 'active' AND u.password_hash IS NULL AND u.kind = 'person' \
              GROUP BY u.id",
         )
         .bind(org_id)
@@ -151,8 +153,8 @@ pub(super) async fn insert_user(
     password_hash: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO users (id, org_id, email, name, role, status, password_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO users (id, org_id, email, name, role, status, password_hash, created_at, kind) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&u.id)
     .bind(&u.org_id)
@@ -162,6 +164,7 @@ pub(super) async fn insert_user(
     .bind(u.status.as_str())
     .bind(password_hash)
     .bind(u.created_at)
+    .bind(u.kind.as_str())
     .execute(conn)
     .await
     .map_err(|e| unique(e, "a member with this email"))?;
@@ -171,6 +174,7 @@ pub(super) async fn insert_user(
 fn user_from_row(r: &AnyRow) -> Result<User> {
     let role: String = r.try_get("role")?;
     let status: String = r.try_get("status")?;
+    let kind: String = r.try_get("kind")?;
     Ok(User {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
@@ -178,6 +182,7 @@ fn user_from_row(r: &AnyRow) -> Result<User> {
         name: r.try_get("name")?,
         role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
         status: UserStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        kind: UserKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
         created_at: r.try_get("created_at")?,
     })
 }

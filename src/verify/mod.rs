@@ -336,13 +336,18 @@ impl Verifier {
         if !in_scope {
             return Err(Denial::UnknownKey.into());
         }
-        let limit = key.rate_limit.or(api.default_rate_limit).or_else(|| {
-            // The plan's default covers protected APIs; management keys are limited only by
-            // their own setting, so that an organization can always manage itself.
-            (!api.is_management())
-                .then(|| self.plan_rate_limits.get(&org.plan).copied())
-                .flatten()
-        });
+        // Its own limit, else its group's, else its API's, else its plan's.
+        let limit = key
+            .rate_limit
+            .or(key.linked.group_rate_limit)
+            .or(api.default_rate_limit)
+            .or_else(|| {
+                // The plan's default covers protected APIs; management keys are limited only by
+                // their own setting, so that an organization can always manage itself.
+                (!api.is_management())
+                    .then(|| self.plan_rate_limits.get(&org.plan).copied())
+                    .flatten()
+            });
         let req = Requirements {
             skip_plan: p.req.skip_plan || api.is_management(),
             ..p.req.clone()

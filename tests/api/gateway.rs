@@ -41,14 +41,14 @@ impl Body for Channel {
 /// - `.../download/N`: answers N bytes in 64 KiB parts;
 /// - `.../gated-download`: answers one part, waits for `gate`, then the rest (1 MiB in all);
 /// - `.../gated-upload`: reports its body's first part on `events` before reading the rest.
-struct Upstream {
-    base: String,
+pub(crate) struct Upstream {
+    pub(crate) base: String,
     hits: Arc<AtomicUsize>,
     events: mpsc::UnboundedReceiver<String>,
     gate: Arc<Notify>,
 }
 
-async fn upstream() -> Upstream {
+pub(crate) async fn upstream() -> Upstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -189,7 +189,7 @@ async fn websocket_upstream() -> (String, mpsc::UnboundedReceiver<BTreeMap<Strin
 }
 
 /// A Keyward with its gateway on `db`, with further settings.
-async fn gateway_app(db: Db, args: ServerArgs) -> TestApp {
+pub(crate) async fn gateway_app(db: Db, args: ServerArgs) -> TestApp {
     spawn_with(Options {
         db,
         args: ServerArgs {
@@ -202,7 +202,12 @@ async fn gateway_app(db: Db, args: ServerArgs) -> TestApp {
 }
 
 /// Sends a request through the gateway of `app` with `headers`.
-async fn through(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)]) -> Res {
+pub(crate) async fn through(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Res {
     let mut req = app
         .http
         .request(method, format!("{}{path}", app.gateway.as_ref().unwrap()));
@@ -223,14 +228,14 @@ async fn through(app: &TestApp, method: Method, path: &str, headers: &[(&str, &s
 }
 
 /// `GET path` through the gateway with `Authorization: Bearer key`.
-async fn get_with(app: &TestApp, path: &str, key: &str) -> Res {
+pub(crate) async fn get_with(app: &TestApp, path: &str, key: &str) -> Res {
     let auth = format!("Bearer {key}");
     through(app, Method::GET, path, &[("authorization", &auth)]).await
 }
 
 /// An API of `app` served by the gateway: prefixes `tk_live_`/`tk_test_`, the scopes
 /// `transcripts:read` and `transcripts:write`, and `gateway` (upstream, hosts, routes).
-async fn protected_api(app: &TestApp, slug: &str, gateway: Value) -> String {
+pub(crate) async fn protected_api(app: &TestApp, slug: &str, gateway: Value) -> String {
     let api = app
         .create_api(slug, &["transcripts:read", "transcripts:write"])
         .await;
@@ -242,7 +247,7 @@ async fn protected_api(app: &TestApp, slug: &str, gateway: Value) -> String {
 }
 
 /// A key of `api` with `extra` create fields; returns (secret, id).
-async fn key_of(app: &TestApp, api: &str, extra: Value) -> (String, String) {
+pub(crate) async fn key_of(app: &TestApp, api: &str, extra: Value) -> (String, String) {
     let mut body = json!({"name": "gateway key", "api_id": api});
     body.as_object_mut()
         .unwrap()

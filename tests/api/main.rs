@@ -1,5 +1,6 @@
 //! One integration test binary: every test talks to a real server over loopback HTTP.
 
+mod access;
 mod apis;
 mod atomic;
 mod auth;

@@ -48,6 +48,7 @@ fn user(id: &str, org: &str) -> User {
         name: id.into(),
         role: Role::Owner,
         status: UserStatus::Active,
+        kind: keyward::domain::model::UserKind::Person,
         created_at: 1,
     }
 }
@@ -123,6 +124,10 @@ fn key(public_id: &str, org: &str, api: &str, owner: &str, created_at: i64) -> K
         exposed_at: None,
         recoverable: false,
         encrypted_secret: None,
+        ip_acl_ids: Vec::new(),
+        group_ids: Vec::new(),
+        resources: Vec::new(),
+        linked: Default::default(),
     }
 }
 

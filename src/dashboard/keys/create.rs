@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use super::fields::{
-    allowlist_field, metadata_field, parse_metadata, parse_rate_limit, rate_limit_fields,
-    scope_checkboxes, split_list,
+    acl_checkboxes, allowlist_field, group_checkboxes, metadata_field, parse_metadata,
+    parse_rate_limit, rate_limit_fields, resources_field, scope_checkboxes, split_list,
 };
 use super::list::{ListData, ListParams, load_list, render_list};
 use crate::dashboard::layout::{
@@ -21,7 +21,7 @@ use crate::dashboard::scopes::type_description;
 use crate::dashboard::{FieldErrors, FormData, Member, Submitted, error_page, page};
 use crate::domain::key::SecretKey;
 use crate::domain::model::{
-    Api, Environment, ExpiryChoice, Key, Millis, Org, Refill, RefillInterval, User,
+    Api, Environment, ExpiryChoice, IpAcl, Key, KeyGroup, Millis, Org, Refill, RefillInterval, User,
 };
 use crate::http::AppState;
 use crate::service::keys::{self, CreateKey, QuotaInput};
@@ -76,6 +76,8 @@ pub(super) fn create_dialog(
     m: &Member,
     apis: &[Api],
     members: &[User],
+    acls: &[IpAcl],
+    groups: &[KeyGroup],
     org: &Org,
     state: Option<&CreateState<'_>>,
 ) -> Markup {
@@ -107,6 +109,9 @@ pub(super) fn create_dialog(
         "metadata",
         "owner_id",
         "environment",
+        "ip_acl_ids",
+        "group_ids",
+        "resources",
     ];
     // Not offered, its error goes to the top of the form.
     if recoverable {
@@ -174,6 +179,13 @@ pub(super) fn create_dialog(
                                 @let checked: Vec<String> = form.all(&format!("scopes:{}", a.id)).into_iter().map(str::to_owned).collect();
                                 (scope_checkboxes(m, &format!("create-scopes-{}", a.id), &format!("scopes:{}", a.id), a, &checked, errors))
                             }
+                            @if !a.is_management() {
+                                fieldset class="plain" disabled[!current] {
+                                    @let api_groups: Vec<&KeyGroup> = groups.iter().filter(|g| g.api_id == a.id).collect();
+                                    @let chosen: Vec<String> = form.all(&format!("group_ids:{}", a.id)).into_iter().map(str::to_owned).collect();
+                                    (group_checkboxes(&format!("create-groups-{}", a.id), &format!("group_ids:{}", a.id), &api_groups, &chosen, errors))
+                                }
+                            }
                         }
                     }
                     fieldset class={ "field" @if expires_error.is_some() { " has-error" } } {
@@ -201,9 +213,12 @@ pub(super) fn create_dialog(
                         }
                     }
                     (allowlist_field("create-ip", form.text("ip_allowlist"), errors))
+                    @let chosen_acls: Vec<String> = form.all("ip_acl_ids").into_iter().map(str::to_owned).collect();
+                    (acl_checkboxes("create-acls", acls, &chosen_acls, errors))
+                    (resources_field("create-resources", form.text("resources"), errors))
                     (rate_limit_fields("create-rate", form.text("rate_requests"), form.text("rate_per"), errors))
                     (quota_fields("create-quota", form, errors))
-                    details class="more-options" open[errors.of("owner_id").is_some() || errors.of("environment").is_some() || errors.of("metadata").is_some() || recoverable_error.is_some()] {
+                    details class="more-options" open[owner != m.caller.user.id || errors.of("owner_id").is_some() || errors.of("environment").is_some() || errors.of("metadata").is_some() || recoverable_error.is_some()] {
                         summary { "More options" }
                         (metadata_field("create-metadata", form.text("metadata"), errors))
                         (field("create-env", "Environment", Some("Test keys carry the API's test prefix."), errors, "environment", html! {
@@ -213,10 +228,12 @@ pub(super) fn create_dialog(
                             }
                         }))
                         @if m.actions.create_keys_for_others && members.len() > 1 {
-                            (field("create-owner", "Owner", Some("The member the key belongs to. It stops working if they leave."), errors, "owner_id", html! {
+                            (field("create-owner", "Owner", Some("The member the key belongs to. It stops working if a person owning it leaves; a service account's keys survive any person leaving."), errors, "owner_id", html! {
                                 select id="create-owner" name="owner_id" aria-describedby=(described_by("create-owner", true)) {
                                     @for u in members.iter().filter(|u| authz::may_own_keys(u)) {
-                                        option value=(u.id) selected[owner == u.id] { (u.email) }
+                                        option value=(u.id) selected[owner == u.id] {
+                                            (u.label()) @if u.is_service() { " (service account)" }
+                                        }
                                     }
                                 }
                             }))
@@ -338,15 +355,19 @@ fn parse_create(form: &FormData, apis: &[Api]) -> (CreateKey, FieldErrors) {
     let api_id = form
         .non_empty("api_id")
         .or_else(|| default_api(apis).map(|a| a.id.clone()));
-    let (token_type, scopes) = match &api_id {
+    let (token_type, scopes, group_ids) = match &api_id {
         Some(id) => (
             form.non_empty(&format!("type:{id}")),
             form.all(&format!("scopes:{id}"))
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            form.all(&format!("group_ids:{id}"))
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         ),
-        None => (None, Vec::new()),
+        None => (None, Vec::new(), Vec::new()),
     };
     let (expires, expires_at) = match form.text("expires") {
         "date" => match parse_date(form.text("expires_on")) {
@@ -381,6 +402,14 @@ fn parse_create(form: &FormData, apis: &[Api]) -> (CreateKey, FieldErrors) {
         metadata,
         owner_id: form.non_empty("owner_id"),
         recoverable: Some(form.has("recoverable")),
+        ip_acl_ids: Some(
+            form.all("ip_acl_ids")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+        group_ids: Some(group_ids),
+        resources: Some(split_list(form.text("resources"))),
     };
     (input, errors)
 }

@@ -36,6 +36,8 @@ pub(super) struct DetailData {
     pub(super) events: Option<Vec<crate::domain::model::AuditEvent>>,
     /// The key's usage over the last 24 hours, when the member may read usage.
     pub(super) usage: Option<crate::usage::report::Report>,
+    pub(super) acls: Vec<crate::domain::model::IpAcl>,
+    pub(super) groups: Vec<crate::domain::model::KeyGroup>,
 }
 
 pub(super) async fn load_detail(
@@ -68,12 +70,16 @@ pub(super) async fn load_detail(
     } else {
         None
     };
+    let acls = crate::service::acls::list(&state.ctx, &m.caller).await?;
+    let groups = crate::service::groups::list(&state.ctx, &m.caller).await?;
     Ok(DetailData {
         key,
         api,
         members,
         events,
         usage,
+        acls,
+        groups,
     })
 }
 
@@ -186,13 +192,46 @@ pub(super) fn render_detail(
                     dt { "Type" } dd { (k.token_type) }
                     dt { "Environment" } dd { (environment_badge(k.environment)) }
                     dt { "Scopes" } dd { (scope_chips(&k.scopes)) }
+                    dt { "Key groups" } dd id="key-groups" {
+                        @if k.group_ids.is_empty() { span class="muted" { "None" } }
+                        @else {
+                            ul class="chips" {
+                                @for g in &k.group_ids {
+                                    li class="chip" { (d.groups.iter().find(|x| &x.id == g).map_or(g.as_str(), |x| x.name.as_str())) }
+                                }
+                            }
+                        }
+                    }
+                    dt { "Effective scopes" } dd id="effective-scopes" { (scope_chips(&k.effective_scopes())) }
                     dt { "IP allowlist" } dd {
-                        @if k.ip_allowlist.is_empty() { span class="muted" { "Any IP" } }
+                        @if k.ip_allowlist.is_empty() && k.ip_acl_ids.is_empty() { span class="muted" { "Any IP" } }
+                        @else if k.ip_allowlist.is_empty() { span class="muted" { "Only its IP ACLs" } }
                         @else { ul class="plain-list" { @for n in &k.ip_allowlist { li { code { (n) } } } } }
+                    }
+                    dt { "IP ACLs" } dd id="key-acls" {
+                        @if k.ip_acl_ids.is_empty() { span class="muted" { "None" } }
+                        @else {
+                            ul class="plain-list" {
+                                @for id in &k.ip_acl_ids {
+                                    @match d.acls.iter().find(|a| &a.id == id) {
+                                        Some(a) => li { strong { (a.name) } " " span class="muted" { (a.entries.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) } },
+                                        None => li { code { (id) } " " span class="muted" { "(deleted)" } },
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    dt { "Resources" } dd id="key-resources" {
+                        @if k.resources.is_empty() { span class="muted" { "Every resource" } }
+                        @else { ul class="chips" { @for r in &k.resources { li class="chip" { code { (r) } } } } }
                     }
                     dt { "Expires" } dd { (expiry_cell(k)) }
                     dt { "Rate limit" } dd {
-                        @match &k.rate_limit { Some(rl) => (rate_limit_text(rl)), None => span class="muted" { "None" } }
+                        @match (&k.rate_limit, &k.linked.group_rate_limit) {
+                            (Some(rl), _) => (rate_limit_text(rl)),
+                            (None, Some(rl)) => { (rate_limit_text(rl)) span class="muted" { " (from its key group)" } },
+                            (None, None) => span class="muted" { "None" },
+                        }
                     }
                     @if let Some(q) = &k.quota {
                         dt { "Quota" } dd {
@@ -281,7 +320,9 @@ fn member_label(members: &[User], id: &str) -> String {
         .iter()
         .find(|u| u.id == id)
         .map(|u| {
-            if u.name.is_empty() {
+            if u.is_service() {
+                format!("{} (service account)", u.name)
+            } else if u.name.is_empty() {
                 u.email.clone()
             } else {
                 format!("{} ({})", u.name, u.email)

@@ -10,8 +10,8 @@ use maud::{Markup, html};
 use super::create::Fresh;
 use super::detail::{DetailData, Open, load_detail, render_detail};
 use super::fields::{
-    allowlist_field, metadata_field, parse_metadata, parse_rate_limit, rate_limit_fields,
-    scope_checkboxes, split_list,
+    acl_checkboxes, allowlist_field, group_checkboxes, metadata_field, parse_metadata,
+    parse_rate_limit, rate_limit_fields, resources_field, scope_checkboxes, split_list,
 };
 use super::{masked, scope_chips};
 use crate::dashboard::layout::{
@@ -79,6 +79,21 @@ pub(super) fn edit_dialog(
             &no_errors,
         ),
     };
+    let (acl_ids, group_ids, resources) = match state {
+        Some((f, _)) => (
+            f.all("ip_acl_ids").into_iter().map(str::to_owned).collect(),
+            f.all("group_ids").into_iter().map(str::to_owned).collect(),
+            f.text("resources").to_owned(),
+        ),
+        None => (
+            k.ip_acl_ids.clone(),
+            k.group_ids.clone(),
+            k.resources.join("\n"),
+        ),
+    };
+    let api_groups: Vec<&crate::domain::model::KeyGroup> =
+        d.groups.iter().filter(|g| g.api_id == k.api_id).collect();
+    let management = d.api.as_ref().is_some_and(|a| a.is_management());
     let shown = [
         "name",
         "description",
@@ -87,6 +102,9 @@ pub(super) fn edit_dialog(
         "rate_limit",
         "metadata",
         "enabled",
+        "ip_acl_ids",
+        "group_ids",
+        "resources",
     ];
     dialog(
         "edit-key",
@@ -105,6 +123,11 @@ pub(super) fn edit_dialog(
                             aria-describedby=(described_by("edit-description", false)) { (description) }
                     }))
                     (allowlist_field("edit-ip", &allowlist, errors))
+                    (acl_checkboxes("edit-acls", &d.acls, &acl_ids, errors))
+                    @if !management {
+                        (group_checkboxes("edit-groups", "group_ids", &api_groups, &group_ids, errors))
+                    }
+                    (resources_field("edit-resources", &resources, errors))
                     @if m.org.policies.scopes_editable {
                         @if let Some(api) = &d.api {
                             (scope_checkboxes(m, "edit-scopes", "scopes", api, &scopes, errors))
@@ -291,6 +314,26 @@ fn parse_edit(form: &FormData, k: &Key, scopes_editable: bool) -> (UpdateKey, Fi
         if scopes != k.scopes {
             patch.scopes = Some(scopes);
         }
+    }
+    let acl_ids: Vec<String> = form
+        .all("ip_acl_ids")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if acl_ids != k.ip_acl_ids {
+        patch.ip_acl_ids = Some(acl_ids);
+    }
+    let group_ids: Vec<String> = form
+        .all("group_ids")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if group_ids != k.group_ids {
+        patch.group_ids = Some(group_ids);
+    }
+    let resources = split_list(form.text("resources"));
+    if resources != k.resources {
+        patch.resources = Some(resources);
     }
     let enabled = form.has("enabled");
     if enabled != k.enabled {

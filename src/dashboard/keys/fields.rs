@@ -4,7 +4,7 @@ use maud::{Markup, html};
 
 use crate::dashboard::layout::{described_by, field};
 use crate::dashboard::{FieldErrors, FormData, Member};
-use crate::domain::model::{Api, RateLimit};
+use crate::domain::model::{Api, IpAcl, KeyGroup, RateLimit};
 use crate::service::authz;
 
 /// Rate limit periods offered, in seconds.
@@ -158,6 +158,97 @@ pub(super) fn allowlist_field(id: &str, value: &str, errors: &FieldErrors) -> Ma
         html! {
             textarea id=(id) name="ip_allowlist" rows="3" data-validate="ip-list"
                 placeholder="203.0.113.0/24\n2001:db8::/32" spellcheck="false" autocapitalize="off"
+                aria-describedby=(described_by(id, true))
+                aria-invalid=[invalid.then_some("true")] { (value) }
+        },
+    )
+}
+
+/// The named IP ACLs a key may take, as a multi-select of checkboxes (`ip_acl_ids`), beside the
+/// free-form allowlist.
+pub(super) fn acl_checkboxes(
+    id: &str,
+    acls: &[IpAcl],
+    checked: &[String],
+    errors: &FieldErrors,
+) -> Markup {
+    let error = errors.of("ip_acl_ids");
+    html! {
+        fieldset class={ "field" @if error.is_some() { " has-error" } } {
+            legend { "IP ACLs " span class="optional" { "optional" } }
+            @if acls.is_empty() {
+                p class="hint" { "No named IP ACLs yet. An admin can create one on the " a href="/ip-acls" { "IP ACLs" } " page, to share one list of networks between many keys." }
+            } @else {
+                p class="hint" id={ (id) "-hint" } { "Shared lists of networks; the key accepts their addresses and those of its own allowlist." }
+                div class="checkbox-list" data-acl-select {
+                    @for (i, a) in acls.iter().enumerate() {
+                        @let cid = format!("{id}-{i}");
+                        label class="checkbox" for=(cid) {
+                            input type="checkbox" id=(cid) name="ip_acl_ids" value=(a.id) checked[checked.contains(&a.id)];
+                            span {
+                                (a.name)
+                                span class="muted" { " — " (a.entries.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) }
+                            }
+                        }
+                    }
+                }
+            }
+            p class="field-error" id={ (id) "-error" } role="alert" hidden[error.is_none()] {
+                @if let Some(e) = &error { (e) }
+            }
+        }
+    }
+}
+
+/// The groups of one API a key may join, as checkboxes named `name`.
+pub(super) fn group_checkboxes(
+    id: &str,
+    name: &str,
+    groups: &[&KeyGroup],
+    checked: &[String],
+    errors: &FieldErrors,
+) -> Markup {
+    let error = errors.of("group_ids");
+    html! {
+        fieldset class={ "field" @if error.is_some() { " has-error" } } {
+            legend { "Key groups " span class="optional" { "optional" } }
+            @if groups.is_empty() {
+                p class="hint" { "This API has no key groups. An admin can create some on the " a href="/key-groups" { "Key groups" } " page." }
+            } @else {
+                p class="hint" { "The key also takes each group's scopes, and the first one's rate limit when it has none of its own." }
+                div class="checkbox-list" data-group-select {
+                    @for (i, g) in groups.iter().enumerate() {
+                        @let cid = format!("{id}-{i}");
+                        label class="checkbox" for=(cid) {
+                            input type="checkbox" id=(cid) name=(name) value=(g.id) checked[checked.contains(&g.id)];
+                            span {
+                                (g.name)
+                                @if !g.scopes.is_empty() { span class="muted" { " — " (g.scopes.join(", ")) } }
+                            }
+                        }
+                    }
+                }
+            }
+            p class="field-error" id={ (id) "-error" } role="alert" hidden[error.is_none()] {
+                @if let Some(e) = &error { (e) }
+            }
+        }
+    }
+}
+
+pub(super) fn resources_field(id: &str, value: &str, errors: &FieldErrors) -> Markup {
+    let invalid = errors.of("resources").is_some();
+    field(
+        id,
+        "Resources (optional)",
+        Some(
+            "What the key may reach, one type:id per line; a trailing * matches any suffix, e.g. project:acme-*. Leave empty for everything.",
+        ),
+        errors,
+        "resources",
+        html! {
+            textarea id=(id) name="resources" rows="2" spellcheck="false" autocapitalize="off"
+                placeholder="project:acme-*\nteam:core"
                 aria-describedby=(described_by(id, true))
                 aria-invalid=[invalid.then_some("true")] { (value) }
         },

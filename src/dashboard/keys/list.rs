@@ -14,7 +14,7 @@ use super::dialogs::delete_dialog;
 use super::{eye, key_actions, masked, members, scope_chips, status_badges};
 use crate::dashboard::layout::{self, Nav, csrf_field, dialog, page_header, time_ago, time_date};
 use crate::dashboard::{Member, error_page, page};
-use crate::domain::model::{Api, Environment, Key, Millis, User};
+use crate::domain::model::{Api, Environment, IpAcl, Key, KeyGroup, Millis, User};
 use crate::http::AppState;
 use crate::service::{ServiceError, apis, keys, sessions};
 use crate::store::{KeyFilter, KeyOrder, KeySort, StatusFilter};
@@ -222,6 +222,8 @@ pub(super) struct ListData {
     pub(super) params: ListParams,
     pub(super) apis: Vec<Api>,
     pub(super) members: Vec<User>,
+    pub(super) acls: Vec<IpAcl>,
+    pub(super) groups: Vec<KeyGroup>,
 }
 
 pub(super) async fn load_list(
@@ -240,12 +242,16 @@ pub(super) async fn load_list(
     }
     let apis = apis::list(&state.ctx, &m.caller).await?;
     let members = members(state, m).await?;
+    let acls = crate::service::acls::list(&state.ctx, &m.caller).await?;
+    let groups = crate::service::groups::list(&state.ctx, &m.caller).await?;
     Ok(ListData {
         keys,
         total,
         params,
         apis,
         members,
+        acls,
+        groups,
     })
 }
 
@@ -388,7 +394,7 @@ pub(super) fn render_list(
             (pager(p, data.total))
         }
         @if can_create {
-            (create_dialog(m, &data.apis, &data.members, &m.org, create))
+            (create_dialog(m, &data.apis, &data.members, &data.acls, &data.groups, &m.org, create))
         }
         (delete_dialog(m, None, false))
         @if selectable { (bulk_dialog(m, p)) }
@@ -594,8 +600,17 @@ fn key_row(m: &Member, k: &Key, revocable: bool, data: &ListData, now: Millis) -
             }
             td data-label="Environment" { (environment_badge(k.environment)) }
             td data-label="Access" {
-                (scope_summary(&k.scopes))
-                div class="muted small" { (allowlist_summary(k)) }
+                (scope_summary(&k.effective_scopes()))
+                @if !k.group_ids.is_empty() {
+                    div class="small key-groups" {
+                        "Groups: "
+                        @for (i, g) in k.group_ids.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            (data.groups.iter().find(|x| &x.id == g).map_or(g.as_str(), |x| x.name.as_str()))
+                        }
+                    }
+                }
+                div class="muted small" { (allowlist_summary(k, &data.acls)) }
             }
             td data-label="Expires" class="col-date" {
                 @match k.expires_at {
@@ -680,8 +695,23 @@ fn breakable(name: &str) -> Markup {
 }
 
 /// Where a key may be used from, in a few words.
-fn allowlist_summary(k: &Key) -> Markup {
+fn allowlist_summary(k: &Key, acls: &[IpAcl]) -> Markup {
     let nets = &k.ip_allowlist;
+    let acl_names: Vec<&str> = k
+        .ip_acl_ids
+        .iter()
+        .map(|id| {
+            acls.iter()
+                .find(|a| &a.id == id)
+                .map_or(id.as_str(), |a| a.name.as_str())
+        })
+        .collect();
+    if !acl_names.is_empty() {
+        return html! {
+            span title="IP ACLs" { "ACL " (acl_names.join(", ")) }
+            @if !nets.is_empty() { " +" (nets.len()) " own" }
+        };
+    }
     html! {
         @match nets.len() {
             0 => "Any IP",

@@ -18,7 +18,9 @@ use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
-use crate::http::api::{apis, audit, events, health, keys, metrics, org, usage, users, verify};
+use crate::http::api::{
+    apis, audit, events, health, ip_acls, key_groups, keys, metrics, org, usage, users, verify,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +40,10 @@ use crate::http::api::{apis, audit, events, health, keys, metrics, org, usage, u
         usage::get_account_usage, usage::get_key_usage,
         users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
         org::get_org, org::update_org,
+        ip_acls::list_ip_acls, ip_acls::create_ip_acl, ip_acls::get_ip_acl, ip_acls::update_ip_acl,
+        ip_acls::delete_ip_acl,
+        key_groups::list_key_groups, key_groups::create_key_group, key_groups::get_key_group,
+        key_groups::update_key_group, key_groups::delete_key_group,
         health::healthz, health::readyz, metrics::metrics, openapi, docs,
     ),
     components(schemas(
@@ -49,7 +55,8 @@ use crate::http::api::{apis, audit, events, health, keys, metrics, org, usage, u
     tags(
         (name = "keys", description = "Create, list, rotate, revoke and verify keys"),
         (name = "apis", description = "Protected APIs: prefixes, scope catalogues, token types"),
-        (name = "members", description = "Members of the organization and their roles"),
+        (name = "members", description = "Members of the organization and their roles; service accounts"),
+        (name = "access", description = "Named IP ACLs and key groups shared by many keys"),
         (name = "organization", description = "Plan, API access and key policies"),
         (name = "audit", description = "The append-only audit log"),
         (name = "security", description = "Security events: refused keys, new networks, usage spikes, old keys in their grace period, exposed keys"),

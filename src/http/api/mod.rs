@@ -5,6 +5,8 @@ pub mod audit;
 pub mod docs;
 pub mod events;
 pub mod health;
+pub mod ip_acls;
+pub mod key_groups;
 pub mod keys;
 pub mod metrics;
 pub mod org;

@@ -29,8 +29,11 @@ pub fn router() -> axum::Router<Arc<AppState>> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub id: String,
-    pub email: String,
+    /// `null` for a service account.
+    pub email: Option<String>,
     pub name: String,
+    /// `person` or `service` (a service account: owns keys, never signs in).
+    pub kind: &'static str,
     /// `owner`, `admin`, `developer` or `viewer`.
     pub role: &'static str,
     /// `active` or `disabled`.
@@ -42,8 +45,9 @@ impl From<&User> for UserView {
     fn from(u: &User) -> Self {
         UserView {
             id: u.id.clone(),
-            email: u.email.clone(),
+            email: (!u.is_service()).then(|| u.email.clone()),
             name: u.name.clone(),
+            kind: u.kind.as_str(),
             role: u.role.as_str(),
             status: u.status.as_str(),
             created_at: rfc3339(u.created_at),

@@ -48,6 +48,11 @@ pub struct VerifyRequest {
     /// The token type the route needs (exact match).
     #[schema(value_type = Option<crate::domain::schema::NameToken>)]
     pub token_type: Option<String>,
+    /// The resource the request reaches, `type:id` (e.g. `project:acme-web`): a key that carries
+    /// resource patterns and matches none answers `RESOURCE_NOT_ALLOWED`, checked right after
+    /// scope.
+    #[schema(value_type = Option<crate::domain::schema::Resource>)]
+    pub resource: Option<String>,
     /// Units to charge against rate limit and quota; 0 to 1000, default 1.
     #[schema(minimum = 0, maximum = 1000)]
     #[serde(default, deserialize_with = "crate::domain::strict::option_int")]
@@ -81,7 +86,8 @@ pub struct QuotaState {
 pub struct VerifyResponse<'a> {
     pub valid: bool,
     /// `VALID`, `MALFORMED`, `NOT_FOUND`, `REVOKED`, `EXPIRED`, `OWNER_DISABLED`, `PLAN_INACTIVE`,
-    /// `IP_NOT_ALLOWED`, `WRONG_TOKEN_TYPE`, `INSUFFICIENT_SCOPE`, `RATE_LIMITED`, `QUOTA_EXCEEDED`.
+    /// `IP_NOT_ALLOWED`, `WRONG_TOKEN_TYPE`, `INSUFFICIENT_SCOPE`, `RESOURCE_NOT_ALLOWED`,
+    /// `RATE_LIMITED`, `QUOTA_EXCEEDED`.
     pub code: &'static str,
     /// The HTTP status your service should answer with.
     pub status: u16,
@@ -123,6 +129,7 @@ pub async fn verify_key(
             token_type: body.token_type.as_deref(),
             token_types: &[],
             scopes: &body.required_scopes,
+            resource: body.resource.as_deref(),
             skip_plan: false,
         },
         cost,
@@ -237,6 +244,11 @@ impl VerifyRequest {
         for (i, s) in self.required_scopes.iter().enumerate() {
             if !validate::is_valid_name_token(s) {
                 e.add(format!("required_scopes[{i}]"), validate::NAME_TOKEN_RULE);
+            }
+        }
+        if let Some(r) = &self.resource {
+            if !crate::domain::resource::is_valid_resource(r) {
+                e.add("resource", crate::domain::resource::RESOURCE_RULE);
             }
         }
         e.finish((ip, cost)).map_err(ApiError::Validation)
