@@ -10,6 +10,7 @@ pub mod observe;
 pub mod service;
 pub mod store;
 pub mod verify;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -83,6 +84,7 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
         config.plans_without_access(),
         plan_rate_limits,
     ));
+    let webhooks = Arc::new(webhooks::Webhooks::new(config.webhooks));
     Ok(Ctx {
         store,
         verifier,
@@ -97,7 +99,8 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
             config.auth_failures.window,
         )),
         apis_changed: Arc::default(),
-        observers: observe::Observers::default(),
+        observers: observe::Observers::new(vec![Arc::new(webhooks::QuotaWatch(webhooks.clone()))]),
+        webhooks,
     })
 }
 
@@ -200,6 +203,7 @@ impl Application {
         let app = http::app(state);
         let ctx = self.ctx.clone();
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let stop_rx_hooks = stop_rx.clone();
         let background = tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,6 +221,7 @@ impl Application {
                 ctx.throttle.prune(ctx.now());
             }
         });
+        let deliveries = tokio::spawn(webhooks::worker::run(self.ctx.clone(), stop_rx_hooks));
         // One signal for both listeners.
         let (signal, signalled) = tokio::sync::watch::channel(false);
         let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -245,6 +250,7 @@ impl Application {
         );
         let _ = stop_tx.send(true);
         let _ = background.await;
+        let _ = deliveries.await;
         self.ctx
             .verifier
             .flush_all()

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis` and `verify` commands
+//! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `webhooks` and `verify` commands
 //! that talk HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
 //! the edge; a missing or wrong setting is a one-line error naming it.
 
@@ -6,6 +6,7 @@ mod apis;
 mod client;
 mod scan;
 mod table;
+mod webhooks;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Manage protected APIs and their gateway routes through a running server.
     #[command(subcommand)]
     Apis(apis::ApisCommand),
+    /// Manage webhook endpoints and their deliveries through a running server.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Verify a key through a running server.
     Verify(VerifyArgs),
     /// Find Keyward keys in files (checksum-valid only), e.g. before a commit.
@@ -266,6 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Keys(cmd) => keys(cmd).await,
         Command::Apis(cmd) => apis::run(cmd).await,
+        Command::Webhooks(cmd) => webhooks::run(cmd).await,
         Command::Verify(args) => verify(args).await,
         Command::Scan(args) => scan::run(&args.paths),
     }

@@ -48,6 +48,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .merge(api::audit::router())
         .merge(api::users::router())
         .merge(api::org::router())
+        .merge(api::webhooks::router())
         .merge(api::health::router())
         .merge(api::docs::router())
         .merge(crate::dashboard::router())

@@ -11,6 +11,7 @@ pub mod org;
 pub mod passwords;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub struct Ctx {
     pub apis_changed: Arc<std::sync::atomic::AtomicU64>,
     /// Told of every verification by the verify endpoint and the gateway (usage, events).
     pub observers: crate::observe::Observers,
+    /// Webhook settings, the delivery worker's wake-up, the quota watcher's notes.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Ctx {

@@ -19,10 +19,12 @@ mod postgres;
 mod sessions;
 mod sqlite;
 mod users;
+mod webhooks;
 
 pub use audit::AuditFilter;
 pub use keys::{KeyFilter, KeyOrder, KeySort, StatusFilter, UsageTouch};
 pub use sessions::{Failures, SessionRecord, SetupTokenRecord};
+pub use webhooks::{ATTEMPTS_KEPT, QuotaNotices};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -17,3 +17,4 @@ mod readme;
 mod storage;
 mod tenancy;
 mod verify;
+mod webhooks;

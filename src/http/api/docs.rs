@@ -18,7 +18,7 @@ use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
-use crate::http::api::{apis, audit, health, keys, org, users, verify};
+use crate::http::api::{apis, audit, health, keys, org, users, verify, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,9 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         audit::list_audit_log,
         users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
         org::get_org, org::update_org,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook,
+        webhooks::update_webhook, webhooks::delete_webhook, webhooks::list_deliveries,
+        webhooks::redeliver,
         health::healthz, health::readyz, openapi, docs,
     ),
     components(schemas(
@@ -50,6 +53,7 @@ use crate::http::api::{apis, audit, health, keys, org, users, verify};
         (name = "members", description = "Members of the organization and their roles"),
         (name = "organization", description = "Plan, API access and key policies"),
         (name = "audit", description = "The append-only audit log"),
+        (name = "webhooks", description = "Signed event deliveries (Standard Webhooks)"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

@@ -8,3 +8,4 @@ pub mod keys;
 pub mod org;
 pub mod users;
 pub mod verify;
+pub mod webhooks;
