@@ -17,6 +17,7 @@ pub enum Nav {
     Members,
     Org,
     Apis,
+    Webhooks,
     Profile,
     /// A page of no section (not found).
     None,
@@ -76,6 +77,7 @@ pub fn shell(m: &Member, nav: Nav, title: &str, content: Markup) -> Markup {
                                 (item(Nav::Members, "/members", "Members"))
                                 (item(Nav::Org, "/org", "Organization"))
                                 (item(Nav::Apis, "/apis", "APIs"))
+                                @if m.actions.manage_webhooks { (item(Nav::Webhooks, "/webhooks", "Webhooks")) }
                             }
                         }
                         div class="account" {

@@ -19,6 +19,7 @@ mod members;
 mod org;
 mod profile;
 mod scopes;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -54,6 +55,7 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .merge(org::router())
         .merge(apis::router())
         .merge(profile::router())
+        .merge(webhooks::router())
         .layer(middleware::map_response(page_headers))
         .merge(assets::router())
 }
