@@ -357,17 +357,6 @@ fn render_detail(
             }
             button type="button" class="btn danger" data-open="delete-webhook" { "Delete" }
         }))
-        div class="two-col" {
-            section class="card" aria-labelledby="edit-title" {
-                h2 id="edit-title" { "Settings" }
-                form method="post" action={ "/webhooks/" (w.id) } novalidate {
-                    (csrf_field(m))
-                    (form_errors(&errors.others(&["url", "events", "description"])))
-                    (endpoint_fields("hook", form.map_or(w.url.as_str(), |f| f.text("url")), &events,
-                        form.map_or(w.description.as_deref().unwrap_or(""), |f| f.text("description")), errors))
-                    button type="submit" class="btn primary" { "Save changes" }
-                }
-            }
             section class="card" aria-labelledby="log-title" {
                 h2 id="log-title" { "Deliveries" }
                 @if log.is_empty() {
@@ -422,7 +411,16 @@ fn render_detail(
                     }
                 }
             }
-        }
+            section class="card" aria-labelledby="edit-title" {
+                h2 id="edit-title" { "Settings" }
+                form id="edit-webhook" method="post" action={ "/webhooks/" (w.id) } novalidate {
+                    (csrf_field(m))
+                    (form_errors(&errors.others(&["url", "events", "description"])))
+                    (endpoint_fields("hook", form.map_or(w.url.as_str(), |f| f.text("url")), &events,
+                        form.map_or(w.description.as_deref().unwrap_or(""), |f| f.text("description")), errors))
+                    button type="submit" class="btn primary" { "Save changes" }
+                }
+            }
         (dialog("delete-webhook", "Delete endpoint", false, false, html! {
             form method="post" action={ "/webhooks/" (w.id) "/delete" } {
                 div class="dialog-body" {

@@ -782,3 +782,114 @@ on_both_backends!(
     endpoints_are_validated,
     only_admins_of_the_organization_reach_its_webhooks,
 );
+
+/// The Webhooks page in a real browser: an owner adds an endpoint (a mistake first), sees its
+/// secret once, reads the delivery log, redelivers, pauses and deletes it; a developer is offered
+/// none of it. Screenshots at 1280, 1024 and 390 px.
+#[tokio::test]
+async fn an_admin_manages_webhooks_in_the_dashboard() {
+    use crate::browser::Browser;
+    let app = spawn_app_on(Db::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let b = Browser::start(&app.base, "webhooks").await;
+    let setup = &app.setup_url[app.setup_url.find("/setup/").unwrap()..];
+    b.go(setup).await;
+    b.fill("#email", "olivia@example.com").await;
+    b.fill("#name", "Olivia").await;
+    b.fill("#password", "correct horse battery staple").await;
+    b.fill("#password_confirmation", "correct horse battery staple")
+        .await;
+    b.click("form button[type=submit]").await;
+    b.until_text("Your password is set").await;
+
+    b.click("nav a[href='/webhooks']").await;
+    b.until_text("No endpoints yet").await;
+    b.shoot("empty").await;
+
+    // A mistake first: the server explains it, the dialog stays open with what was typed.
+    b.click(".page-actions button[data-open='create-webhook']")
+        .await;
+    b.until_open("create-webhook").await;
+    b.fill("#new-hook-url", "ftp://example.com/hook").await;
+    b.click("[id='new-hook-ev-key.revoked']").await;
+    b.click("form[action='/webhooks'] button[type=submit]")
+        .await;
+    b.until_text("an absolute http:// or https:// URL").await;
+    b.until_open("create-webhook").await;
+    b.shoot("create-error").await;
+    b.fill("#new-hook-url", &receiver.url()).await;
+    b.click("[id='new-hook-ev-key.created']").await;
+    b.fill("#new-hook-description", "Ops channel").await;
+    b.click("form[action='/webhooks'] button[type=submit]")
+        .await;
+
+    // The secret, once, after a redirect.
+    b.until_open("webhook-created").await;
+    let secret = b.value("#new-secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(b.path().await, "/webhooks");
+    b.shoot("secret").await;
+    b.client.refresh().await.unwrap();
+    b.until_text("shown once and is no longer available").await;
+    assert!(!b.text().await.contains(&secret));
+
+    // An event, delivered and signed with that secret; the log shows it; redeliver it.
+    app.create_key(json!({"name": "from the dashboard test"}))
+        .await;
+    let got = receiver.wait_for(1).await;
+    verify_signature(&secret, &got[0]);
+    b.click(".webhooks-table a[href^='/webhooks/wh_']").await;
+    b.until_text("Deliveries").await;
+    b.client.refresh().await.unwrap();
+    b.until_text("Delivered").await;
+    b.shoot("detail").await;
+    b.click("form[action$='/redeliver'] button[type=submit]")
+        .await;
+    b.until_text("Queued again").await;
+    let again = receiver.wait_for(2).await;
+    assert_eq!(again[1].id(), got[0].id());
+
+    // Edit the events, pause, delete.
+    b.click("[id='hook-ev-key.expiring']").await;
+    b.click("#edit-webhook button[type=submit]").await;
+    b.until_text("Saved the endpoint").await;
+    let hook = app.get("/v1/webhooks").await.body["data"][0].clone();
+    assert_eq!(
+        hook["events"],
+        json!(["key.created", "key.revoked", "key.expiring"])
+    );
+    b.click(".page-actions form.inline button").await;
+    b.until_text("Endpoint paused").await;
+    b.shoot("paused").await;
+    assert_eq!(
+        app.get("/v1/webhooks").await.body["data"][0]["enabled"],
+        false
+    );
+    b.click(".page-actions button[data-open='delete-webhook']")
+        .await;
+    b.until_open("delete-webhook").await;
+    b.click("#delete-webhook button[type=submit]").await;
+    b.until_text("Endpoint deleted").await;
+    assert_eq!(app.get("/v1/webhooks").await.body["data"], json!([]));
+
+    // A developer is offered no Webhooks page, and is refused it.
+    app.post(
+        "/v1/users",
+        json!({"email": "dev@example.com", "name": "Dev", "role": "developer",
+               "password": "another long password here"}),
+    )
+    .await
+    .assert_status(201);
+    b.click("form[action='/sign-out'] button").await;
+    b.until_text("You have signed out").await;
+    b.go("/sign-in").await;
+    b.fill("#email", "dev@example.com").await;
+    b.fill("#password", "another long password here").await;
+    b.click("form[action='/sign-in'] button[type=submit]").await;
+    b.find(".page-actions").await;
+    assert!(!b.has("nav a[href='/webhooks']").await);
+    b.go("/webhooks").await;
+    b.until_text("org:admin").await;
+    b.shoot("developer-refused").await;
+    b.stop().await;
+}
