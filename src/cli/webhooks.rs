@@ -17,9 +17,9 @@ pub enum WebhooksCommand {
     },
     /// Create an endpoint and print its signing secret once.
     Create {
-        /// https:// (or http://) URL the events are posted to.
+        /// https:// (or http://) URL the events are posted to (`--url` names the Keyward server).
         #[arg(long)]
-        url: String,
+        endpoint: String,
         /// An event to send, e.g. key.revoked; repeat for more.
         #[arg(long = "event", required = true)]
         events: Vec<String>,
@@ -31,8 +31,9 @@ pub enum WebhooksCommand {
     /// Change an endpoint: only what is given changes; events given replace the list.
     Update {
         id: String,
+        /// A new URL for the endpoint.
         #[arg(long)]
-        url: Option<String>,
+        endpoint: Option<String>,
         #[arg(long = "event")]
         events: Vec<String>,
         #[arg(long)]
@@ -94,7 +95,7 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<i32> {
             }
         }
         WebhooksCommand::Create {
-            url,
+            endpoint: url,
             events,
             description,
             client,
@@ -119,7 +120,7 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<i32> {
         }
         WebhooksCommand::Update {
             id,
-            url,
+            endpoint: url,
             events,
             description,
             enabled,

@@ -893,3 +893,71 @@ async fn an_admin_manages_webhooks_in_the_dashboard() {
     b.shoot("developer-refused").await;
     b.stop().await;
 }
+
+/// `keyward webhooks` against a running server.
+#[tokio::test]
+async fn webhooks_are_managed_from_the_command_line() {
+    let app = spawn_app_on(Db::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let kw = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.arg("webhooks")
+            .args(args)
+            .env("KEYWARD_URL", &app.base)
+            .env("KEYWARD_API_KEY", &app.admin_key);
+        async move { cmd.output().await.expect("the binary runs") }
+    };
+    let out = kw(vec![
+        "create".into(),
+        "--endpoint".into(),
+        receiver.url(),
+        "--event".into(),
+        "key.created".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let secret = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        secret.starts_with("whsec_"),
+        "the secret alone on stdout: {secret}"
+    );
+    let hook = app.get("/v1/webhooks").await.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = kw(vec!["list".into()]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&hook) && text.contains("key.created"),
+        "{text}"
+    );
+    assert!(!text.contains(&secret));
+
+    app.create_key(json!({"name": "cli"})).await;
+    let got = receiver.wait_for(1).await;
+    verify_signature(&secret, &got[0]);
+    wait_delivery(&app, &hook, |d| d["status"] == "delivered").await;
+    let out = kw(vec!["deliveries".into(), hook.clone()]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&got[0].id()) && text.contains("delivered"),
+        "{text}"
+    );
+    let out = kw(vec!["redeliver".into(), hook.clone(), got[0].id()]).await;
+    assert!(out.status.success(), "{out:?}");
+    receiver.wait_for(2).await;
+
+    let out = kw(vec![
+        "update".into(),
+        hook.clone(),
+        "--endpoint".into(),
+        "gopher://x".into(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("url"), "{err}");
+    let out = kw(vec!["delete".into(), hook.clone()]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(app.get("/v1/webhooks").await.body["data"], json!([]));
+}
