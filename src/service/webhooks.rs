@@ -80,6 +80,11 @@ async fn check_url(e: &mut Errors, settings: Settings, url: &str) -> String {
 fn check_events(e: &mut Errors, events: &[String]) -> Vec<String> {
     if events.is_empty() {
         e.add("events", "must name at least one event");
+    } else if events.len() > EVENTS.len() {
+        e.add(
+            "events",
+            format!("must have at most {} entries", EVENTS.len()),
+        );
     }
     let mut out: Vec<String> = Vec::with_capacity(events.len());
     for (i, ev) in events.iter().enumerate() {
