@@ -107,6 +107,17 @@ impl Store {
         token: &str,
         limit: i64,
     ) -> Result<Vec<(Claimed, Webhook)>> {
+        // A read first: most polls find nothing due, and need no write lock (SQLite has one).
+        let due = sqlx::query(
+            "SELECT id FROM webhook_messages WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND (locked_until IS NULL OR locked_until <= $1) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let skip_locked = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
