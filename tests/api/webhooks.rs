@@ -760,6 +760,80 @@ async fn two_instances_on_one_postgres_deliver_each_message_once() {
     second.await.unwrap().unwrap();
 }
 
+async fn exposed_keys_and_alerts_from_other_parts_are_delivered_and_the_queue_is_measured(db: Db) {
+    let app = spawn_app_on(db).await;
+    let (addr, inbox) = Receiver::start().await.stop().await;
+    let url = format!("http://{addr}/hook");
+    let (hook, secret) = create_hook(&app, &url, &["key.exposed", "security.alert"]).await;
+    let key = app.create_key(json!({"name": "leaky"})).await;
+    let full = key["key"].as_str().unwrap();
+    // A key in a URL: refused, flagged, and told.
+    app.get(&format!("/v1/keys?token={full}"))
+        .await
+        .assert_problem(400, "key_in_url");
+    // Another part of the server raising an event outside a change of its own.
+    let alert = json!({"id": "sev_1", "type": "auth_failures", "severity": "high", "count": 57});
+    let queued =
+        keyward::webhooks::enqueue_event(&app.ctx, &app.org_id, "security.alert", alert.clone())
+            .await
+            .unwrap();
+    assert_eq!(queued, 1);
+    assert_eq!(
+        keyward::webhooks::enqueue_event(&app.ctx, &app.org_id, "no.such_event", json!({}))
+            .await
+            .unwrap(),
+        0
+    );
+    wait_all_attempted(&app, &hook, 2).await;
+    assert_eq!(
+        keyward::webhooks::queue_depth(&app.ctx).await.unwrap(),
+        2,
+        "both wait while the receiver is down"
+    );
+
+    let receiver = Receiver::start_at(addr, inbox).await;
+    app.clock.advance(5_000);
+    let got = receiver.wait_for(2).await;
+    for g in &got {
+        verify_signature(&secret, g);
+    }
+    let exposed = got
+        .iter()
+        .map(Got::json)
+        .find(|b| b["type"] == "key.exposed")
+        .unwrap();
+    assert_eq!(exposed["data"]["id"], key["id"]);
+    assert!(exposed["data"]["exposed_at"].is_string());
+    assert!(!String::from_utf8_lossy(&got[0].body).contains(full));
+    let alerted = got
+        .iter()
+        .map(Got::json)
+        .find(|b| b["type"] == "security.alert")
+        .unwrap();
+    assert_eq!(alerted["data"], alert);
+    let started = std::time::Instant::now();
+    while keyward::webhooks::queue_depth(&app.ctx).await.unwrap() != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the queue drains"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the endpoint has `n` messages, each attempted at least once.
+async fn wait_all_attempted(app: &TestApp, hook: &str, n: usize) {
+    let started = std::time::Instant::now();
+    loop {
+        let list = deliveries(app, hook).await;
+        if list.len() == n && list.iter().all(|d| d["attempts"].as_i64() >= Some(1)) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{list:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -781,6 +855,7 @@ on_both_backends!(
     private_addresses_are_refused_when_not_allowed,
     endpoints_are_validated,
     only_admins_of_the_organization_reach_its_webhooks,
+    exposed_keys_and_alerts_from_other_parts_are_delivered_and_the_queue_is_measured,
 );
 
 /// The Webhooks page in a real browser: an owner adds an endpoint (a mistake first), sees its
