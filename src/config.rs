@@ -126,6 +126,15 @@ pub struct ServerArgs {
     /// How long daily usage counts are kept. Default 730 days.
     #[arg(long, env = "KEYWARD_USAGE_DAY_RETENTION")]
     pub usage_day_retention: Option<String>,
+    /// Whether webhook endpoints may resolve to loopback, private or link-local addresses
+    /// (`true` or `false`), checked when an endpoint is saved and before every delivery. Default:
+    /// true in development, false in production.
+    #[arg(long, env = "KEYWARD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: Option<String>,
+    /// How long a webhook receiver may take to answer a delivery before it counts as failed.
+    /// Default 10 s.
+    #[arg(long, env = "KEYWARD_WEBHOOK_TIMEOUT")]
+    pub webhook_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +171,8 @@ struct FileConfig {
     usage_minute_retention: Option<String>,
     usage_hour_retention: Option<String>,
     usage_day_retention: Option<String>,
+    webhook_allow_private: Option<bool>,
+    webhook_timeout: Option<String>,
     plans: Option<std::collections::BTreeMap<String, FilePlan>>,
 }
 
@@ -228,6 +239,8 @@ pub struct Config {
     pub auth_failures: AuthFailures,
     pub events: EventSettings,
     pub usage: UsageSettings,
+    /// Webhook deliveries (see [`ServerArgs`]).
+    pub webhooks: crate::webhooks::Settings,
 }
 
 /// How long clients may take (see [`ServerArgs`] for each).
@@ -408,6 +421,7 @@ impl fmt::Debug for Config {
             .field("auth_failures", &self.auth_failures)
             .field("events", &self.events)
             .field("usage", &self.usage)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -464,6 +478,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "KEYWARD_USAGE_MINUTE_RETENTION",
     "KEYWARD_USAGE_HOUR_RETENTION",
     "KEYWARD_USAGE_DAY_RETENTION",
+    "KEYWARD_WEBHOOK_ALLOW_PRIVATE",
+    "KEYWARD_WEBHOOK_TIMEOUT",
     "KEYWARD_LOG",
     "KEYWARD_URL",
     "KEYWARD_API_KEY",
@@ -774,6 +790,28 @@ impl Config {
             }
             usage
         };
+        let allow_private = match (&args.webhook_allow_private, file.webhook_allow_private) {
+            (Some(text), _) => match text.trim() {
+                "true" | "1" | "on" | "yes" => true,
+                "false" | "0" | "off" | "no" => false,
+                _ => {
+                    return Err(ConfigError::Invalid(
+                        "KEYWARD_WEBHOOK_ALLOW_PRIVATE must be true or false".into(),
+                    ));
+                }
+            },
+            (None, Some(b)) => b,
+            (None, None) => mode == Mode::Development,
+        };
+        let webhooks = crate::webhooks::Settings {
+            allow_private,
+            timeout: duration(
+                "KEYWARD_WEBHOOK_TIMEOUT",
+                &args.webhook_timeout,
+                file.webhook_timeout,
+                crate::webhooks::Settings::default().timeout,
+            )?,
+        };
         if auth_failures.limit == 0 {
             return Err(ConfigError::Invalid(
                 "KEYWARD_AUTH_FAILURE_LIMIT must be at least 1".into(),
@@ -798,6 +836,7 @@ impl Config {
             auth_failures,
             events,
             usage,
+            webhooks,
         })
     }
 
@@ -1009,6 +1048,35 @@ mod tests {
     }
 
     #[test]
+    fn private_webhook_addresses_are_refused_by_default_in_production_only() {
+        let prod = ServerArgs {
+            environment: Some("production".into()),
+            pepper: Some("0123456789abcdef0123456789abcdef".into()),
+            ..Default::default()
+        };
+        assert!(!Config::load(&prod).unwrap().webhooks.allow_private);
+        let on = ServerArgs {
+            webhook_allow_private: Some("true".into()),
+            ..prod.clone()
+        };
+        assert!(Config::load(&on).unwrap().webhooks.allow_private);
+        let dev_off = ServerArgs {
+            webhook_allow_private: Some("false".into()),
+            webhook_timeout: Some("2s".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&dev_off).unwrap();
+        assert!(!c.webhooks.allow_private);
+        assert_eq!(c.webhooks.timeout, Duration::from_secs(2));
+        let bad = ServerArgs {
+            webhook_allow_private: Some("maybe".into()),
+            ..Default::default()
+        };
+        let err = Config::load(&bad).err().unwrap().to_string();
+        assert!(err.contains("KEYWARD_WEBHOOK_ALLOW_PRIVATE"), "{err}");
+    }
+
+    #[test]
     fn trusted_proxies_are_addresses_or_blocks() {
         let args = ServerArgs {
             trusted_proxies: Some("10.0.0.0/8, 192.0.2.7,,2001:db8::/32".into()),
@@ -1018,6 +1086,7 @@ mod tests {
         let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
         assert_eq!(c.gateway_upstream_timeout, Duration::from_secs(30));
+        assert!(c.webhooks.allow_private, "on by default in development");
         let args = ServerArgs {
             trusted_proxies: Some("10.0.0.0/8,proxy.local".into()),
             ..Default::default()

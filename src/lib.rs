@@ -13,6 +13,7 @@ pub mod service;
 pub mod store;
 pub mod usage;
 pub mod verify;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,6 +99,8 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
     if config.usage.counting {
         observers.push(Arc::new(usage::Counting(usage.clone())));
     }
+    let webhooks = Arc::new(webhooks::Webhooks::new(config.webhooks));
+    observers.push(Arc::new(webhooks::QuotaWatch(webhooks.clone())));
     Ok(Ctx {
         store,
         verifier,
@@ -116,6 +119,7 @@ pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
         events,
         usage,
         metrics,
+        webhooks,
     })
 }
 
@@ -218,6 +222,7 @@ impl Application {
         let app = http::app(state);
         let ctx = self.ctx.clone();
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let stop_rx_hooks = stop_rx.clone();
         let background = tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -239,6 +244,7 @@ impl Application {
             }
         });
         let counting = tokio::spawn(self.ctx.usage.clone().run(stop_tx.subscribe()));
+        let deliveries = tokio::spawn(webhooks::worker::run(self.ctx.clone(), stop_rx_hooks));
         // One signal for both listeners.
         let (signal, signalled) = tokio::sync::watch::channel(false);
         let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -271,6 +277,7 @@ impl Application {
         // written once, by one of them.
         let _ = counting.await;
         let usage = self.ctx.usage.flush().await;
+        let _ = deliveries.await;
         self.ctx
             .verifier
             .flush_all()

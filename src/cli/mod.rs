@@ -1,5 +1,5 @@
 //! The command line: `serve`, `init`, `migrate`, `orgs`, the `keys`, `apis`, `acls`, `groups`,
-//! `verify`, `events` and `usage` commands
+//! `webhooks`, `verify`, `events` and `usage` commands
 //! that talk HTTP to a running server, and `scan`, which finds keys in files offline. `anyhow` lives here, at
 //! the edge; a missing or wrong setting is a one-line error naming it.
 
@@ -10,6 +10,7 @@ mod events;
 mod scan;
 mod table;
 mod usage;
+mod webhooks;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Manage key groups (shared scopes and rate limits) through a running server.
     #[command(subcommand)]
     Groups(access::GroupsCommand),
+    /// Manage webhook endpoints and their deliveries through a running server.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Verify a key through a running server.
     Verify(VerifyArgs),
     /// List the organization's security events through a running server, newest first.
@@ -302,6 +306,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Apis(cmd) => apis::run(cmd).await,
         Command::Acls(cmd) => access::acls(cmd).await,
         Command::Groups(cmd) => access::groups(cmd).await,
+        Command::Webhooks(cmd) => webhooks::run(cmd).await,
         Command::Verify(args) => verify(args).await,
         Command::Events(args) => events::run(args).await,
         Command::Usage(args) => usage::run(args).await,

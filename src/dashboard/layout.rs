@@ -21,6 +21,7 @@ pub enum Nav {
     Apis,
     IpAcls,
     KeyGroups,
+    Webhooks,
     Profile,
     /// A page of no section (not found).
     None,
@@ -84,6 +85,7 @@ pub fn shell(m: &Member, nav: Nav, title: &str, content: Markup) -> Markup {
                                 (item(Nav::Apis, "/apis", "APIs"))
                                 (item(Nav::IpAcls, "/ip-acls", "IP ACLs"))
                                 (item(Nav::KeyGroups, "/key-groups", "Key groups"))
+                                @if m.actions.manage_webhooks { (item(Nav::Webhooks, "/webhooks", "Webhooks")) }
                             }
                         }
                         div class="account" {

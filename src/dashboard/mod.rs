@@ -22,6 +22,7 @@ mod org;
 mod profile;
 mod scopes;
 mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -60,6 +61,7 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .merge(access::router())
         .merge(profile::router())
         .merge(usage::router())
+        .merge(webhooks::router())
         .layer(middleware::map_response(page_headers))
         .merge(assets::router())
 }

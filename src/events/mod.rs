@@ -46,9 +46,8 @@ pub fn new_event_id() -> String {
 /// Records a new security event: the one function through which every event is stored, whichever
 /// detector or surface raised it.
 ///
-/// This is where the `security.alert` webhook (contract section 10) is raised for each event:
-/// whatever delivers webhooks hooks in here, after the event is stored, so that every event
-/// raises exactly one alert.
+/// Every event stored here also raises one `security.alert` webhook (contract section 10), its
+/// data the event as the API shows it. A failure to queue the alert is logged; the event stays.
 pub async fn record(ctx: &Ctx, new: NewEvent) -> Result<SecurityEvent, StoreError> {
     let event = SecurityEvent {
         id: new.id,
@@ -72,6 +71,12 @@ pub async fn record(ctx: &Ctx, new: NewEvent) -> Result<SecurityEvent, StoreErro
         ip = event.ip.as_deref().unwrap_or("-"),
         "security event"
     );
+    let data = serde_json::to_value(crate::http::api::events::SecurityEventView::from(&event))
+        .expect("a security event serializes");
+    if let Err(e) = crate::webhooks::enqueue_event(ctx, &event.org_id, "security.alert", data).await
+    {
+        tracing::warn!(error = %e, event_id = %event.id, "could not queue the security.alert webhook");
+    }
     Ok(event)
 }
 

@@ -52,6 +52,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .merge(api::key_groups::router())
         .merge(api::org::router())
         .merge(api::usage::router())
+        .merge(api::webhooks::router())
         .merge(api::health::router())
         .merge(api::metrics::router())
         .merge(api::docs::router())

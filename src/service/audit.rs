@@ -68,6 +68,16 @@ pub async fn record_as(
         created_at: ctx.now(),
     };
     tx.append_audit(&event).await?;
+    // The change's webhook event, queued in the same unit of work.
+    crate::webhooks::raise_for_audit(
+        tx,
+        org_id,
+        action,
+        target.id,
+        &event.details,
+        event.created_at,
+    )
+    .await?;
     Ok(())
 }
 

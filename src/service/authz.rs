@@ -29,6 +29,9 @@ pub const UPDATE_ORG: &str = "org:admin";
 /// Creating, changing and deleting IP ACLs and key groups (which change many keys at once).
 pub const MANAGE_ACCESS: &str = "org:admin";
 
+/// Managing webhook endpoints and their deliveries: the organization's administrators.
+pub const MANAGE_WEBHOOKS: &str = "org:admin";
+
 /// What the caller may do in the organization, before any one key, member or API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrgActions {
@@ -42,6 +45,8 @@ pub struct OrgActions {
     pub manage_members: bool,
     pub create_apis: bool,
     pub update_org: bool,
+    /// Create, edit and delete webhook endpoints, read their deliveries, redeliver.
+    pub manage_webhooks: bool,
 }
 
 pub fn org_actions(caller: &Caller) -> OrgActions {
@@ -54,6 +59,7 @@ pub fn org_actions(caller: &Caller) -> OrgActions {
         manage_members: caller.can(MANAGE_MEMBERS),
         create_apis: caller.can(WRITE_APIS),
         update_org: caller.can(UPDATE_ORG),
+        manage_webhooks: caller.can(MANAGE_WEBHOOKS),
     }
 }
 
@@ -633,6 +639,7 @@ mod tests {
             manage_members: true,
             create_apis: true,
             update_org: true,
+            manage_webhooks: true,
         };
         assert_eq!(of(&o.owner), everything);
         assert_eq!(of(&o.admin), everything);
@@ -666,6 +673,7 @@ mod tests {
         manage_members: false,
         create_apis: false,
         update_org: false,
+        manage_webhooks: false,
     };
 
     #[test]

@@ -13,6 +13,7 @@ pub mod org;
 pub mod passwords;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -84,6 +85,8 @@ pub struct Ctx {
     pub usage: Arc<crate::usage::Usage>,
     /// The Prometheus metrics of this process.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Webhook settings, the delivery worker's wake-up, the quota watcher's notes.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Ctx {

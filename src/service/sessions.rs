@@ -451,12 +451,18 @@ pub async fn hold_secret(
     key_id: &str,
     secret: &SecretKey,
 ) -> Result<()> {
+    hold_text(ctx, session_token, key_id, secret.expose()).await
+}
+
+/// Holds any secret shown once (a key's, a webhook endpoint's signing secret) for the session,
+/// under the id of what it belongs to.
+pub async fn hold_text(ctx: &Ctx, session_token: &str, id: &str, secret: &str) -> Result<()> {
     let now = ctx.now();
-    let sealed = session_sealer(session_token).seal(secret.expose(), key_id);
+    let sealed = session_sealer(session_token).seal(secret, id);
     ctx.store
         .hold_secret(
             &digest(session_token),
-            key_id,
+            id,
             &sealed,
             now + SECRET_HELD_MS,
             now,
@@ -471,17 +477,22 @@ pub async fn take_secret(
     session_token: &str,
     key_id: &str,
 ) -> Result<Option<SecretKey>> {
-    let sealed = ctx
-        .store
-        .take_secret(&digest(session_token), key_id, ctx.now())
-        .await?;
-    Ok(sealed
-        .and_then(|s| session_sealer(session_token).open(&s, key_id))
+    Ok(take_text(ctx, session_token, key_id)
+        .await?
         .and_then(|plain| {
             crate::domain::key::parse(&plain)
                 .ok()
                 .map(|p| SecretKey::from_parsed(&p))
         }))
+}
+
+/// What [`hold_text`] held for this session and id, once.
+pub async fn take_text(ctx: &Ctx, session_token: &str, id: &str) -> Result<Option<String>> {
+    let sealed = ctx
+        .store
+        .take_secret(&digest(session_token), id, ctx.now())
+        .await?;
+    Ok(sealed.and_then(|s| session_sealer(session_token).open(&s, id)))
 }
 
 // -------------------------------------------------------------------- setup links

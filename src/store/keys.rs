@@ -192,7 +192,7 @@ pub struct UsageTouch {
     pub ip: Option<String>,
 }
 
-const KEY_COLUMNS: &str = "id, org_id, api_id, name, description, key_prefix, token_type, environment, scopes, \
+pub(super) const KEY_COLUMNS: &str = "id, org_id, api_id, name, description, key_prefix, token_type, environment, scopes, \
      ip_allowlist, expires_at, enabled, hash, pepper_version, owner_id, created_by, created_at, updated_at, \
      last_used_at, last_used_ip, rate_limit_requests, rate_limit_per_seconds, quota_remaining, quota_refill, \
      quota_refilled_at, metadata, replaces, replaced_by, revoked_at, revoke_reason, deleted_at, exposed_at, \
@@ -804,7 +804,7 @@ pub(super) async fn insert_key(conn: &mut AnyConnection, k: &Key) -> Result<()> 
     Ok(())
 }
 
-fn key_from_row(r: &AnyRow) -> Result<Key> {
+pub(super) fn key_from_row(r: &AnyRow) -> Result<Key> {
     let env: String = r.try_get("environment")?;
     let hash: String = r.try_get("hash")?;
     let nets: Vec<String> = from_json(&r.try_get::<String, _>("ip_allowlist")?)?;

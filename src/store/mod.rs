@@ -22,6 +22,7 @@ mod sessions;
 mod sqlite;
 mod usage;
 mod users;
+mod webhooks;
 
 pub use access::LinkKind;
 pub use audit::AuditFilter;
@@ -29,6 +30,7 @@ pub use events::EventFilter;
 pub use keys::{KeyFilter, KeyOrder, KeySort, StatusFilter, UsageTouch};
 pub use sessions::{Failures, SessionRecord, SetupTokenRecord};
 pub use usage::{Granularity, KeyUsageRow, UsageCount, UsageQuery};
+pub use webhooks::{ATTEMPTS_KEPT, QuotaNotices};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

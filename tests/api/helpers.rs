@@ -429,6 +429,31 @@ impl TestApp {
         conn.close().await.expect("the connection closes");
     }
 
+    /// Stops the server gracefully and starts it again on the same database, data directory and
+    /// clock, with `change` applied to its configuration (on another free port).
+    pub async fn restart_with(mut self, change: impl FnOnce(&mut Config)) -> TestApp {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.expect("server task").expect("server stops cleanly");
+        }
+        let mut config = self.config.clone();
+        change(&mut config);
+        let app = keyward::Application::build_with_clock(config.clone(), self.clock.clone())
+            .await
+            .expect("the application builds again");
+        self.base = format!("http://{}", app.local_addr());
+        self.ctx = app.ctx().clone();
+        self.config = config;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.server = Some(tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+        self
+    }
+
     /// Stops the server gracefully (drains, flushes write-behind buffers). Returns the data
     /// directory, so that the caller can reopen the database.
     pub async fn stop(mut self) -> tempfile::TempDir {

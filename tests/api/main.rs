@@ -21,3 +21,4 @@ mod storage;
 mod tenancy;
 mod usage;
 mod verify;
+mod webhooks;

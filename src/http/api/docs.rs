@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
 use crate::http::AppState;
 use crate::http::api::{
     apis, audit, events, health, ip_acls, key_groups, keys, metrics, org, usage, users, verify,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -44,6 +45,9 @@ use crate::http::api::{
         ip_acls::delete_ip_acl,
         key_groups::list_key_groups, key_groups::create_key_group, key_groups::get_key_group,
         key_groups::update_key_group, key_groups::delete_key_group,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook,
+        webhooks::update_webhook, webhooks::delete_webhook, webhooks::list_deliveries,
+        webhooks::redeliver,
         health::healthz, health::readyz, metrics::metrics, openapi, docs,
     ),
     components(schemas(
@@ -62,6 +66,7 @@ use crate::http::api::{
         (name = "security", description = "Security events: refused keys, new networks, usage spikes, old keys in their grace period, exposed keys"),
         (name = "usage", description = "Verifications counted per key, by minute, hour or day and by verdict code"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "webhooks", description = "Signed event deliveries (Standard Webhooks)"),
     )
 )]
 pub struct ApiDoc;

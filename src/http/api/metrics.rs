@@ -25,6 +25,12 @@ pub fn router() -> axum::Router<Arc<AppState>> {
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let ctx = &state.ctx;
     let (cache_hits, cache_misses) = ctx.verifier.cache_lookups();
+    match crate::webhooks::queue_depth(ctx).await {
+        Ok(depth) => ctx
+            .metrics
+            .set_webhook_queue_depth(usize::try_from(depth).unwrap_or(0)),
+        Err(e) => tracing::warn!(error = %e, "could not count the webhook queue for /metrics"),
+    }
     let text = ctx.metrics.render(Snapshot {
         cached_keys: ctx.verifier.cached_keys(),
         cache_hits,

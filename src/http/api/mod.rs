@@ -13,3 +13,4 @@ pub mod org;
 pub mod usage;
 pub mod users;
 pub mod verify;
+pub mod webhooks;
