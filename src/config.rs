@@ -334,31 +334,18 @@ impl UsageSettings {
     }
 }
 
-/// A retention setting: a number with `d` (days), `h` (hours) or `m` (minutes); at least an hour,
-/// at most ten years.
+/// A retention setting: a duration (see [`parse_duration`]) from one hour to ten years.
 pub fn parse_retention(name: &str, text: &str) -> Result<Duration, ConfigError> {
-    let text = text.trim();
     let invalid = || {
         ConfigError::Invalid(format!(
-            "{name} must be a number with d, h or m (like 7d, 48h), from 1h to 3650d"
+            "{name} must be a duration from 1h to 3650d (like 7d, 48h)"
         ))
     };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(invalid)?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| invalid())?;
-    let seconds = match unit {
-        "d" => n.checked_mul(86_400),
-        "h" => n.checked_mul(3_600),
-        "m" => n.checked_mul(60),
-        _ => None,
-    }
-    .ok_or_else(invalid)?;
-    if !(3_600..=3_650 * 86_400).contains(&seconds) {
+    let retention = parse_duration(name, text).map_err(|_| invalid())?;
+    if !(3_600..=3_650 * 86_400).contains(&retention.as_secs()) {
         return Err(invalid());
     }
-    Ok(Duration::from_secs(seconds))
+    Ok(retention)
 }
 
 /// A duration setting: whole seconds (`10`), or a number with `ms`, `s`, `m`, `h` or `d` (`500ms`,

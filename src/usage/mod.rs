@@ -32,6 +32,7 @@ use crate::domain::Clock;
 use crate::domain::model::Millis;
 use crate::observe::{Observation, Observer};
 use crate::store::{Granularity, Store, StoreError, UsageCount};
+use crate::verify::{packed, unpacked};
 
 /// How often counts are written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -110,15 +111,6 @@ fn stripe_of_thread() -> usize {
     })
 }
 
-/// The packed form of a Keyward key id (`key_3f9a0c1e7b2d`).
-fn packed(id: &str) -> Option<u64> {
-    let hex = id.strip_prefix("key_")?;
-    if hex.len() != 12 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
-}
-
 impl Usage {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: UsageSettings) -> Self {
         let stripes = std::thread::available_parallelism()
@@ -178,7 +170,7 @@ impl Usage {
             let cells = std::mem::take(&mut *stripe.0.lock());
             for ((who, minute, code), tally) in cells {
                 let key_id = match who {
-                    Who::Key(p) => format!("key_{p:012x}"),
+                    Who::Key(p) => unpacked(p),
                     Who::Named(id) => id.into(),
                     Who::Org => String::new(),
                 };
@@ -316,9 +308,6 @@ mod tests {
         assert_eq!(packed("key_+f9a0c1e7b2d"), None);
         assert_eq!(packed("key_3F9A0C1E7B2D"), None);
         assert_eq!(packed("imported_1"), None);
-        assert_eq!(
-            format!("key_{:012x}", 0x3f9a0c1e7b2du64),
-            "key_3f9a0c1e7b2d"
-        );
+        assert_eq!(unpacked(0x3f9a0c1e7b2d), "key_3f9a0c1e7b2d");
     }
 }

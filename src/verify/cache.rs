@@ -33,9 +33,10 @@ pub const NEGATIVE_MAX: usize = 100_000;
 pub type Map<V> = DashMap<String, V, RandomState>;
 
 /// The packed public id of `key_3f9a0c1e7b2d` or `3f9a0c1e7b2d`: a `u64` key, without allocation.
+/// Only the canonical form (lowercase hex) packs, so that [`unpacked`] gives back the same id.
 pub fn packed(id: &str) -> Option<u64> {
     let hex = id.strip_prefix("key_").unwrap_or(id);
-    if hex.len() != key::ID_LEN {
+    if hex.len() != key::ID_LEN || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -296,5 +297,8 @@ mod tests {
         assert_eq!(unpacked(0x3f9a0c1e7b2d), "key_3f9a0c1e7b2d");
         assert_eq!(packed("key_3f9a0c1e7b2"), None);
         assert_eq!(packed("key_3f9a0c1e7b2x"), None);
+        assert_eq!(packed("key_+f9a0c1e7b2"), None);
+        assert_eq!(packed("key_3F9A0C1E7B2D"), None);
+        assert_eq!(packed("imported_1"), None);
     }
 }

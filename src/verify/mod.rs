@@ -31,8 +31,8 @@ use crate::domain::check::{self, Denial, RateDecision, Requirements};
 use crate::domain::key::{self, KeyHash, Peppers};
 use crate::domain::model::{Api, Key, MANAGEMENT_PREFIXES, Millis, Org, RateLimit, User};
 use crate::store::{Store, StoreError};
-pub use cache::CachedKey;
-use cache::{Cache, packed};
+use cache::Cache;
+pub use cache::{CachedKey, packed, unpacked};
 
 /// Where a key may come from: the verify endpoint scopes it to the caller's organization (and
 /// optionally one API); the management API needs a key of the built-in `keyward` API; the gateway
